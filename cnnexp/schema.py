@@ -1,0 +1,62 @@
+"""The columns of the study: sweep axes and metrics, one entry each.
+
+Every name here is used unchanged as a YAML key, a dataclass field, a CSV column and (with dashes) a flag,
+so adding an axis or a metric is one entry in one of the two tables below.
+
+    >>> [a.name for a in AXES]
+    ['d', 'batch', 'small_init', 'seed']
+    >>> CONFIG_COLUMNS[:2], METRICS[0]
+    (('block', 'd'), 'loss')
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One sweep axis: its name, Python type, default and the rule its values obey."""
+
+    name: str
+    kind: type  # int, float or str
+    default: object
+    help: str
+    check: Callable[[object], str | None] = lambda v: None  # returns what is wrong, or None
+    choices: tuple[str, ...] = ()  # for kind=str: the allowed values
+
+
+def _at_least_one(v) -> str | None:
+    return None if v >= 1 else "must be at least 1"
+
+
+def _finite_non_negative(v) -> str | None:
+    if not math.isfinite(v):
+        return "must be finite"
+    return None if v >= 0 else "must not be negative"
+
+
+AXES: tuple[Axis, ...] = (
+    Axis("d", int, 256, "width of the blocks (x has shape batch x d)", _at_least_one),
+    Axis("batch", int, 64, "rows of the random input x", _at_least_one),
+    Axis("small_init", float, 1e-4, "std of the Gaussian every weight is redrawn from", _finite_non_negative),
+    Axis("seed", int, 123, "torch.manual_seed for x and the weights"),
+)
+AXIS = {a.name: a for a in AXES}
+
+BLOCKS: tuple[str, ...] = ("plain", "residual")
+
+# Metric columns, in CSV order; each is one float per block and configuration.
+METRIC_HELP: dict[str, str] = {
+    "loss": "mean of out**2 over the batch and features",
+    "x_grad_norm": "L2 norm of d loss / d x (the input gradient)",
+    "a1_grad_norm": "L2 norm of d loss / d a1, a1 = fc1(x), captured by a hook",
+    "w_norm": "L2 norm of all parameters together",
+    "param_grad_norm": "L2 norm of all parameter gradients together",
+}
+METRICS: tuple[str, ...] = tuple(METRIC_HELP)
+
+# The columns that identify a row; everything else in a results CSV is a metric.
+CONFIG_COLUMNS: tuple[str, ...] = ("block", *(a.name for a in AXES))
+COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, *METRICS)
