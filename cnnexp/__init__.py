@@ -1,0 +1,24 @@
+"""cnnexp: an experiment runner for the residual gradient study.
+
+    $ cnnexp sweep configs/init.yaml          # run a YAML sweep, write results/init.csv
+    >>> import cnnexp
+    >>> df = cnnexp.load_results("results/init.csv")   # doctest: +SKIP
+
+The public names are imported lazily, so `import cnnexp` (and the `conv-shape` calculator) stays free of
+torch and pandas until they are needed.
+"""
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "load_results": "cnnexp.analysis",
+    "conv2d_numpy": "cnnexp.conv",
+}
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'cnnexp' has no attribute {name!r}")
