@@ -1,0 +1,23 @@
+"""How runs execute. Today: one configuration after another, in this process.
+
+The seam: an executor takes tasks (a configuration and the blocks still to run on it) and yields
+RunResults, in any order. A batched, GPU or Dask executor can replace `run_serial` without touching the
+sweep planner or the results writer, which key every row by its configuration.
+
+    >>> from cnnexp.config import RunConfig
+    >>> [r.block for r in run_serial([(RunConfig(d=4, batch=2), ("plain",))])]
+    ['plain']
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from cnnexp.probe import RunResult, probe
+
+Task = tuple[object, tuple[str, ...]]  # (RunConfig, blocks to run on it)
+
+
+def run_serial(tasks: Iterable[Task]) -> Iterator[RunResult]:
+    """Probe each task in turn, yielding each block's result as soon as it is measured."""
+    for config, blocks in tasks:
+        yield from probe(config, blocks)

@@ -1,0 +1,140 @@
+"""Results files: the tidy CSV and its provenance. Only this module writes them.
+
+    results/init.csv         block, d, batch, small_init, seed, loss, x_grad_norm, ...   (one row per block
+                                                                                      and configuration)
+    results/init.meta.json   the resolved sweep, its fingerprint, versions, host, times, command lines
+
+Rows are appended and flushed one at a time, so a kill loses at most the row in flight; a truncated last
+line left by a kill is cut off before appending again. Floats are written with `repr`, the shortest text
+that reads back to the same float.
+
+    >>> format_value(1e-4), format_value(0.1 + 0.2), format_value(64)
+    ('0.0001', '0.30000000000000004', '64')
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+from cnnexp.errors import ResultsError
+
+META_SUFFIX = ".meta.json"
+
+
+def meta_path(csv_path: Path) -> Path:
+    """The provenance file beside a results CSV: results/init.csv -> results/init.meta.json."""
+    return csv_path.with_name(csv_path.stem + META_SUFFIX)
+
+
+def format_value(value) -> str:
+    """A CSV cell: floats as repr (round-trips exactly), everything else as str."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def row_key(row: dict, key_columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The identity of a row: its configuration cells, as the CSV text."""
+    return tuple(format_value(row[c]) for c in key_columns)
+
+
+def fingerprint(definition: dict) -> str:
+    """A short hash of a sweep definition; a CSV only ever holds rows of one definition."""
+    text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_meta(path: Path) -> dict | None:
+    """The provenance beside a results CSV, or None when there is none."""
+    try:
+        return json.loads(meta_path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise ResultsError(f"{meta_path(path)}: unreadable provenance file: {e}") from None
+
+
+def write_meta(path: Path, meta: dict) -> None:
+    """Write the provenance beside `path` atomically (a kill leaves the old file or the new, never half)."""
+    target = meta_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The complete rows of an existing results CSV, as text; [] when it is missing or empty.
+
+    A last line without its newline (left by a kill) is ignored here and cut off by `ResultsFile`.
+
+    Raises:
+        ResultsError: the header is not `columns` or a complete row has the wrong number of cells.
+    """
+    try:
+        data = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path}: cannot read: {e}") from None
+    lines = data[: data.rfind("\n") + 1]  # complete lines only
+    if not lines:
+        return []
+    reader = csv.reader(io.StringIO(lines))
+    header = tuple(next(reader))
+    if header != columns:
+        raise ResultsError(f"{path}: its columns ({', '.join(header)}) are not this sweep's "
+                           f"({', '.join(columns)}); use --overwrite to start it afresh or --out for another file")
+    rows = []
+    for number, cells in enumerate(reader, start=2):
+        if len(cells) != len(columns):
+            raise ResultsError(f"{path}: line {number} has {len(cells)} cells, expected {len(columns)}; "
+                               "the file is damaged (use --overwrite to start afresh)")
+        rows.append(dict(zip(columns, cells)))
+    return rows
+
+
+class ResultsFile:
+    """Appends rows to a results CSV, one flushed line at a time.
+
+    Opening repairs a truncated last line and writes the header if the file is new (or `fresh` is set).
+    """
+
+    def __init__(self, path: Path, columns: tuple[str, ...], *, fresh: bool = False):
+        self.path, self.columns = path, columns
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            path.write_text("", encoding="utf-8")
+        _cut_partial_line(path)
+        self._file = open(path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file, lineterminator="\n")
+        if self._file.tell() == 0:
+            self._write(columns)
+
+    def append(self, row: dict) -> None:
+        """Write one row and flush it to the operating system."""
+        self._write([format_value(row[c]) for c in self.columns])
+
+    def _write(self, cells) -> None:
+        self._writer.writerow(cells)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop a last line that has no newline: the row a kill interrupted."""
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)

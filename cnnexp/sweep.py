@@ -1,0 +1,270 @@
+"""Run a sweep: plan which rows are still missing, execute them, append each row as it arrives.
+
+    >>> from cnnexp.config import load_sweep                          # doctest: +SKIP
+    >>> plan = plan_sweep(load_sweep("configs/init.yaml"))            # reads, writes nothing
+    >>> plan.rows_total, plan.rows_skipped
+    (6, 0)
+    >>> report = run_sweep(plan)                                      # writes results/init.csv
+    >>> pairs = side_by_side(report.rows)                             # plain and residual, with ratios
+
+Resuming: the rows already in the CSV are skipped, keyed by their configuration columns. A CSV is only
+resumed by the sweep that wrote it (same fingerprint in its provenance file); any other is refused unless
+`overwrite` starts it afresh.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from cnnexp import __version__
+from cnnexp.config import Sweep, config_dict, expand, parse_blocks, parse_run
+from cnnexp.errors import ConfigError, ResultsError
+from cnnexp.results import ResultsFile, fingerprint, meta_path, read_meta, read_rows, row_key, write_meta
+from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, METRICS
+
+Task = tuple[object, tuple[str, ...]]  # (RunConfig, blocks still to run on it)
+RATIO_METRICS = ("x_grad_norm", "param_grad_norm")  # the study's finding: residual / plain
+BYTES_PER_FLOAT = 4  # float32
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep will do: the tasks still to run and the rows already in its CSV."""
+
+    sweep: Sweep
+    path: Path
+    configs: list  # every RunConfig of the sweep, in grid order
+    tasks: list[Task]  # the configurations with blocks still missing from the CSV
+    done: dict[tuple, dict[str, str]]  # row key -> row text, for the rows already in the CSV
+    fresh: bool  # the CSV is (re)started from an empty file
+
+    @property
+    def rows_total(self) -> int:
+        return len(self.configs) * len(self.sweep.blocks)
+
+    @property
+    def rows_to_run(self) -> int:
+        return sum(len(blocks) for _, blocks in self.tasks)
+
+    @property
+    def rows_skipped(self) -> int:
+        return self.rows_total - self.rows_to_run
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """A finished sweep: where its files are and every row of it (numbers, in grid order)."""
+
+    path: Path
+    meta_path: Path
+    rows: list[dict]
+    ran: int
+    skipped: int
+
+
+def default_path(sweep: Sweep) -> Path:
+    return Path("results") / f"{sweep.name}.csv"
+
+
+def plan_sweep(sweep: Sweep, out: str | os.PathLike | None = None, *, overwrite: bool = False) -> SweepPlan:
+    """Decide what a sweep has left to run, reading (never writing) its results file.
+
+    Raises:
+        ConfigError: a configuration needs more memory than the machine has.
+        ResultsError: the results file belongs to another sweep definition (and `overwrite` is not set),
+            or is damaged.
+    """
+    path = Path(out) if out is not None else default_path(sweep)
+    configs = expand(sweep)
+    check_memory(configs, len(sweep.blocks), sweep.name)
+    if path.is_dir():
+        raise ResultsError(f"{path}: is a directory; --out takes a CSV file path")
+    done = {} if overwrite else _resumable_rows(path, sweep)
+    tasks = []
+    for config in configs:
+        missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
+        if missing:
+            tasks.append((config, missing))
+    fresh = overwrite or not done
+    return SweepPlan(sweep, path, configs, tasks, done, fresh)
+
+
+def run_sweep(
+    plan: SweepPlan,
+    *,
+    command: str | None = None,
+    on_result: Callable[[object], None] | None = None,
+    executor: Callable[[Iterable[Task]], Iterator] | None = None,
+) -> SweepReport:
+    """Execute a plan: write the provenance, then append each result to the CSV as it arrives.
+
+    Args:
+        plan: from `plan_sweep`.
+        command: the command line to record (default: this process's argv).
+        on_result: called with each RunResult after its row is written (e.g. to advance a progress bar).
+        executor: takes tasks and yields RunResults (default: `engine.run_serial`, in this process).
+
+    Returns:
+        The report, with every row of the sweep (those skipped as well as those run).
+    """
+    if executor is None:
+        from cnnexp.engine import run_serial as executor
+
+    started = _now()
+    command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    meta = _provenance(plan, command, started)
+    new: dict[tuple, dict] = {}
+    with ResultsFile(plan.path, COLUMNS, fresh=plan.fresh) as csv_file:
+        write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
+        for result in executor(plan.tasks):
+            row = result.row()
+            csv_file.append(row)
+            new[row_key(row, CONFIG_COLUMNS)] = row
+            if on_result is not None:
+                on_result(result)
+    meta["finished"] = meta["invocations"][-1]["finished"] = _now()
+    write_meta(plan.path, meta)
+    rows = [new.get(k) or _typed(plan.done[k], c, b) for c in plan.configs for b in plan.sweep.blocks
+            for k in [_key(b, c)]]
+    return SweepReport(plan.path, meta_path(plan.path), rows, ran=len(new), skipped=plan.rows_skipped)
+
+
+def run_one(values: dict, blocks) -> list:
+    """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each."""
+    from cnnexp.engine import run_serial
+
+    config = parse_run(values, source="cnnexp run")
+    blocks = parse_blocks(list(blocks), source="cnnexp run")
+    check_memory([config], len(blocks), "cnnexp run")
+    return list(run_serial([(config, blocks)]))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One configuration with each block's metrics side by side and the residual/plain ratios."""
+
+    config: dict
+    metrics: dict[str, dict[str, float]]  # block -> metric -> value
+    ratios: dict[str, float]  # metric -> residual / plain (only when both blocks ran)
+
+
+def side_by_side(rows: list[dict]) -> list[Pair]:
+    """Group result rows by configuration, in first-seen order, putting the blocks side by side."""
+    grouped: dict[tuple, Pair] = {}
+    for row in rows:
+        config = {c: row[c] for c in CONFIG_COLUMNS if c != "block"}
+        pair = grouped.setdefault(tuple(config.values()), Pair(config, {}, {}))
+        pair.metrics[row["block"]] = {m: row[m] for m in METRICS}
+    for pair in grouped.values():
+        if {"plain", "residual"} <= pair.metrics.keys():
+            for m in RATIO_METRICS:
+                pair.ratios[m] = ratio(pair.metrics["residual"][m], pair.metrics["plain"][m])
+    return list(grouped.values())
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, with a nonzero a over a zero b as inf and 0/0 as nan (no ZeroDivisionError)."""
+    if b == 0:
+        return math.nan if a == 0 or math.isnan(a) else math.inf
+    return a / b
+
+
+def estimated_bytes(config, n_blocks: int) -> int:
+    """A generous estimate of the memory one configuration needs.
+
+    Per block: two d x d weights, their gradients and the drawn copies (6 d^2), plus the activations and
+    their gradients at x, a1, relu(a1) and the output (8 batch d); float32.
+    """
+    d, batch = config.d, config.batch
+    return BYTES_PER_FLOAT * n_blocks * (6 * d * d + 8 * batch * d)
+
+
+def available_bytes() -> int | None:
+    """Memory available to a new allocation now, from /proc/meminfo (None where that is unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(configs: list, n_blocks: int, source: str) -> None:
+    """Refuse configurations of which the largest would not fit in the memory available now."""
+    biggest = max(configs, key=lambda c: estimated_bytes(c, n_blocks))
+    need, have = estimated_bytes(biggest, n_blocks), available_bytes()
+    if have is not None and need > have:
+        raise ConfigError(f"{source}: the configuration d={biggest.d}, batch={biggest.batch} needs about "
+                          f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB available; "
+                          "lower d or batch")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _key(block: str, config) -> tuple:
+    return row_key({"block": block, **config_dict(config)}, CONFIG_COLUMNS)
+
+
+def _typed(text_row: dict[str, str], config, block: str) -> dict:
+    """A row read back from the CSV, with the numbers of its configuration and metrics."""
+    return {"block": block, **config_dict(config), **{m: float(text_row[m]) for m in METRICS}}
+
+
+def _resumable_rows(path: Path, sweep: Sweep) -> dict[tuple, dict[str, str]]:
+    rows = read_rows(path, COLUMNS)
+    if not rows:
+        return {}
+    meta = read_meta(path)
+    if meta is None:
+        raise ResultsError(f"{path}: holds results but has no provenance file {meta_path(path).name}, so it "
+                           "cannot be resumed safely; use --overwrite to start it afresh or --out for another file")
+    if meta.get("fingerprint") != fingerprint(sweep.to_dict()):
+        raise ResultsError(f"{path}: was written by a different sweep definition (see {meta_path(path).name}); "
+                           "use --overwrite to start it afresh or --out for another file")
+    return {row_key(r, CONFIG_COLUMNS): r for r in rows}
+
+
+def _provenance(plan: SweepPlan, command: str, started: str) -> dict:
+    import torch
+
+    previous = read_meta(plan.path) if not plan.fresh else None
+    invocation = {"command": command, "started": started, "finished": None,
+                  "rows_to_run": plan.rows_to_run, "rows_skipped": plan.rows_skipped}
+    return {
+        "cnnexp": __version__,
+        "fingerprint": fingerprint(plan.sweep.to_dict()),
+        "sweep": plan.sweep.to_dict(),
+        "columns": list(COLUMNS),
+        "command": command,
+        "started": started,
+        "finished": None,
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": metadata.version("numpy"),
+            "platform": platform.platform(),
+            "host": socket.gethostname(),
+            "device": "cpu",
+            "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
+            "threads": torch.get_num_threads(),
+        },
+        "invocations": [*(previous or {}).get("invocations", []), invocation],
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
