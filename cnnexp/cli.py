@@ -10,6 +10,7 @@ need them, so `conv-shape` starts as fast as Typer itself.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -65,7 +66,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, first_left:
     table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for i, name in enumerate(columns):
         width = max((len(r[i]) for r in rows), default=0)
-        width = max([width, *(len(line) for line in name.splitlines()[1:])])  # keep short labels whole
+        width = max([width, *(len(line) for line in name.splitlines()[1:])])  # short labels whole; a long top line may fold
         justify = "left" if first_left and i == 0 else "right"
         table.add_column(name, justify=justify, min_width=width, overflow="fold")
     for r in rows:
@@ -74,7 +75,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, first_left:
 
 
 def _ratio_cell(value: float) -> str:
-    return f"{value:.3g}x"
+    return f"{value:.3g}x" if math.isfinite(value) else str(value)
 
 
 def pairs_table(pairs, title: str = ""):

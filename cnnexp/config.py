@@ -109,7 +109,8 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
         raise ConfigError(f"{path}: the top level must be a mapping (name, blocks, sweep), not a {_kind(raw)}")
     raw = dict(raw)
     raw.setdefault("name", path.stem)
-    return parse_sweep(apply_overrides(raw, overrides), source=str(path))
+    overridden = {text.partition("=")[0].strip().replace("-", "_") for text in overrides}
+    return parse_sweep(apply_overrides(raw, overrides), source=str(path), overridden=overridden)
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -139,8 +140,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def parse_sweep(raw: dict, source: str = "<sweep>") -> Sweep:
+def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = frozenset()) -> Sweep:
     """Check a sweep mapping (as read from YAML) and fill in defaults.
+
+    Args:
+        raw: the mapping, as read from the file.
+        source: the file, named in every message.
+        overridden: the keys whose values came from --set, named as such in messages.
 
     Raises:
         ConfigError: naming `source`, the key and the offending value.
@@ -151,7 +157,8 @@ def parse_sweep(raw: dict, source: str = "<sweep>") -> Sweep:
     name = raw.get("name", Path(source).stem)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ConfigError(f"{source}: name: {name!r} is not a usable file name (a plain word, e.g. 'init')")
-    blocks = parse_blocks(raw.get("blocks", list(BLOCKS)), source)
+    where = lambda key: f"--set {key}" if key in overridden else f"{source}: sweep.{key}"  # noqa: E731
+    blocks = parse_blocks(raw.get("blocks", list(BLOCKS)), "--set" if "blocks" in overridden else source)
     sweep = raw.get("sweep")
     if sweep is None:
         raise ConfigError(f"{source}: missing key 'sweep' (a mapping of axis -> values, e.g. sweep: {{seed: [0, 1]}})")
@@ -160,7 +167,7 @@ def parse_sweep(raw: dict, source: str = "<sweep>") -> Sweep:
     for key in sweep:
         if key not in AXIS:
             raise ConfigError(f"{source}: sweep: unknown axis {key!r}{_suggest(str(key), AXIS)}")
-    axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), f"{source}: sweep.{a.name}") for a in AXES}
+    axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), where(a.name)) for a in AXES}
     return Sweep(name=name, blocks=blocks, axes=axes)
 
 

@@ -1,0 +1,168 @@
+"""Sweep files: parsing, generators, overrides, grid expansion, and every kind of bad input."""
+import itertools
+
+import pytest
+
+from cnnexp.config import RunConfig, apply_overrides, expand, load_sweep, logspace, parse_run, parse_sweep
+from cnnexp.errors import CnnexpError, ConfigError
+
+INIT = """\
+name: init
+blocks: [plain, residual]
+sweep:
+  d: [256]
+  batch: [64]
+  small_init: [1.0e-2, 1.0e-4, 1.0e-6]
+  seed: [123]
+"""
+
+
+def write(tmp_path, text, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_contract_shape(tmp_path):
+    sweep = load_sweep(write(tmp_path, INIT))
+    assert sweep.name == "init" and sweep.blocks == ("plain", "residual")
+    assert sweep.axes == {"d": (256,), "batch": (64,), "small_init": (1e-2, 1e-4, 1e-6), "seed": (123,)}
+    assert [c.small_init for c in expand(sweep)] == [1e-2, 1e-4, 1e-6]
+
+
+def test_defaults_name_from_stem_blocks_and_axes(tmp_path):
+    sweep = load_sweep(write(tmp_path, "sweep: {seed: 1}\n", name="mine.yaml"))
+    assert sweep.name == "mine" and sweep.blocks == ("plain", "residual")
+    assert sweep.axes == {"d": (256,), "batch": (64,), "small_init": (1e-4,), "seed": (1,)}
+
+
+@pytest.mark.parametrize("axes, expected_size", [
+    ({"d": [8, 16], "batch": [2, 3, 4]}, 6),
+    ({"seed": {"range": [0, 10]}}, 10),
+    ({"seed": {"range": [0, 10, 3]}, "small_init": {"logspace": [-3, -1, 3]}}, 12),
+    ({"d": 4, "batch": 2, "small_init": 0.1, "seed": 0}, 1),
+])
+def test_expansion_is_the_cartesian_product(axes, expected_size):
+    sweep = parse_sweep({"sweep": axes})
+    configs = expand(sweep)
+    assert len(configs) == sweep.size == expected_size
+    assert configs == [RunConfig(**dict(zip(sweep.axes, v))) for v in itertools.product(*sweep.axes.values())]
+    assert len(set(configs)) == len(configs)
+
+
+def test_last_axis_varies_fastest():
+    configs = expand(parse_sweep({"sweep": {"d": [1, 2], "seed": [5, 6]}}))
+    assert [(c.d, c.seed) for c in configs] == [(1, 5), (1, 6), (2, 5), (2, 6)]
+
+
+def test_generators():
+    assert parse_sweep({"sweep": {"seed": {"range": [3]}}}).axes["seed"] == (0, 1, 2)
+    assert parse_sweep({"sweep": {"seed": {"range": [10, 0, -5]}}}).axes["seed"] == (10, 5)
+    values = parse_sweep({"sweep": {"small_init": {"logspace": [-6, -1, 6]}}}).axes["small_init"]
+    assert values == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1], rel=1e-12)
+    assert logspace(-2, -2, 1) == [0.01]
+
+
+def test_numeric_strings_are_numbers(tmp_path):
+    # PyYAML reads 1e-4 (no dot) as the string "1e-4"
+    sweep = load_sweep(write(tmp_path, "sweep: {small_init: [1e-4, 1e-2], d: '16'}\n"))
+    assert sweep.axes["small_init"] == (1e-4, 1e-2) and sweep.axes["d"] == (16,)
+
+
+def test_overrides_replace_axes_and_blocks(tmp_path):
+    sweep = load_sweep(write(tmp_path, INIT), ["seed=0,1,2", "d=128", "small-init=1e-3", "blocks=residual"])
+    assert sweep.axes["seed"] == (0, 1, 2) and sweep.axes["d"] == (128,) and sweep.axes["small_init"] == (1e-3,)
+    assert sweep.blocks == ("residual",)
+    assert apply_overrides({"sweep": {"d": 1}}, []) == {"sweep": {"d": 1}}
+
+
+def test_blocks_are_put_in_canonical_order():
+    assert parse_sweep({"blocks": ["residual", "plain"], "sweep": {}}).blocks == ("plain", "residual")
+
+
+def test_parse_run_checks_flags():
+    assert parse_run({"d": 3, "seed": "4"}) == RunConfig(d=3, seed=4)
+    with pytest.raises(ConfigError, match="batch"):
+        parse_run({"batch": 0})
+
+
+BAD = [
+    # (file text, words the one-line message must contain)
+    ("- 1\n- 2\n", ["top level must be a mapping", "list"]),
+    ("", ["empty"]),
+    ("name: x\nsweep:\n  d: [1, 2]\n   seed: 1\n", ["YAML error", "line 4"]),
+    ("sweeps: {d: 1}\n", ["unknown key 'sweeps'", "did you mean 'sweep'"]),
+    ("sweep: {dd: [1]}\n", ["unknown axis 'dd'", "did you mean 'd'"]),
+    ("sweep: {small_int: [1]}\n", ["small_int", "did you mean 'small_init'"]),
+    ("sweep: {d: true}\n", ["sweep.d", "True", "not an integer"]),
+    ("sweep: {d: 0}\n", ["sweep.d", "at least 1"]),
+    ("sweep: {batch: [4, -1]}\n", ["sweep.batch", "-1", "at least 1"]),
+    ("sweep: {small_init: -1.0e-3}\n", ["sweep.small_init", "-0.001", "negative"]),
+    ("sweep: {small_init: .inf}\n", ["sweep.small_init", "finite"]),
+    ("sweep: {small_init: .nan}\n", ["sweep.small_init", "finite"]),
+    ("sweep: {small_init: abc}\n", ["sweep.small_init", "'abc'", "not a number"]),
+    ("sweep: {seed: 1.5}\n", ["sweep.seed", "1.5", "not an integer"]),
+    ("sweep: {seed: []}\n", ["sweep.seed", "empty"]),
+    ("sweep: {seed: [1, 1]}\n", ["sweep.seed", "twice"]),
+    ("sweep: {seed: {range: [0.5, 3]}}\n", ["range", "integers"]),
+    ("sweep: {seed: {linspace: [0, 3]}}\n", ["range", "logspace", "linspace"]),
+    ("sweep: {small_init: {range: [0, 3]}}\n", ["range gives integers"]),
+    ("sweep: {d: {logspace: [0, 3, 4]}}\n", ["logspace gives floats"]),
+    ("blocks: [plain, resid]\nsweep: {}\n", ["unknown block 'resid'", "did you mean 'residual'"]),
+    ("blocks: []\nsweep: {}\n", ["blocks", "non-empty"]),
+    ("name: x\n", ["missing key 'sweep'"]),
+    ("sweep: [1, 2]\n", ["sweep", "mapping"]),
+    ("name: ../evil\nsweep: {}\n", ["name", "../evil"]),
+    ("sweep: !!python/object/apply:os.system ['echo hacked']\n", ["YAML error", "line 1"]),
+    ("sweep: {d: 100000000, batch: 100000000}\n", ["needs about", "GiB"]),
+]
+
+
+@pytest.mark.parametrize("text, words", BAD)
+def test_bad_sweep_files_are_refused_naming_file_key_and_value(tmp_path, text, words):
+    path = write(tmp_path, text)
+    with pytest.raises(CnnexpError) as info:
+        sweep = load_sweep(path)
+        from cnnexp.sweep import plan_sweep  # the memory estimate is checked when planning
+
+        plan_sweep(sweep, tmp_path / "out.csv")
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+    assert str(path) in message or "needs about" in message
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_python_tags_never_execute(tmp_path):
+    marker = tmp_path / "executed"
+    path = write(tmp_path, f"sweep: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError):
+        load_sweep(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("path_kind", ["missing", "directory", "binary"])
+def test_unreadable_files(tmp_path, path_kind):
+    path = tmp_path / "x.yaml"
+    if path_kind == "directory":
+        path.mkdir()
+    elif path_kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match=str(path)):
+        load_sweep(path)
+
+
+@pytest.mark.parametrize("override, words", [
+    ("seed", ["KEY=VALUE"]),
+    ("seed=", ["KEY=VALUE"]),
+    ("sed=1", ["unknown axis 'sed'", "did you mean 'seed'"]),
+    ("d=0", ["--set d", "'0'", "at least 1"]),
+    ("seed=1,x", ["--set seed", "'x'", "not an integer"]),
+    ("blocks=plain,foo", ["--set", "unknown block 'foo'"]),
+])
+def test_bad_overrides(tmp_path, override, words):
+    with pytest.raises(ConfigError) as info:
+        load_sweep(write(tmp_path, INIT), [override])
+    for word in words:
+        assert word in str(info.value)

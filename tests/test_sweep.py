@@ -1,0 +1,136 @@
+"""Planning and running sweeps: resume, refusal of foreign files, determinism, survival of SIGKILL."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cnnexp.config import parse_sweep
+from cnnexp.errors import ConfigError, ResultsError
+from cnnexp.probe import probe
+from cnnexp.sweep import plan_sweep, ratio, run_one, run_sweep, side_by_side
+
+SMALL = {"name": "small", "sweep": {"d": [8, 16], "batch": 4, "small_init": [1e-2, 1e-3], "seed": [0, 1]}}
+
+
+def sweep_of(raw=SMALL):
+    return parse_sweep(raw, source="small.yaml")
+
+
+def run(tmp_path, raw=SMALL, **kw):
+    return run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv", **kw), command="test")
+
+
+def test_every_row_equals_a_direct_probe(tmp_path):
+    report = run(tmp_path)
+    assert report.ran == 16 and report.skipped == 0
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0] == "block,d,batch,small_init,seed,loss,x_grad_norm,a1_grad_norm,w_norm,param_grad_norm"
+    assert len(lines) == 17
+    from cnnexp.config import expand
+
+    expected = [r.row() for c in expand(sweep_of()) for r in probe(c, ("plain", "residual"))]
+    assert report.rows == expected
+
+
+def test_provenance_is_written_beside_the_csv(tmp_path):
+    run(tmp_path)
+    meta = json.loads((tmp_path / "r.meta.json").read_text())
+    assert meta["sweep"]["sweep"]["small_init"] == [1e-2, 1e-3]
+    assert meta["command"] == "test" and meta["finished"] >= meta["started"]
+    for key in ("torch", "python", "host", "device", "dtype", "threads"):
+        assert meta["environment"][key]
+
+
+def test_rerun_skips_everything_and_changes_nothing(tmp_path):
+    run(tmp_path)
+    before = (tmp_path / "r.csv").read_bytes()
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    assert plan.rows_skipped == 16 and plan.tasks == []
+    report = run_sweep(plan, command="again")
+    assert report.ran == 0 and report.skipped == 16 and len(report.rows) == 16
+    assert (tmp_path / "r.csv").read_bytes() == before
+    assert len(json.loads((tmp_path / "r.meta.json").read_text())["invocations"]) == 2
+
+
+def test_resume_runs_only_the_missing_rows_and_ends_byte_identical(tmp_path):
+    run(tmp_path)
+    full = (tmp_path / "r.csv").read_bytes()
+    lines = full.splitlines(keepends=True)
+    (tmp_path / "r.csv").write_bytes(b"".join(lines[:6]) + lines[6][:17])  # 5 rows and a torn one
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    assert plan.rows_skipped == 5
+    assert plan.tasks[0][1] == ("residual",)  # the torn row's configuration still has its plain row
+    run_sweep(plan, command="resume")
+    assert (tmp_path / "r.csv").read_bytes() == full
+
+
+def test_same_command_same_bytes(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run(tmp_path / "a"), run(tmp_path / "b")
+    assert (tmp_path / "a" / "r.csv").read_bytes() == (tmp_path / "b" / "r.csv").read_bytes()
+
+
+def test_a_different_sweep_is_refused_unless_overwrite(tmp_path):
+    run(tmp_path)
+    before = (tmp_path / "r.csv").read_bytes()
+    other = {**SMALL, "sweep": {**SMALL["sweep"], "seed": [0, 1, 2]}}
+    with pytest.raises(ResultsError, match="different sweep definition.*--overwrite"):
+        plan_sweep(sweep_of(other), tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_bytes() == before
+    report = run(tmp_path, other, overwrite=True)
+    assert report.ran == 24 and len((tmp_path / "r.csv").read_text().splitlines()) == 25
+
+
+def test_a_csv_without_provenance_is_refused(tmp_path):
+    run(tmp_path)
+    (tmp_path / "r.meta.json").unlink()
+    with pytest.raises(ResultsError, match="no provenance"):
+        plan_sweep(sweep_of(), tmp_path / "r.csv")
+
+
+def test_blocks_subset_and_side_by_side(tmp_path):
+    report = run(tmp_path, {**SMALL, "blocks": ["residual"]})
+    assert {r["block"] for r in report.rows} == {"residual"}
+    pairs = side_by_side(report.rows)
+    assert len(pairs) == 8 and all(p.ratios == {} for p in pairs)
+
+
+def test_ratios_are_residual_over_plain():
+    [pair] = side_by_side([r.row() for r in run_one({"d": 8, "batch": 2}, ["plain", "residual"])])
+    for metric, value in pair.ratios.items():
+        assert value == pair.metrics["residual"][metric] / pair.metrics["plain"][metric]
+    assert ratio(1.0, 0.0) == float("inf") and ratio(0.0, 0.0) != ratio(0.0, 0.0)
+
+
+def test_run_one_checks_its_input():
+    with pytest.raises(ConfigError, match="unknown block 'foo'"):
+        run_one({}, ["foo"])
+    with pytest.raises(ConfigError, match="small_init"):
+        run_one({"small_init": float("nan")}, ["plain"])
+
+
+def test_a_sweep_killed_with_sigkill_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path):
+    raw = {"name": "kill", "sweep": {"d": 32, "batch": 8, "small_init": [1e-2, 1e-3], "seed": {"range": [0, 150]}}}
+    (tmp_path / "kill.yaml").write_text(json.dumps(raw))  # JSON is YAML
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    run_sweep(plan_sweep(sweep_of(raw), reference / "kill.csv"), command="ref")
+
+    cmd = [sys.executable, "-m", "cnnexp", "sweep", str(tmp_path / "kill.yaml"), "--out", str(tmp_path / "kill.csv")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "kill.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 30):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = out.read_text().count("\n") - 1
+    assert 0 < written < 600, "the kill should land mid-sweep"
+
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"{written} of 600 rows already there" in done.stderr
+    assert out.read_bytes() == (reference / "kill.csv").read_bytes()
