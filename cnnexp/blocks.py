@@ -1,12 +1,19 @@
-"""The two blocks of the study, as in the notebook's third part.
+"""The blocks of the study and the networks built from them.
 
-    plain:     H(x) = fc2(relu(fc1(x)))
-    residual:  y    = x + F(x),   F = the plain block
+With F(x) = fc2(act(fc1(x))), two bias-free Linear(d, d) layers:
+
+    plain:     y = F(x)
+    residual:  y = x + F(x)                 the identity path carries the gradient past F
+    rezero:    y = x + alpha * F(x)         alpha a learnable scalar, starting at alpha_init (ReZero, SkipInit)
+    prenorm:   y = x + F(LayerNorm(x))      normalised input to F, no affine parameters (pre-LN residual)
+
+A network is `depth` blocks of one kind in sequence.
 
     >>> import torch
-    >>> block = ResidualBlock(4)
-    >>> block(torch.zeros(2, 4)).shape
-    torch.Size([2, 4])
+    >>> from cnnexp.config import RunConfig
+    >>> net = build("residual", RunConfig(d=4, depth=3))
+    >>> net(torch.zeros(2, 4)).shape, len(linear_weights(net))
+    (torch.Size([2, 4]), 6)
 """
 from __future__ import annotations
 
@@ -14,38 +21,83 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
 
 class PlainBlock(nn.Module):
-    """x -> fc2(relu(fc1(x))), two bias-free Linear(d, d) layers."""
+    """x -> fc2(act(fc1(x)))."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, activation: str = "relu"):
         super().__init__()
         self.fc1 = nn.Linear(d, d, bias=False)
         self.fc2 = nn.Linear(d, d, bias=False)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, d) -> (batch, d)
-        return self.fc2(F.relu(self.fc1(x)))
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class ResidualBlock(nn.Module):
-    """x -> x + F(x), with F a PlainBlock: the identity path carries the gradient past F."""
+    """x -> x + F(x), with F a PlainBlock."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, activation: str = "relu"):
         super().__init__()
-        self.f = PlainBlock(d)
+        self.f = PlainBlock(d, activation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, d) -> (batch, d)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.f(x)
 
 
-BLOCK_TYPES: dict[str, type[nn.Module]] = {"plain": PlainBlock, "residual": ResidualBlock}
+class ReZeroBlock(nn.Module):
+    """x -> x + alpha * F(x); with alpha = 0 the block starts as the identity."""
+
+    def __init__(self, d: int, activation: str = "relu", alpha_init: float = 0.0):
+        super().__init__()
+        self.f = PlainBlock(d, activation)
+        self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.alpha * self.f(x)
 
 
-def build(block: str, d: int) -> nn.Module:
-    """The network of one run: a block of the named kind, of width d."""
-    return BLOCK_TYPES[block](d)
+class PreNormBlock(nn.Module):
+    """x -> x + F(LayerNorm(x)): F sees a unit-variance input whatever the scale of x."""
+
+    def __init__(self, d: int, activation: str = "relu"):
+        super().__init__()
+        self.f = PlainBlock(d, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(F.layer_norm(x, x.shape[-1:]))
 
 
-def first_fc1(net: nn.Module) -> nn.Linear:
-    """The fc1 nearest the input: its output is the a1 whose gradient the study reports."""
-    return next(m for name, m in net.named_modules() if name.endswith("fc1"))
+def build(block: str, config) -> nn.Sequential:
+    """The network of one run: `config.depth` blocks of the named kind, in the run's dtype."""
+
+    def one() -> nn.Module:
+        if block == "plain":
+            return PlainBlock(config.d, config.activation)
+        if block == "residual":
+            return ResidualBlock(config.d, config.activation)
+        if block == "rezero":
+            return ReZeroBlock(config.d, config.activation, config.alpha_init)
+        if block == "prenorm":
+            return PreNormBlock(config.d, config.activation)
+        raise ValueError(f"unknown block {block!r}")
+
+    return nn.Sequential(*(one() for _ in range(config.depth))).to(DTYPES[config.dtype])
+
+
+def linear_weights(net: nn.Module) -> list[nn.Parameter]:
+    """The weights the study redraws, in the notebook's order: block by block, fc1 then fc2.
+
+    For plain and residual networks these are all the parameters, in `parameters()` order; a rezero gate
+    keeps its alpha_init.
+    """
+    return [m.weight for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def fc1_of(block: nn.Module) -> nn.Linear:
+    """The first Linear layer of a block: its output is the block's a1."""
+    return next(m for m in block.modules() if isinstance(m, nn.Linear))

@@ -58,6 +58,16 @@ def _fmt(value, digits: int = 6) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def show(renderable) -> None:
+    """Print to stdout without ever cropping: wider than the terminal if a table needs it, and at its
+    natural width when stdout is a file or a pipe."""
+    from rich.measure import Measurement
+
+    need = Measurement.get(out, out.options.update_width(1000), renderable)
+    width = max(out.width, need.maximum if not out.is_terminal else need.minimum)
+    out.print(renderable, width=width, crop=False)
+
+
 def _table(title: str, columns: list[str], rows: list[list[str]], *, first_left: bool = False):
     """A rich table whose cells are never cut: each column is at least as wide as its widest cell."""
     from rich import box
@@ -66,7 +76,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, first_left:
     table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for i, name in enumerate(columns):
         width = max((len(r[i]) for r in rows), default=0)
-        width = max([width, *(len(line) for line in name.splitlines()[1:])])  # short labels whole; a long top line may fold
+        width = max([width, *(len(line) for line in name.splitlines())])  # headers whole too
         justify = "left" if first_left and i == 0 else "right"
         table.add_column(name, justify=justify, min_width=width, overflow="fold")
     for r in rows:
@@ -132,6 +142,8 @@ def sweep(
         "--set", metavar="AXIS=V1,V2", help="Replace an axis' values (repeatable), e.g. --set seed=0,1,2.")] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Results CSV [default: results/<name>.csv].", show_default=False)] = None,
+    per_layer: Annotated[Optional[Path], typer.Option(
+        "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Start the results file afresh instead of resuming it.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List the runs without running them.")] = False,
 ) -> None:
@@ -141,9 +153,9 @@ def sweep(
     from cnnexp.config import load_sweep
     from cnnexp.sweep import plan_sweep, run_sweep, side_by_side
 
-    plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite)
+    plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer)
     if dry_run:
-        out.print(plan_table(plan))
+        show(plan_table(plan))
         return
     if plan.rows_skipped:
         err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
@@ -152,9 +164,10 @@ def sweep(
     with Progress(*columns, console=err, transient=True, disable=not plan.rows_to_run) as progress:
         bar = progress.add_task(plan.sweep.name, total=plan.rows_to_run)
         report = run_sweep(plan, on_result=lambda result: progress.advance(bar))
-    out.print(pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
-    err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}",
-              soft_wrap=True)
+    show(pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
+    also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
+    err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
+              f"{also}", soft_wrap=True)
 
 
 def _with_axis_options(fn):
@@ -193,7 +206,7 @@ def run(
         print(json.dumps({"config": config_dict(results[0].config), **{r.block: r.metrics for r in results}}, indent=2))
         return
     [pair] = side_by_side([r.row() for r in results])
-    out.print(metrics_table(pair))
+    show(metrics_table(pair))
 
 
 def metrics_table(pair):

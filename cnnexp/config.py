@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 
 from cnnexp.errors import ConfigError
-from cnnexp.schema import AXES, AXIS, BLOCKS, Axis
+from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, Axis
 
 TOP_LEVEL_KEYS = ("name", "blocks", "sweep")
 GENERATORS = ("range", "logspace")
@@ -158,7 +158,7 @@ def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = froze
     if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ConfigError(f"{source}: name: {name!r} is not a usable file name (a plain word, e.g. 'init')")
     where = lambda key: f"--set {key}" if key in overridden else f"{source}: sweep.{key}"  # noqa: E731
-    blocks = parse_blocks(raw.get("blocks", list(BLOCKS)), "--set" if "blocks" in overridden else source)
+    blocks = parse_blocks(raw.get("blocks", list(DEFAULT_BLOCKS)), "--set" if "blocks" in overridden else source)
     sweep = raw.get("sweep")
     if sweep is None:
         raise ConfigError(f"{source}: missing key 'sweep' (a mapping of axis -> values, e.g. sweep: {{seed: [0, 1]}})")

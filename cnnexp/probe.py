@@ -3,17 +3,18 @@
 This is the notebook's `run_once`, done once per configuration for every block:
 
     torch.manual_seed(seed)
-    x = randn(batch, d)                            # requires grad
-    every parameter, in parameters() order  <-  small_init * randn_like(p)
+    x = randn(batch, d)                              # requires grad
+    each Linear weight, block by block, fc1 then fc2  <-  small_init * randn_like(w)
     loss = out.pow(2).mean();  loss.backward()
 
-The draw happens once and is copied into each block, so the plain and residual runs of one configuration
-see identical x and weights by construction.
+The draw happens once, in float32, and is converted to the run's dtype and copied into each block's network, so
+all blocks of one configuration see identical x and weights by construction, and a float64 run starts from the
+same numbers as a float32 one. Gradients are captured by hooks on each block's a1 = fc1(input) and output.
 
     >>> from cnnexp.config import RunConfig
-    >>> results = probe(RunConfig(d=8, batch=4, small_init=1e-2, seed=0), ("plain", "residual"))
-    >>> [r.block for r in results], sorted(results[0].metrics)[:2]
-    (['plain', 'residual'], ['a1_grad_norm', 'loss'])
+    >>> results = probe(RunConfig(d=8, batch=4, small_init=1e-2, seed=0, depth=2), ("plain", "residual"))
+    >>> [r.block for r in results], len(results[0].layers)
+    (['plain', 'residual'], 2)
 """
 from __future__ import annotations
 
@@ -23,68 +24,107 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnexp.blocks import build, first_fc1
+from cnnexp.blocks import DTYPES, build, fc1_of, linear_weights
 from cnnexp.config import config_dict
+
+COSINE_EPS = 1e-12  # the notebook's guard against 0/0 in the cosine
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The metrics of one block on one configuration: one row of the results CSV."""
+    """The metrics of one block kind on one configuration: one row of the results CSV, plus one row per
+    block index for the per-layer file."""
 
     block: str
     config: object  # RunConfig
     metrics: dict[str, float]
+    layers: tuple[dict[str, float], ...] = ()  # per block index, 0 next to the input
 
     def row(self) -> dict:
-        """The CSV row: block, the configuration's axes, then the metrics."""
+        """The results CSV row: block, the configuration's axes, then the metrics."""
         return {"block": self.block, **config_dict(self.config), **self.metrics}
+
+    def layer_rows(self) -> list[dict]:
+        """The per-layer rows: block, the configuration's axes, block_index, then the layer metrics."""
+        head = {"block": self.block, **config_dict(self.config)}
+        return [{**head, "block_index": i, **layer} for i, layer in enumerate(self.layers)]
 
 
 def draw(config, shapes: list[torch.Size]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Seed, then draw x and one small_init-scaled Gaussian tensor per parameter shape, in that order."""
+    """Seed, then draw x and one small_init-scaled Gaussian per weight shape, in float32, in that order."""
     torch.manual_seed(config.seed)
-    x = torch.randn(config.batch, config.d)  # (batch, d)
-    weights = [config.small_init * torch.randn(shape) for shape in shapes]
+    x = torch.randn(config.batch, config.d, dtype=torch.float32)  # (batch, d)
+    weights = [config.small_init * torch.randn(shape, dtype=torch.float32) for shape in shapes]
     return x, weights
 
 
 def probe(config, blocks: tuple[str, ...]) -> list[RunResult]:
-    """Run every named block on one configuration and return its metrics, one RunResult per block."""
-    nets = {name: build(name, config.d) for name in blocks}
-    shapes = [p.shape for p in next(iter(nets.values())).parameters()]
+    """Run every named block kind on one configuration and return one RunResult per block kind."""
+    nets = {name: build(name, config) for name in blocks}
+    shapes = [w.shape for w in linear_weights(next(iter(nets.values())))]
     x, weights = draw(config, shapes)
-    return [RunResult(name, config, measure(net, x, weights)) for name, net in nets.items()]
+    dtype = DTYPES[config.dtype]
+    x, weights = x.to(dtype), [w.to(dtype) for w in weights]
+    results = []
+    for name, net in nets.items():
+        metrics, layers = measure(net, x, weights)
+        results.append(RunResult(name, config, metrics, tuple(layers)))
+    return results
 
 
-def measure(net: nn.Module, x: torch.Tensor, weights: list[torch.Tensor]) -> dict[str, float]:
-    """Load the weights into net, backpropagate loss = mean(net(x)**2) and return the study's metrics."""
+def measure(net: nn.Sequential, x: torch.Tensor, weights: list[torch.Tensor]):
+    """Load the weights, backpropagate loss = mean(net(x)**2) and return (metrics, per-layer metrics)."""
     with torch.no_grad():
-        for p, w in zip(net.parameters(), weights, strict=True):
-            p.copy_(w)
+        for w, value in zip(linear_weights(net), weights, strict=True):
+            w.copy_(value)
     x = x.clone().requires_grad_(True)
 
-    captured: dict[str, torch.Tensor] = {}
+    grads: dict[tuple[str, int], torch.Tensor] = {}  # ("a1" | "out", block index) -> gradient
 
-    def hook_a1(module, inputs, a1):  # a1 = fc1(x), (batch, d)
-        a1.register_hook(lambda grad: captured.__setitem__("a1", grad.detach()))
+    def capture(kind: str, index: int):
+        def on_forward(module, inputs, output):  # output: (batch, d)
+            output.register_hook(lambda grad: grads.__setitem__((kind, index), grad.detach()))
+        return on_forward
 
-    handle = first_fc1(net).register_forward_hook(hook_a1)
+    handles = []
+    for i, block in enumerate(net):
+        handles.append(fc1_of(block).register_forward_hook(capture("a1", i)))
+        handles.append(block.register_forward_hook(capture("out", i)))
     try:
         loss = net(x).pow(2).mean()
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     loss.backward()
 
     params = list(net.parameters())
-    return {
+    out_grad = grads[("out", len(net) - 1)]
+    metrics = {
         "loss": float(loss.detach()),
         "x_grad_norm": float(x.grad.norm()),
-        "a1_grad_norm": float(captured["a1"].norm()),
+        "a1_grad_norm": float(grads[("a1", 0)].norm()),
         "w_norm": l2(p.detach() for p in params),
-        "param_grad_norm": l2(p.grad for p in params),
+        "param_grad_norm": l2(p.grad for p in params if p.grad is not None),
+        "cos_x_out": cosine(x.grad, out_grad),
     }
+    layers = []
+    for i, block in enumerate(net):
+        fc1, fc2 = [m for m in block.modules() if isinstance(m, nn.Linear)]
+        layers.append({
+            "a1_grad_norm": float(grads[("a1", i)].norm()),
+            "fc1_grad_norm": float(fc1.weight.grad.norm()),
+            "fc2_grad_norm": float(fc2.weight.grad.norm()),
+            "out_grad_norm": float(grads[("out", i)].norm()),
+        })
+    return metrics, layers
 
 
 def l2(tensors) -> float:
     """The L2 norm of several tensors taken together, summed in double precision as the notebook does."""
     return math.sqrt(sum(float(t.pow(2).sum()) for t in tensors))
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """a.b / (|a| |b| + 1e-12) over all elements, in the tensors' dtype (the notebook's formula)."""
+    a, b = a.flatten(), b.flatten()
+    return float((a @ b) / (a.norm() * b.norm() + COSINE_EPS))

@@ -95,6 +95,20 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     return rows
 
 
+def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...], keys: set[tuple]) -> None:
+    """Rewrite a results CSV keeping only the complete rows whose key is in `keys` (atomically)."""
+    rows = read_rows(path, columns)
+    kept = [r for r in rows if row_key(r, key_columns) in keys]
+    if len(kept) == len(rows) and (not path.exists() or path.read_bytes().endswith(b"\n")):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([r[c] for c in columns] for r in kept)
+    os.replace(tmp, path)
+
+
 class ResultsFile:
     """Appends rows to a results CSV, one flushed line at a time.
 

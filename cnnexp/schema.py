@@ -4,7 +4,7 @@ Every name here is used unchanged as a YAML key, a dataclass field, a CSV column
 so adding an axis or a metric is one entry in one of the two tables below.
 
     >>> [a.name for a in AXES]
-    ['d', 'batch', 'small_init', 'seed']
+    ['d', 'batch', 'small_init', 'seed', 'depth', 'activation', 'dtype', 'alpha_init']
     >>> CONFIG_COLUMNS[:2], METRICS[0]
     (('block', 'd'), 'loss')
 """
@@ -31,10 +31,12 @@ def _at_least_one(v) -> str | None:
     return None if v >= 1 else "must be at least 1"
 
 
+def _finite(v) -> str | None:
+    return None if math.isfinite(v) else "must be finite"
+
+
 def _finite_non_negative(v) -> str | None:
-    if not math.isfinite(v):
-        return "must be finite"
-    return None if v >= 0 else "must not be negative"
+    return _finite(v) or (None if v >= 0 else "must not be negative")
 
 
 AXES: tuple[Axis, ...] = (
@@ -42,10 +44,16 @@ AXES: tuple[Axis, ...] = (
     Axis("batch", int, 64, "rows of the random input x", _at_least_one),
     Axis("small_init", float, 1e-4, "std of the Gaussian every weight is redrawn from", _finite_non_negative),
     Axis("seed", int, 123, "torch.manual_seed for x and the weights"),
+    Axis("depth", int, 1, "number of blocks of the same kind in sequence", _at_least_one),
+    Axis("activation", str, "relu", "the nonlinearity inside F", choices=("relu", "tanh", "gelu")),
+    Axis("dtype", str, "float32", "precision of the run (x and weights are drawn in float32, then converted)",
+         choices=("float32", "float64")),
+    Axis("alpha_init", float, 0.0, "initial gate alpha of the rezero block (other blocks ignore it)", _finite),
 )
 AXIS = {a.name: a for a in AXES}
 
-BLOCKS: tuple[str, ...] = ("plain", "residual")
+BLOCKS: tuple[str, ...] = ("plain", "residual", "rezero", "prenorm")
+DEFAULT_BLOCKS: tuple[str, ...] = ("plain", "residual")
 
 # Metric columns, in CSV order; each is one float per block and configuration.
 METRIC_HELP: dict[str, str] = {
@@ -54,9 +62,20 @@ METRIC_HELP: dict[str, str] = {
     "a1_grad_norm": "L2 norm of d loss / d a1, a1 = fc1(x), captured by a hook",
     "w_norm": "L2 norm of all parameters together",
     "param_grad_norm": "L2 norm of all parameter gradients together",
+    "cos_x_out": "cosine between the gradients at the input x and at the output",
 }
 METRICS: tuple[str, ...] = tuple(METRIC_HELP)
+
+# Metrics of the per-layer file (--per-layer): one row per run and block index, 0 next to the input.
+LAYER_METRIC_HELP: dict[str, str] = {
+    "a1_grad_norm": "L2 norm of the gradient at this block's a1 = fc1(input)",
+    "fc1_grad_norm": "L2 norm of the gradient of this block's fc1 weight",
+    "fc2_grad_norm": "L2 norm of the gradient of this block's fc2 weight",
+    "out_grad_norm": "L2 norm of the gradient at this block's output",
+}
+LAYER_METRICS: tuple[str, ...] = tuple(LAYER_METRIC_HELP)
 
 # The columns that identify a row; everything else in a results CSV is a metric.
 CONFIG_COLUMNS: tuple[str, ...] = ("block", *(a.name for a in AXES))
 COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, *METRICS)
+LAYER_COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, "block_index", *LAYER_METRICS)

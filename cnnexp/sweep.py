@@ -18,6 +18,7 @@ import os
 import platform
 import socket
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -27,12 +28,12 @@ from typing import Callable, Iterable, Iterator
 from cnnexp import __version__
 from cnnexp.config import Sweep, config_dict, expand, parse_blocks, parse_run
 from cnnexp.errors import ConfigError, ResultsError
-from cnnexp.results import ResultsFile, fingerprint, meta_path, read_meta, read_rows, row_key, write_meta
-from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, METRICS
+from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
+                            write_meta)
+from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, LAYER_COLUMNS, METRICS
 
 Task = tuple[object, tuple[str, ...]]  # (RunConfig, blocks still to run on it)
 RATIO_METRICS = ("x_grad_norm", "param_grad_norm")  # the study's finding: residual / plain
-BYTES_PER_FLOAT = 4  # float32
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class SweepPlan:
     tasks: list[Task]  # the configurations with blocks still missing from the CSV
     done: dict[tuple, dict[str, str]]  # row key -> row text, for the rows already in the CSV
     fresh: bool  # the CSV is (re)started from an empty file
+    per_layer: Path | None = None  # the per-layer CSV, when asked for
 
     @property
     def rows_total(self) -> int:
@@ -74,8 +76,20 @@ def default_path(sweep: Sweep) -> Path:
     return Path("results") / f"{sweep.name}.csv"
 
 
-def plan_sweep(sweep: Sweep, out: str | os.PathLike | None = None, *, overwrite: bool = False) -> SweepPlan:
-    """Decide what a sweep has left to run, reading (never writing) its results file.
+def plan_sweep(
+    sweep: Sweep,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    per_layer: str | os.PathLike | None = None,
+) -> SweepPlan:
+    """Decide what a sweep has left to run, reading (never writing) its results files.
+
+    Args:
+        sweep: the checked sweep.
+        out: the results CSV (default results/<name>.csv).
+        overwrite: start the results afresh instead of resuming them.
+        per_layer: also write one row per run and block index to this CSV.
 
     Raises:
         ConfigError: a configuration needs more memory than the machine has.
@@ -85,16 +99,23 @@ def plan_sweep(sweep: Sweep, out: str | os.PathLike | None = None, *, overwrite:
     path = Path(out) if out is not None else default_path(sweep)
     configs = expand(sweep)
     check_memory(configs, len(sweep.blocks), sweep.name)
-    if path.is_dir():
-        raise ResultsError(f"{path}: is a directory; --out takes a CSV file path")
+    per_layer = Path(per_layer) if per_layer is not None else None
+    for p, flag in ((path, "--out"), (per_layer, "--per-layer")):
+        if p is not None and p.is_dir():
+            raise ResultsError(f"{p}: is a directory; {flag} takes a CSV file path")
+    if per_layer is not None and per_layer.resolve() == path.resolve():
+        raise ResultsError(f"{per_layer}: --per-layer must name another file than the results CSV")
     done = {} if overwrite else _resumable_rows(path, sweep)
+    if done and per_layer is not None and not read_rows(per_layer, LAYER_COLUMNS):
+        raise ResultsError(f"{path}: already holds {len(done)} rows without per-layer rows in {per_layer}; "
+                           "ask for --per-layer from the start, or use --overwrite to start afresh")
     tasks = []
     for config in configs:
         missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
         if missing:
             tasks.append((config, missing))
     fresh = overwrite or not done
-    return SweepPlan(sweep, path, configs, tasks, done, fresh)
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer)
 
 
 def run_sweep(
@@ -122,10 +143,19 @@ def run_sweep(
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     meta = _provenance(plan, command, started)
     new: dict[tuple, dict] = {}
-    with ResultsFile(plan.path, COLUMNS, fresh=plan.fresh) as csv_file:
+    with ExitStack() as files:
+        csv_file = files.enter_context(ResultsFile(plan.path, COLUMNS, fresh=plan.fresh))
+        layer_file = None
+        if plan.per_layer is not None:
+            # rows of runs that never reached the results CSV (a kill between the two files) run again
+            keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
+            layer_file = files.enter_context(ResultsFile(plan.per_layer, LAYER_COLUMNS, fresh=plan.fresh))
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         for result in executor(plan.tasks):
             row = result.row()
+            if layer_file is not None:
+                for layer_row in result.layer_rows():  # first, so a run in the results CSV is complete
+                    layer_file.append(layer_row)
             csv_file.append(row)
             new[row_key(row, CONFIG_COLUMNS)] = row
             if on_result is not None:
@@ -180,11 +210,13 @@ def ratio(a: float, b: float) -> float:
 def estimated_bytes(config, n_blocks: int) -> int:
     """A generous estimate of the memory one configuration needs.
 
-    Per block: two d x d weights, their gradients and the drawn copies (6 d^2), plus the activations and
-    their gradients at x, a1, relu(a1) and the output (8 batch d); float32.
+    Per block of the network: two d x d weights, their gradients and the drawn copies (6 d^2), plus the
+    activations and their gradients at its input, a1, act(a1) and output (8 batch d); times the blocks
+    kinds run side by side, in the run's dtype (the draw is float32 but smaller than that).
     """
     d, batch = config.d, config.batch
-    return BYTES_PER_FLOAT * n_blocks * (6 * d * d + 8 * batch * d)
+    itemsize = 8 if config.dtype == "float64" else 4
+    return itemsize * n_blocks * config.depth * (6 * d * d + 8 * batch * d)
 
 
 def available_bytes() -> int | None:
@@ -207,9 +239,9 @@ def check_memory(configs: list, n_blocks: int, source: str) -> None:
     biggest = max(configs, key=lambda c: estimated_bytes(c, n_blocks))
     need, have = estimated_bytes(biggest, n_blocks), available_bytes()
     if have is not None and need > have:
-        raise ConfigError(f"{source}: the configuration d={biggest.d}, batch={biggest.batch} needs about "
-                          f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB available; "
-                          "lower d or batch")
+        raise ConfigError(f"{source}: the configuration d={biggest.d}, batch={biggest.batch}, depth={biggest.depth} "
+                          f"needs about {need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB available; "
+                          "lower d, batch or depth")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -249,6 +281,7 @@ def _provenance(plan: SweepPlan, command: str, started: str) -> dict:
         "fingerprint": fingerprint(plan.sweep.to_dict()),
         "sweep": plan.sweep.to_dict(),
         "columns": list(COLUMNS),
+        "per_layer": str(plan.per_layer) if plan.per_layer is not None else None,
         "command": command,
         "started": started,
         "finished": None,

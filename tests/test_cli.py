@@ -95,7 +95,8 @@ def test_run_prints_the_notebooks_numbers():
 def test_run_json_is_for_scripts():
     result = runner.invoke(app, ["run", "--json"])
     data = json.loads(result.stdout)
-    assert data["config"] == {"d": 256, "batch": 64, "small_init": 1e-4, "seed": 123}
+    assert data["config"] == {"d": 256, "batch": 64, "small_init": 1e-4, "seed": 123, "depth": 1,
+                              "activation": "relu", "dtype": "float32", "alpha_init": 0.0}
     for block, expected in NOTEBOOK.items():
         assert data[block]["x_grad_norm"] == pytest.approx(expected["x_grad_norm"], rel=1e-5)
 

@@ -15,6 +15,8 @@ sweep:
   small_init: [1.0e-2, 1.0e-4, 1.0e-6]
   seed: [123]
 """
+# the axes added by the depth study, at their defaults
+LATER = {"depth": (1,), "activation": ("relu",), "dtype": ("float32",), "alpha_init": (0.0,)}
 
 
 def write(tmp_path, text, name="s.yaml"):
@@ -26,14 +28,14 @@ def write(tmp_path, text, name="s.yaml"):
 def test_the_contract_shape(tmp_path):
     sweep = load_sweep(write(tmp_path, INIT))
     assert sweep.name == "init" and sweep.blocks == ("plain", "residual")
-    assert sweep.axes == {"d": (256,), "batch": (64,), "small_init": (1e-2, 1e-4, 1e-6), "seed": (123,)}
+    assert sweep.axes == {"d": (256,), "batch": (64,), "small_init": (1e-2, 1e-4, 1e-6), "seed": (123,), **LATER}
     assert [c.small_init for c in expand(sweep)] == [1e-2, 1e-4, 1e-6]
 
 
 def test_defaults_name_from_stem_blocks_and_axes(tmp_path):
     sweep = load_sweep(write(tmp_path, "sweep: {seed: 1}\n", name="mine.yaml"))
     assert sweep.name == "mine" and sweep.blocks == ("plain", "residual")
-    assert sweep.axes == {"d": (256,), "batch": (64,), "small_init": (1e-4,), "seed": (1,)}
+    assert sweep.axes == {"d": (256,), "batch": (64,), "small_init": (1e-4,), "seed": (1,), **LATER}
 
 
 @pytest.mark.parametrize("axes, expected_size", [

@@ -27,7 +27,8 @@ def test_every_row_equals_a_direct_probe(tmp_path):
     report = run(tmp_path)
     assert report.ran == 16 and report.skipped == 0
     lines = (tmp_path / "r.csv").read_text().splitlines()
-    assert lines[0] == "block,d,batch,small_init,seed,loss,x_grad_norm,a1_grad_norm,w_norm,param_grad_norm"
+    assert lines[0] == ("block,d,batch,small_init,seed,depth,activation,dtype,alpha_init,"
+                        "loss,x_grad_norm,a1_grad_norm,w_norm,param_grad_norm,cos_x_out")
     assert len(lines) == 17
     from cnnexp.config import expand
 
