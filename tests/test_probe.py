@@ -92,3 +92,117 @@ def test_zero_init_gives_zero_plain_gradients():
     got = metrics(RunConfig(d=8, batch=2, small_init=0.0, seed=0))
     assert got["plain"]["x_grad_norm"] == 0.0 and got["plain"]["w_norm"] == 0.0
     assert got["residual"]["loss"] > 0
+
+
+# --- depth, variants, dtype, per-layer gradients, cos_x_out -----------------------------------------
+
+ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
+
+
+def reference_stack(config, block: str):
+    """A depth-L stack computed by hand: explicit matrices, torch.autograd.grad at every block, the
+    notebook's cosine. Returns (metrics, per-layer metrics)."""
+    torch.manual_seed(config.seed)
+    x32 = torch.randn(config.batch, config.d)
+    w32 = [config.small_init * torch.randn(config.d, config.d) for _ in range(2 * config.depth)]
+    dtype = {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+    x = x32.to(dtype).requires_grad_()
+    ws = [w.to(dtype).requires_grad_() for w in w32]
+    alphas = [torch.tensor(config.alpha_init, dtype=dtype, requires_grad=True) for _ in range(config.depth)]
+    act = ACT[config.activation]
+    h, a1s, outs = x, [], []
+    for i in range(config.depth):
+        w1, w2 = ws[2 * i], ws[2 * i + 1]
+        inp = torch.nn.functional.layer_norm(h, (config.d,)) if block == "prenorm" else h
+        a1 = inp @ w1.T
+        f = act(a1) @ w2.T
+        h = {"plain": f, "residual": h + f, "prenorm": h + f, "rezero": h + alphas[i] * f}[block]
+        a1s.append(a1)
+        outs.append(h)
+    loss = h.pow(2).mean()
+    params = ws + (alphas if block == "rezero" else [])
+    grads = torch.autograd.grad(loss, [x, *a1s, *outs, *params])
+    gx, ga1, gout, gp = grads[0], grads[1:1 + config.depth], grads[1 + config.depth:1 + 2 * config.depth], \
+        grads[1 + 2 * config.depth:]
+    norm = lambda *ts: math.sqrt(sum(t.double().pow(2).sum().item() for t in ts))  # noqa: E731
+    a, b = gx.flatten(), gout[-1].flatten()
+    metrics = dict(loss=loss.item(), x_grad_norm=norm(gx), a1_grad_norm=norm(ga1[0]), w_norm=norm(*params),
+                   param_grad_norm=norm(*gp), cos_x_out=((a @ b) / (a.norm() * b.norm() + 1e-12)).item())
+    layers = [dict(a1_grad_norm=norm(ga1[i]), fc1_grad_norm=norm(gp[2 * i]), fc2_grad_norm=norm(gp[2 * i + 1]),
+                   out_grad_norm=norm(gout[i])) for i in range(config.depth)]
+    return metrics, layers
+
+
+def assert_matches(got, want, rel=1e-5):
+    for name in want:
+        tolerance = dict(abs=1e-4) if name == "cos_x_out" else dict(rel=rel, abs=1e-300)
+        assert got[name] == pytest.approx(want[name], **tolerance), name
+
+
+@pytest.mark.parametrize("config", [
+    RunConfig(d=16, batch=4, small_init=0.3, seed=1, depth=3),
+    RunConfig(d=24, batch=6, small_init=1e-2, seed=2, depth=7, dtype="float64"),
+    RunConfig(d=12, batch=5, small_init=0.2, seed=3, depth=4, activation="tanh"),
+    RunConfig(d=12, batch=5, small_init=0.2, seed=4, depth=2, activation="gelu", alpha_init=0.3),
+])
+@pytest.mark.parametrize("block", ["plain", "residual", "rezero", "prenorm"])
+def test_stacks_and_every_layer_equal_autograd(config, block):
+    [result] = probe(config, (block,))
+    want, want_layers = reference_stack(config, block)
+    assert_matches(result.metrics, want)
+    assert len(result.layers) == config.depth
+    for got_layer, want_layer in zip(result.layers, want_layers):
+        assert_matches(got_layer, want_layer)
+
+
+def test_depth_one_is_the_one_block_study_exactly():
+    config = RunConfig(d=256, batch=64, small_init=1e-4, seed=123, depth=1)
+    got = metrics(config)
+    for block, expected in NOTEBOOK.items():
+        for name, value in expected.items():
+            assert got[block][name] == pytest.approx(value, rel=1e-5)
+        assert got[block].keys() == reference_stack(config, block)[0].keys()
+    for block in BOTH:
+        for name, value in reference(config, block).items():
+            assert got[block][name] == pytest.approx(value, rel=1e-6)
+
+
+def test_plain_gradient_falls_with_depth_while_residual_holds():
+    depths = [1, 2, 3, 5, 8, 12]
+    runs = {L: metrics(RunConfig(d=32, batch=8, small_init=0.05, seed=0, depth=L, dtype="float64")) for L in depths}
+    plain = [runs[L]["plain"]["x_grad_norm"] for L in depths]
+    residual = [runs[L]["residual"]["x_grad_norm"] for L in depths]
+    assert all(a > b for a, b in zip(plain, plain[1:]))
+    assert all(0.5 < r / residual[0] < 2 for r in residual)
+
+
+def test_rezero_at_alpha_zero_is_exactly_the_identity_path():
+    config = RunConfig(d=16, batch=4, small_init=0.5, seed=8, depth=5)
+    [rezero] = probe(config, ("rezero",))
+    torch.manual_seed(config.seed)
+    x = torch.randn(config.batch, config.d, requires_grad=True)
+    x.pow(2).mean().backward()  # the network is the identity: out = x
+    assert rezero.metrics["x_grad_norm"] == float(x.grad.norm())
+    assert rezero.metrics["cos_x_out"] == pytest.approx(1.0, abs=1e-6)
+    assert all(layer["fc1_grad_norm"] == 0 and layer["fc2_grad_norm"] == 0 for layer in rezero.layers)
+    # x and the weights are the residual run's
+    [residual] = probe(config, ("residual",))
+    assert rezero.metrics["w_norm"] == residual.metrics["w_norm"]
+
+
+def test_float64_starts_from_the_float32_numbers_and_sees_below_float32():
+    f32 = metrics(RunConfig(d=64, batch=16, small_init=1e-4, seed=5), ("plain",))["plain"]
+    f64 = metrics(RunConfig(d=64, batch=16, small_init=1e-4, seed=5, dtype="float64"), ("plain",))["plain"]
+    assert f64["w_norm"] == pytest.approx(f32["w_norm"], rel=1e-6)
+    assert f64["x_grad_norm"] == pytest.approx(f32["x_grad_norm"], rel=1e-4)
+    # at 1e-6 the c^4 law holds in float64, where float32's norm has underflowed
+    tiny = metrics(RunConfig(d=64, batch=16, small_init=1e-6, seed=5, dtype="float64"), ("plain",))["plain"]
+    assert tiny["x_grad_norm"] == pytest.approx(f64["x_grad_norm"] * 1e-8, rel=1e-9)
+
+
+def test_layer_rows_are_tidy():
+    [result] = probe(RunConfig(d=4, batch=2, depth=3), ("plain",))
+    rows = result.layer_rows()
+    assert [r["block_index"] for r in rows] == [0, 1, 2]
+    assert rows[0]["a1_grad_norm"] == result.metrics["a1_grad_norm"]
+    assert rows[0]["depth"] == 3 and rows[0]["block"] == "plain"
