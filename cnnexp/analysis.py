@@ -80,7 +80,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     if df.empty:
         raise ResultsError(f"{path}: has a header but no rows")
     for column in split_columns(df)[1]:
-        _require_numeric(df, column, path)
+        require_numeric(df, column, path)
     df["block"] = df["block"].astype(str)
     df.attrs = {**(meta or {}), "path": str(path)}
     return df
@@ -95,7 +95,7 @@ def split_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     return [c for c in df.columns if c not in metrics], metrics
 
 
-def _require_numeric(df: pd.DataFrame, column: str, path) -> None:
+def require_numeric(df: pd.DataFrame, column: str, path) -> None:
     """Refuse a column with a value that is not a number, naming the first such value and its line."""
     if pd.api.types.is_numeric_dtype(df[column]) and not pd.api.types.is_bool_dtype(df[column]):
         return
@@ -105,11 +105,13 @@ def _require_numeric(df: pd.DataFrame, column: str, path) -> None:
     raise ResultsError(f"{path}: column {column} is not numeric{where}")
 
 
-def _frame(results: Results) -> pd.DataFrame:
+def as_frame(results: Results) -> pd.DataFrame:
+    """The frame itself, or the results file at that path loaded with `load_results`."""
     return results if isinstance(results, pd.DataFrame) else load_results(results)
 
 
-def _name(df: pd.DataFrame) -> str:
+def source(df: pd.DataFrame) -> str:
+    """The file a frame was loaded from, for messages."""
     return df.attrs.get("path", "the results")
 
 
@@ -134,7 +136,7 @@ def summary(results: Results) -> pd.DataFrame:
         The configuration columns (without seed), then `<metric>_mean`, `<metric>_std`, `<metric>_sem`
         for each metric, `n` (rows in the group), then the `<metric>_ratio` columns.
     """
-    df = _frame(results)
+    df = as_frame(results)
     config, metrics = split_columns(df)
     keys = [c for c in config if c != "seed"]
     grouped = df.groupby(keys, sort=True, dropna=False)
@@ -241,8 +243,8 @@ def compare(a: Results, b: Results, *, rtol: float = 1e-6, atol: float = 0.0,
     """
     if not (rtol >= 0 and atol >= 0):  # also refuses NaN
         raise ResultsError(f"tolerances must be non-negative numbers, got rtol={rtol}, atol={atol}")
-    da, db = _frame(a), _frame(b)
-    name_a, name_b = _name(da), _name(db)
+    da, db = as_frame(a), as_frame(b)
+    name_a, name_b = source(da), source(db)
     (config_a, metrics_a), (config_b, metrics_b) = split_columns(da), split_columns(db)
     keys = [c for c in config_a if c in config_b]
     if not keys:
@@ -279,15 +281,15 @@ def _check_key(df: pd.DataFrame, other: pd.DataFrame, keys: list[str]) -> None:
     """Refuse a join that would pair one row with several: the key must be unique, and of one kind."""
     for k in keys:
         if pd.api.types.is_numeric_dtype(df[k]) != pd.api.types.is_numeric_dtype(other[k]):
-            raise ResultsError(f"column {k} holds numbers in one of {_name(df)} and {_name(other)} and text "
+            raise ResultsError(f"column {k} holds numbers in one of {source(df)} and {source(other)} and text "
                                "in the other; they cannot be joined on it")
     repeated = df[df.duplicated(keys, keep=False)]
     if len(repeated):
         first = ", ".join(f"{k}={v}" for k, v in repeated.iloc[0][keys].items())
         extra = [c for c in split_columns(df)[0] if c not in keys]
-        why = (f" (it has {', '.join(extra)}, which {_name(other)} lacks)" if extra else "")
-        raise ResultsError(f"{_name(df)}: {len(repeated)} rows share one configuration on the columns "
-                           f"{', '.join(keys)}{why}, e.g. {first}; cannot pair them with {_name(other)}")
+        why = (f" (it has {', '.join(extra)}, which {source(other)} lacks)" if extra else "")
+        raise ResultsError(f"{source(df)}: {len(repeated)} rows share one configuration on the columns "
+                           f"{', '.join(keys)}{why}, e.g. {first}; cannot pair them with {source(other)}")
 
 
 def _join(da: pd.DataFrame, db: pd.DataFrame, keys: list[str], metrics: list[str],
