@@ -16,6 +16,7 @@ Every function takes a DataFrame from `load_results` or the path of a results CS
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
@@ -61,14 +62,17 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path)
     try:
-        df = pd.read_csv(path, **_EXACT_FLOATS)
+        with warnings.catch_warnings():
+            # a row longer than the header is damage, not an index column (index_col=False), and an error
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, index_col=False, **_EXACT_FLOATS)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ResultsError(f"{path}: is a directory, not a results CSV") from None
     except pd.errors.EmptyDataError:
         raise ResultsError(f"{path}: is empty, not a results CSV") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, OSError) as e:
         raise ResultsError(f"{path}: cannot be read as CSV: {' '.join(str(e).split())}") from None
     meta = read_meta(path)
     # A file written before a metric existed lists its own columns in its provenance; hold it to those.
