@@ -159,4 +159,5 @@ def _title(df: pd.DataFrame, x: str, facet: str | None, lines: list[str]) -> str
     fixed = [f"{c}={df[c].iloc[0]}" for c in config if c not in (x, facet, "seed", *lines)]
     seeds = df.groupby([c for c in config if c != "seed"], dropna=False).size()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    return f"{Path(source(df)).stem}: {'  '.join(fixed)}\nline: mean over {n} seeds; band: min to max"
+    seeds_text = "1 seed" if n == "1" else f"{n} seeds"
+    return f"{Path(source(df)).stem}: {'  '.join(fixed)}\nline: mean over {seeds_text}; band: min to max"
