@@ -242,14 +242,14 @@ def _shown(table, hidden: int):
 
 @command()
 def compare(
-    a: Annotated[Path, typer.Argument(help="A results CSV.", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="The results CSV to compare it with (the reference).",
+    a: Annotated[Path, typer.Argument(metavar="A.csv", help="A results CSV.", show_default=False)],
+    b: Annotated[Path, typer.Argument(metavar="B.csv", help="The results CSV to compare it with (the reference).",
                                       show_default=False)],
     rtol: Annotated[float, typer.Option(help="Relative tolerance: a differs from b when not "
                                              "|a-b| <= atol + rtol*|b| (numpy.isclose).")] = 1e-6,
     atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 0.0,
     metric: Annotated[Optional[list[str]], typer.Option(
-        help="Compare only this metric (repeatable, or comma-separated) [default: every shared metric].",
+        help="Compare only this metric; repeatable or comma-separated (default: every metric both files have).",
         show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write the joined comparison (both values, relative difference, status per row) as CSV.",
@@ -275,6 +275,9 @@ def comparison_tables(result) -> list:
     both = joined[joined["status"].isin(["same", "differs"])]
     title = (f"A={result.a}  B={result.b}\n{len(both)} rows in both, {len(result.only('a'))} only in A, "
              f"{len(result.only('b'))} only in B")
+    for side, columns in zip("AB", result.config_only):
+        if columns:  # the join ignores them: say so, since rows that differ there are paired anyway
+            title += f"; only {side} has {', '.join(columns)} (not joined on)"
     rows = [[m, _num(rel, 3), str(n)] for m, rel, n in result.by_metric.itertuples()]
     per_metric = _table(title, ["metric", "largest rel. diff", "rows beyond tolerance"], rows, first_left=True)
     per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|); beyond tolerance: not |a-b| <= atol + rtol*|b| "
@@ -313,7 +316,7 @@ def comparison_verdict(result) -> str:
 
 @command()
 def summary(
-    path: Annotated[Path, typer.Argument(help="A results CSV.", show_default=False)],
+    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write <metric>_mean, _std, _sem, n (and _ratio) beside the configuration columns as CSV.",
         show_default=False)] = None,
@@ -357,16 +360,16 @@ def summary_tables(table) -> list:
 
 @command()
 def plot(
-    path: Annotated[Path, typer.Argument(help="A results CSV.", show_default=False)],
+    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
     x: Annotated[Optional[str], typer.Option(
-        help="Column for the horizontal axis [default: small_init].", show_default=False)] = None,
+        help="Column for the horizontal axis (default: small_init).", show_default=False)] = None,
     y: Annotated[Optional[list[str]], typer.Option(
         help="Column to plot (repeatable or comma-separated: a row of panels each) "
-             "[default: x_grad_norm and param_grad_norm].", show_default=False)] = None,
+             "(default: x_grad_norm and param_grad_norm).", show_default=False)] = None,
     facet: Annotated[Optional[str], typer.Option(
         help="Column whose values each get a column of panels.", show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
-        "--out", help="Figure file: .png, .svg or .pdf [default: beside the CSV, <stem>_<y>_vs_<x>.png].",
+        "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y>_vs_<x>.png).",
         show_default=False)] = None,
 ) -> None:
     """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max."""
