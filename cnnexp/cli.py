@@ -219,3 +219,175 @@ def metrics_table(pair):
             for m in METRICS]
     title = "  ".join(f"{k}={_fmt(v)}" for k, v in pair.config.items())
     return _table(title, columns, rows, first_left=True)
+
+
+# --- analysis: compare, summary, plot ---------------------------------------------------------------
+
+MAX_SHOWN = 20  # rows of a difference table on screen; --out writes them all
+MISSING = "—"  # a NaN on screen (a std or sem over one seed, a ratio without both blocks)
+
+
+def _names(values: list[str] | None) -> list[str]:
+    """Repeatable options that also take commas: --y a --y b and --y a,b mean the same."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _num(value, digits: int = 4) -> str:
+    """A number on screen: NaN as a dash, integers whole, floats to `digits` significant digits."""
+    import math
+
+    if isinstance(value, float) and math.isnan(value):
+        return MISSING
+    return _fmt(float(value), digits) if isinstance(value, float) else str(value)
+
+
+def _varying(df, columns: list[str]) -> tuple[list[str], str]:
+    """The columns with more than one value, and the others as 'name=value' for a table title."""
+    varying = [c for c in columns if df[c].nunique(dropna=False) > 1]
+    fixed = "  ".join(f"{c}={_num(df[c].iloc[0])}" for c in columns if c not in varying)
+    return varying, fixed
+
+
+def _shown(table, hidden: int):
+    if hidden:
+        table.caption, table.caption_justify = f"... and {hidden} more rows; --out writes them all", "left"
+    return table
+
+
+@command()
+def compare(
+    a: Annotated[Path, typer.Argument(metavar="A.csv", help="A results CSV.", show_default=False)],
+    b: Annotated[Path, typer.Argument(metavar="B.csv", help="The results CSV to compare it with (the reference).",
+                                      show_default=False)],
+    rtol: Annotated[float, typer.Option(help="Relative tolerance: a differs from b when not "
+                                             "|a-b| <= atol + rtol*|b| (numpy.isclose).")] = 1e-6,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 0.0,
+    metric: Annotated[Optional[list[str]], typer.Option(
+        help="Compare only this metric; repeatable or comma-separated (default: every metric both files have).",
+        show_default=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write the joined comparison (both values, relative difference, status per row) as CSV.",
+        show_default=False)] = None,
+) -> None:
+    """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
+    from cnnexp.analysis import compare as compare_results, write_csv
+
+    result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric))
+    if out_path is not None:
+        write_csv(result.joined, out_path)
+    for table in comparison_tables(result):
+        out.print(table)
+    out.print(comparison_verdict(result), highlight=False, soft_wrap=True)
+    if out_path is not None:
+        err.print(f"wrote the comparison to {out_path}", soft_wrap=True)
+    raise typer.Exit(0 if result.agree else 1)
+
+
+def comparison_tables(result) -> list:
+    """The tables of a comparison: per metric; the rows beyond tolerance; the rows on one side only."""
+    joined, keys = result.joined, list(result.keys)
+    both = joined[joined["status"].isin(["same", "differs"])]
+    title = (f"A={result.a}  B={result.b}\n{len(both)} rows in both, {len(result.only('a'))} only in A, "
+             f"{len(result.only('b'))} only in B")
+    for side, columns in zip("AB", result.config_only):
+        if columns:  # the join ignores them: say so, since rows that differ there are paired anyway
+            title += f"; only {side} has {', '.join(columns)} (not joined on)"
+    rows = [[m, _num(rel, 3), str(n)] for m, rel, n in result.by_metric.itertuples()]
+    per_metric = _table(title, ["metric", "largest rel. diff", "rows beyond tolerance"], rows, first_left=True)
+    per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|); beyond tolerance: not |a-b| <= atol + rtol*|b| "
+                          f"with rtol={result.rtol:g}, atol={result.atol:g}")
+    per_metric.caption_justify = "left"
+    tables = [per_metric]
+    differing = result.differing
+    if len(differing):
+        varying, fixed = _varying(differing, keys)
+        cells = [[*(_num(r[k]) for k in varying), m, repr(r[f"{m}_a"]), repr(r[f"{m}_b"]),
+                  _num(r[f"{m}_rel_diff"], 3)]
+                 for _, r in differing.iterrows() for m in result.metrics if r[f"{m}_differs"]]
+        table = _table(f"beyond tolerance  {fixed}".strip(), [*varying, "metric", "A", "B", "rel. diff"],
+                       cells[:MAX_SHOWN])
+        tables.append(_shown(table, len(cells) - MAX_SHOWN if len(cells) > MAX_SHOWN else 0))
+    for side in ("a", "b"):
+        only = result.only(side)
+        if len(only):
+            cells = [[_num(v) for v in r] for r in only.itertuples(index=False)]
+            table = _table(f"only in {side.upper()} ({getattr(result, side)})", keys, cells[:MAX_SHOWN])
+            tables.append(_shown(table, max(len(cells) - MAX_SHOWN, 0)))
+    return tables
+
+
+def comparison_verdict(result) -> str:
+    """One line: agree, or what differs."""
+    if result.agree:
+        return f"agree: every metric within rtol={result.rtol:g}, atol={result.atol:g}, every row on both sides"
+    parts = [f"{m} ({n} row{'s' * (n != 1)} beyond tolerance)" for m, _, n in result.by_metric.itertuples() if n]
+    parts += [f"{n} row{'s' * (n != 1)} only in {side.upper()}"
+              for side in ("a", "b") for n in [len(result.only(side))] if n]
+    parts += [f"metric{'s' * (len(ms) > 1)} only in {side}: {', '.join(ms)}"
+              for side, ms in zip("AB", result.metrics_only) if ms]
+    return "differ: " + "; ".join(parts)
+
+
+@command()
+def summary(
+    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write <metric>_mean, _std, _sem, n (and _ratio) beside the configuration columns as CSV.",
+        show_default=False)] = None,
+) -> None:
+    """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
+    from cnnexp.analysis import summary as summarize, write_csv
+
+    table = summarize(path)
+    if out_path is not None:
+        write_csv(table, out_path)
+    for rich_table in summary_tables(table):
+        out.print(rich_table)
+    if out_path is not None:
+        err.print(f"wrote the summary to {out_path}", soft_wrap=True)
+
+
+def summary_tables(table) -> list:
+    """One table per metric (mean, std, sem, n per configuration), then the residual/plain ratios."""
+    metrics = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
+    config = list(table.columns[: list(table.columns).index(f"{metrics[0]}_mean")])
+    varying, fixed = _varying(table, config)
+    varying = varying or ["block"]
+    tables = []
+    for m in metrics:
+        rows = [[*(_num(r[c]) for c in varying), *(_num(r[f"{m}_{s}"]) for s in ("mean", "std", "sem")),
+                 str(r["n"])] for _, r in table.iterrows()]
+        tables.append(_table(f"{m}  {fixed}".strip(), [*varying, "mean", "std", "sem", "n"], rows))
+    ratios = [c for c in table.columns if c.endswith("_ratio")]
+    if ratios:
+        pairs = table[table["block"] == "residual"]
+        keys = [c for c in varying if c != "block"]
+        rows = [[*(_num(r[c]) for c in keys), *(MISSING if r[c] != r[c] else _ratio_cell(r[c]) for c in ratios)]
+                for _, r in pairs.iterrows()]
+        ratio_table = _table(f"residual / plain, ratio of the means  {fixed}".strip(),
+                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows)
+        for column in ratio_table.columns[len(keys):]:
+            column.style = "bold magenta"
+        tables.append(ratio_table)
+    return tables
+
+
+@command()
+def plot(
+    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    x: Annotated[Optional[str], typer.Option(
+        help="Column for the horizontal axis (default: small_init).", show_default=False)] = None,
+    y: Annotated[Optional[list[str]], typer.Option(
+        help="Column to plot (repeatable or comma-separated: a row of panels each) "
+             "(default: x_grad_norm and param_grad_norm).", show_default=False)] = None,
+    facet: Annotated[Optional[str], typer.Option(
+        help="Column whose values each get a column of panels.", show_default=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y>_vs_<x>.png).",
+        show_default=False)] = None,
+) -> None:
+    """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max."""
+    from cnnexp.plot import plot_results
+
+    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path)
+    err.print(f"wrote {written}", soft_wrap=True)
