@@ -7,7 +7,7 @@
     >>> c.agree, c.by_metric                        # False, the largest relative difference per metric
 
 Which columns are which comes from the file and the schema, never from a fixed list: a metric is a column
-named in `schema.METRICS`, and every other column (block, the axes, and any axis added later) describes the
+named in `schema.ALL_METRICS` (the results CSV's and the per-layer CSV's), and every other column (block, the axes, and any axis added later) describes the
 configuration (`split_columns`). So files with more axes or more blocks need nothing new here.
 
 Every function takes a DataFrame from `load_results` or the path of a results CSV. Bad input raises
@@ -26,7 +26,7 @@ import pandas as pd
 
 from cnnexp.errors import ResultsError
 from cnnexp.results import read_meta
-from cnnexp.schema import METRICS
+from cnnexp.schema import ALL_METRICS, LAYER_METRICS, REQUIRED_METRICS
 
 Results = Union[pd.DataFrame, str, os.PathLike]  # a loaded results frame or the path of a results CSV
 
@@ -58,7 +58,8 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         ResultsError: the file is missing, empty, not a CSV, lacks `block` or a metric its provenance
-            lists (all of `schema.METRICS` without provenance), or has a metric column that is not numeric.
+            lists (without provenance: the first release's metrics, or for a per-layer file with a
+            `block_index` column, the layer metrics), or has a metric column that is not numeric.
     """
     path = Path(path)
     try:
@@ -75,9 +76,14 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, OSError) as e:
         raise ResultsError(f"{path}: cannot be read as CSV: {' '.join(str(e).split())}") from None
     meta = read_meta(path)
-    # A file written before a metric existed lists its own columns in its provenance; hold it to those.
-    listed = (meta or {}).get("columns") or METRICS
-    missing = [c for c in ("block", *(m for m in METRICS if m in listed)) if c not in df.columns]
+    # A file lists its own columns in its provenance (so one written before a metric existed is held to
+    # its own); without provenance, hold it to the metrics every results file has had.
+    listed = (meta or {}).get("columns")
+    if listed:
+        required = [m for m in ALL_METRICS if m in listed]
+    else:
+        required = LAYER_METRICS if "block_index" in df.columns else REQUIRED_METRICS
+    missing = [c for c in ("block", *required) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: not a cnnexp results file: missing column{'s' * (len(missing) > 1)} "
                            f"{', '.join(missing)} (it has {', '.join(map(str, df.columns))})")
@@ -93,9 +99,9 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
 def split_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The configuration columns and the metric columns of a results frame, each in file order.
 
-    A metric is a column named in `schema.METRICS`; every other column identifies the configuration.
+    A metric is a column named in `schema.ALL_METRICS`; every other column identifies the configuration.
     """
-    metrics = [c for c in df.columns if c in METRICS]
+    metrics = [c for c in df.columns if c in ALL_METRICS]
     return [c for c in df.columns if c not in metrics], metrics
 
 

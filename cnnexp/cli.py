@@ -146,6 +146,7 @@ def sweep(
         "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Start the results file afresh instead of resuming it.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List the runs without running them.")] = False,
+    plot: Annotated[bool, typer.Option(help="Also draw the sweep's default figure beside its CSV.")] = False,
 ) -> None:
     """Run a YAML sweep: every configuration, plain and residual, appended to a tidy CSV."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -168,6 +169,10 @@ def sweep(
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
               f"{also}", soft_wrap=True)
+    if plot:
+        from cnnexp.plot import sweep_figure
+
+        err.print(f"wrote {sweep_figure(report.path)}", soft_wrap=True)
 
 
 def _with_axis_options(fn):

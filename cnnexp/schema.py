@@ -75,6 +75,11 @@ LAYER_METRIC_HELP: dict[str, str] = {
 }
 LAYER_METRICS: tuple[str, ...] = tuple(LAYER_METRIC_HELP)
 
+# Every metric name of either file; any other column of a results file describes the configuration.
+ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, *LAYER_METRICS)))
+# The metrics every results file has had since the first release (a file without provenance must have them).
+REQUIRED_METRICS: tuple[str, ...] = ("loss", "x_grad_norm", "a1_grad_norm", "w_norm", "param_grad_norm")
+
 # The columns that identify a row; everything else in a results CSV is a metric.
 CONFIG_COLUMNS: tuple[str, ...] = ("block", *(a.name for a in AXES))
 COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, *METRICS)

@@ -144,7 +144,7 @@ def test_summary_ratio_is_residual_mean_over_plain_mean_of_the_same_configuratio
         at = df[df["small_init"] == small_init]
         for m in ("x_grad_norm", "a1_grad_norm", "param_grad_norm"):
             want = at[at["block"] == "residual"][m].mean() / at[at["block"] == "plain"][m].mean()
-            assert got.loc[got["small_init"] == small_init, f"{m}_ratio"].tolist() == [want, want]
+            assert got.loc[got["small_init"] == small_init, f"{m}_ratio"].tolist() == pytest.approx([want, want], rel=1e-12)
     assert "loss_ratio" not in got and "w_norm_ratio" not in got  # not gradient metrics
 
 
@@ -235,11 +235,11 @@ def test_compare_metric_limits_and_refuses_unknown(results, tmp_path):
 
 
 def test_compare_joins_on_the_shared_configuration_columns(results, tmp_path):
-    b = write_results(tmp_path / "b.csv", make_rows(extra={"depth": [1]}))
+    b = write_results(tmp_path / "b.csv", make_rows(extra={"future_axis": [1]}))
     c = compare(results, b)
-    assert c.agree and c.keys == CONFIG_COLUMNS and c.config_only == ((), ("depth",))
-    two_depths = write_results(tmp_path / "c.csv", make_rows(extra={"depth": [1, 2]}))
-    with pytest.raises(ResultsError, match="rows share one configuration.*depth"):
+    assert c.agree and c.keys == CONFIG_COLUMNS and c.config_only == ((), ("future_axis",))
+    two_depths = write_results(tmp_path / "c.csv", make_rows(extra={"future_axis": [1, 2]}))
+    with pytest.raises(ResultsError, match="rows share one configuration.*future_axis"):
         compare(results, two_depths)
 
 

@@ -31,6 +31,35 @@ def test_sweep_writes_csv_meta_and_a_side_by_side_table(in_tmp):
     assert "wrote 8 rows" in result.stderr
 
 
+def test_sweep_plot_draws_the_default_figure_beside_the_csv(in_tmp):
+    result = runner.invoke(app, ["sweep", "tiny.yaml", "--plot"])
+    assert result.exit_code == 0, result.output
+    png = in_tmp / "results" / "tiny.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+def test_per_layer_rows_and_their_resume(in_tmp):
+    args = ["sweep", "tiny.yaml", "--set", "depth=1,3", "--per-layer", "layers.csv"]
+    assert runner.invoke(app, args).exit_code == 0
+    import pandas as pd
+
+    from cnnexp import load_results
+
+    layers, rows = load_results("layers.csv"), load_results("results/tiny.csv")
+    assert len(layers) == rows["depth"].sum()  # one row per run and block index
+    first = layers[layers["block_index"] == 0].drop(columns="block_index").reset_index(drop=True)
+    pd.testing.assert_series_equal(first["a1_grad_norm"], rows["a1_grad_norm"], check_names=False)
+    # a torn per-layer file resumes to the same bytes
+    full = (in_tmp / "layers.csv").read_bytes()
+    csv_lines = (in_tmp / "results" / "tiny.csv").read_bytes().splitlines(keepends=True)
+    (in_tmp / "results" / "tiny.csv").write_bytes(b"".join(csv_lines[:5]))
+    assert runner.invoke(app, args).exit_code == 0
+    assert (in_tmp / "layers.csv").read_bytes() == full
+    # asking for per-layer rows only on a resume is refused
+    result = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "depth=1,3", "--per-layer", "other.csv"])
+    assert result.exit_code == 2 and "without per-layer rows" in result.stderr
+
+
 def test_sweep_resume_says_how_many_were_skipped(in_tmp):
     runner.invoke(app, ["sweep", "tiny.yaml"])
     result = runner.invoke(app, ["sweep", "tiny.yaml"])

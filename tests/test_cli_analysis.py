@@ -71,7 +71,7 @@ def test_compare_out_writes_the_joined_comparison(a, tmp_path):
     b = variant(tmp_path, scaled("loss", 1.5))
     assert cnnexp("compare", a, b, "--out", tmp_path / "cmp.csv").exit_code == 1
     joined = pd.read_csv(tmp_path / "cmp.csv")
-    assert list(joined.columns[:6]) == [*CONFIG_COLUMNS, "status"] and len(joined) == len(make_rows())
+    assert list(joined.columns[:len(CONFIG_COLUMNS) + 1]) == [*CONFIG_COLUMNS, "status"] and len(joined) == len(make_rows())
     [row] = joined[joined["status"] == "differs"].to_dict("records")
     want = make_rows()[2]["loss"]
     assert row["loss_a"] == want and row["loss_b"] == want * 1.5 and row["loss_rel_diff"] == pytest.approx(1 / 3)
