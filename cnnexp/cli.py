@@ -63,6 +63,9 @@ def show(renderable) -> None:
     natural width when stdout is a file or a pipe."""
     from rich.measure import Measurement
 
+    if getattr(renderable, "title", None):  # a title line may be longer than its table: print it whole
+        out.print(renderable.title, style="italic", soft_wrap=True)
+        renderable.title = None
     need = Measurement.get(out, out.options.update_width(1000), renderable)
     width = max(out.width, need.maximum if not out.is_terminal else need.minimum)
     out.print(renderable, width=width, crop=False)

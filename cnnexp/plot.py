@@ -9,7 +9,8 @@
 Each panel draws, for every block, the mean over seeds of `y` at each value of `x`, and a shaded band from
 the smallest to the largest seed (the band stays positive, so it shows on log axes too). When an axis other
 than `x` and the facet also varies, each of its values gets its own line, labelled with it. An axis is
-logarithmic when all its values are positive and span at least two decades.
+logarithmic when none of its values is negative and the positive ones span at least two decades (zeros,
+such as an underflowed gradient, are left off a log axis).
 
 Figures are drawn on matplotlib's `Figure` with the Agg canvas directly, never through pyplot, so this
 module changes no global backend and leaves nothing open.
@@ -145,10 +146,14 @@ def _label(key, columns: list[str]) -> str:
 
 
 def _scale(values: pd.Series) -> str:
-    """'log' when every finite value is positive and they span at least LOG_SPAN, else 'linear'."""
+    """'log' when no finite value is negative and the positive ones span at least LOG_SPAN, else 'linear'.
+
+    Zeros (a gradient that underflowed) do not prevent a log axis; they are simply not drawn on it.
+    """
     v = values.to_numpy(dtype=float)
     v = v[np.isfinite(v)]
-    if len(v) and (v > 0).all() and v.max() / v.min() >= LOG_SPAN:
+    positive = v[v > 0]
+    if len(positive) and (v >= 0).all() and positive.max() / positive.min() >= LOG_SPAN:
         return "log"
     return "linear"
 

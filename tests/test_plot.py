@@ -46,7 +46,8 @@ def test_another_varying_axis_gets_its_own_lines(tmp_path):
 
 
 @pytest.mark.parametrize("values, scale", [
-    ([1e-6, 1e-2], "log"), ([1.0, 100.0], "log"), ([1.0, 99.0], "linear"), ([0.0, 1e-6, 1.0], "linear"),
+    ([1e-6, 1e-2], "log"), ([1.0, 100.0], "log"), ([1.0, 99.0], "linear"), ([0.0, 1e-6, 1.0], "log"),
+    ([0.0, 1.0, 2.0], "linear"),
     ([-1e-3, 10.0], "linear"), ([1.0, np.nan, 1e3], "log"),
 ])
 def test_log_scale_for_positive_values_spanning_two_decades(values, scale):
