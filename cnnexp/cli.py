@@ -48,7 +48,25 @@ def command(name: str | None = None, **kwargs):
 
 
 def main() -> None:
-    app()
+    """The `cnnexp` script: Typer's app, with its usage errors (a bad flag, a missing argument) shown as one
+    line on stderr like every other bad input, exit status 2."""
+    import sys
+
+    if len(sys.argv) <= 1:
+        app()  # `cnnexp` alone: Typer prints the help
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as e:  # the base of Typer's (Click's) usage errors
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(where + e.format_message())}{escape(hint)}", highlight=False,
+                  soft_wrap=True)
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        err.print("aborted")
+        raise SystemExit(1) from None
+    raise SystemExit(code or 0)
 
 
 # --- the study: sweep and run ---------------------------------------------------------------------
@@ -140,7 +158,7 @@ def plan_table(plan):
 
 @command()
 def sweep(
-    path: Annotated[Path, typer.Argument(help="The sweep file (YAML).", show_default=False)],
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="The sweep file (YAML).", show_default=False)],
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="AXIS=V1,V2", help="Replace an axis' values (repeatable), e.g. --set seed=0,1,2.")] = None,
     out_path: Annotated[Optional[Path], typer.Option(
@@ -150,6 +168,8 @@ def sweep(
     overwrite: Annotated[bool, typer.Option(help="Start the results file afresh instead of resuming it.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List the runs without running them.")] = False,
     plot: Annotated[bool, typer.Option(help="Also draw the sweep's default figure beside its CSV.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, help="torch threads for the runs [default: torch's]; 1 is fastest for small d.", show_default=False)] = None,
 ) -> None:
     """Run a YAML sweep: every configuration, plain and residual, appended to a tidy CSV."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -167,7 +187,7 @@ def sweep(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True, disable=not plan.rows_to_run) as progress:
         bar = progress.add_task(plan.sweep.name, total=plan.rows_to_run)
-        report = run_sweep(plan, on_result=lambda result: progress.advance(bar))
+        report = run_sweep(plan, on_result=lambda result: progress.advance(bar), threads=threads)
     show(pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
@@ -201,6 +221,8 @@ def run(
     *,
     blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = "plain,residual",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, help="torch threads [default: torch's].", show_default=False)] = None,
     **axes,
 ) -> None:
     """Run one configuration (default: the notebook's) and print each block's metrics."""
@@ -209,7 +231,7 @@ def run(
     from cnnexp.config import config_dict
     from cnnexp.sweep import run_one, side_by_side
 
-    results = run_one(axes, blocks.split(","))
+    results = run_one(axes, blocks.split(","), threads)
     if as_json:
         print(json.dumps({"config": config_dict(results[0].config), **{r.block: r.metrics for r in results}}, indent=2))
         return

@@ -17,6 +17,19 @@ from cnnexp.probe import RunResult, probe
 Task = tuple[object, tuple[str, ...]]  # (RunConfig, blocks to run on it)
 
 
+def use_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (None keeps torch's default) and return the count in force.
+
+    The study's tensors are small: one thread is often fastest, and more threads only pay from d in the
+    hundreds (see bench/bench_sweep.py). The results do not depend on it at these sizes.
+    """
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def run_serial(tasks: Iterable[Task]) -> Iterator[RunResult]:
     """Probe each task in turn, yielding each block's result as soon as it is measured."""
     for config, blocks in tasks:

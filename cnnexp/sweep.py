@@ -124,6 +124,7 @@ def run_sweep(
     command: str | None = None,
     on_result: Callable[[object], None] | None = None,
     executor: Callable[[Iterable[Task]], Iterator] | None = None,
+    threads: int | None = None,
 ) -> SweepReport:
     """Execute a plan: write the provenance, then append each result to the CSV as it arrives.
 
@@ -132,10 +133,14 @@ def run_sweep(
         command: the command line to record (default: this process's argv).
         on_result: called with each RunResult after its row is written (e.g. to advance a progress bar).
         executor: takes tasks and yields RunResults (default: `engine.run_serial`, in this process).
+        threads: torch's intra-op thread count for the runs (default: torch's own), recorded in the provenance.
 
     Returns:
         The report, with every row of the sweep (those skipped as well as those run).
     """
+    from cnnexp.engine import use_threads
+
+    use_threads(threads)
     if executor is None:
         from cnnexp.engine import run_serial as executor
 
@@ -167,13 +172,14 @@ def run_sweep(
     return SweepReport(plan.path, meta_path(plan.path), rows, ran=len(new), skipped=plan.rows_skipped)
 
 
-def run_one(values: dict, blocks) -> list:
+def run_one(values: dict, blocks, threads: int | None = None) -> list:
     """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each."""
-    from cnnexp.engine import run_serial
+    from cnnexp.engine import run_serial, use_threads
 
     config = parse_run(values, source="cnnexp run")
     blocks = parse_blocks(list(blocks), source="cnnexp run")
     check_memory([config], len(blocks), "cnnexp run")
+    use_threads(threads)
     return list(run_serial([(config, blocks)]))
 
 

@@ -138,3 +138,10 @@ def test_installed_script_runs_a_sweep(tmp_path):
     assert len((tmp_path / "results" / "tiny.csv").read_text().splitlines()) == 9
     bad = subprocess.run([script, "sweep", "missing.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.yaml" in bad.stderr
+    # Typer's own usage errors are one line too
+    for args, words in ((["sweep", "tiny.yaml", "--threads", "0"], "--threads"), (["sweep"], "Missing argument"),
+                        (["run", "--d", "abc"], "'--d'"), (["nosuch"], "No such command")):
+        bad = subprocess.run([script, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and words in bad.stderr, bad.stderr
+        assert bad.stdout == "" and "Traceback" not in bad.stderr
+    assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
