@@ -60,8 +60,11 @@ def write_meta(path: Path, meta: dict) -> None:
     """Write the provenance beside `path` atomically (a kill leaves the old file or the new, never half)."""
     target = meta_path(path)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as e:
+        raise ResultsError(f"{target}: cannot write: {e.strerror or e}") from None
 
 
 def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -117,11 +120,14 @@ class ResultsFile:
 
     def __init__(self, path: Path, columns: tuple[str, ...], *, fresh: bool = False):
         self.path, self.columns = path, columns
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fresh:
-            path.write_text("", encoding="utf-8")
-        _cut_partial_line(path)
-        self._file = open(path, "a", newline="", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                path.write_text("", encoding="utf-8")
+            _cut_partial_line(path)
+            self._file = open(path, "a", newline="", encoding="utf-8")
+        except OSError as e:
+            raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from None
         self._writer = csv.writer(self._file, lineterminator="\n")
         if self._file.tell() == 0:
             self._write(columns)

@@ -62,3 +62,9 @@ def test_foreign_and_damaged_files_are_refused(tmp_path):
 def test_meta_path_and_fingerprint(tmp_path):
     assert meta_path(tmp_path / "init.csv") == tmp_path / "init.meta.json"
     assert fingerprint({"a": [1, 2]}) == fingerprint({"a": [1, 2]}) != fingerprint({"a": [1, 3]})
+
+
+def test_an_unwritable_place_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ResultsError, match="cannot write"):
+        ResultsFile(tmp_path / "file" / "r.csv", COLUMNS)  # a file where a directory should be
