@@ -48,3 +48,134 @@ def command(name: str | None = None, **kwargs):
 
 def main() -> None:
     app()
+
+
+# --- CNN shapes and convolution ---
+
+
+@command("conv-shape")
+def conv_shape(
+    size: Annotated[Optional[str], typer.Argument(help="One conv layer on an input of H or HxW pixels.")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="Kernel size, N or NxM (with SIZE).")] = None,
+    stride: Annotated[str, typer.Option(help="Stride, N or NxM (with SIZE).")] = "1",
+    padding: Annotated[str, typer.Option(help="Padding, N, NxM or 'same' (with SIZE).")] = "0",
+    dilation: Annotated[str, typer.Option(help="Dilation, N or NxM (with SIZE).")] = "1",
+    in_channels: Annotated[int, typer.Option(help="Input channels (with SIZE).")] = 1,
+    out_channels: Annotated[Optional[int], typer.Option(help="Output channels (with SIZE); default: in.")] = None,
+    input: Annotated[Optional[str], typer.Option("--input", help="Chain input CxHxW, e.g. 3x224x224.")] = None,
+    layer: Annotated[
+        Optional[list[str]], typer.Option("--layer", help="A layer, e.g. conv:out=64,k=7,s=2,p=3 (repeat).")
+    ] = None,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="YAML file with 'input' and 'layers'.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Output shape, parameters, MACs and receptive field of conv/pool layers, by PyTorch's rules.
+
+    One layer:  cnnexp conv-shape 224 --kernel 3 --stride 2 --padding 1
+
+    A chain:    cnnexp conv-shape --input 3x224x224 --layer conv:out=64,k=7,s=2,p=3 --layer maxpool:k=3,s=2,p=1
+    """
+    from cnnexp import shapes  # pure Python: this command never imports torch, numpy or pandas
+    from cnnexp.errors import ConfigError
+
+    if size is not None:
+        if layer or from_:
+            raise ConfigError("give either SIZE (one conv layer) or --layer/--from (a chain), not both")
+        if kernel is None:
+            raise ConfigError("SIZE needs --kernel, e.g. cnnexp conv-shape 224 --kernel 3")
+        if in_channels < 1 or (out_channels is not None and out_channels < 1):
+            raise ConfigError("--in-channels and --out-channels must be at least 1")
+        input, layer = shapes.single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels)
+    elif from_ is not None:
+        if layer:
+            raise ConfigError("give the layers either with --layer or in the --from file, not both")
+        file_input, layer = shapes.load_chain(from_)
+        input = input or file_input  # the flag overrides the file
+        if input is None:
+            raise ConfigError(f"{from_}: no 'input' in the file; add input: CxHxW or pass --input")
+    elif not layer:
+        raise ConfigError("nothing to compute: give SIZE --kernel K, or --input CxHxW with --layer ... or --from")
+    elif input is None:
+        raise ConfigError("--layer needs --input CxHxW, e.g. --input 3x224x224")
+
+    net = shapes.chain_shape(input, layer)
+
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(net.to_json()))
+        return
+    _render_chain(net, single=size is not None)
+
+
+def _render_chain(net, single: bool) -> None:
+    from rich.table import Table
+
+    def dims(shape) -> str:
+        return " x ".join(str(n) for n in shape)
+
+    def pair(values) -> str:
+        return " x ".join(f"{v:g}" for v in values) if values[0] != values[1] else f"{values[0]:g}"
+
+    if single:  # one layer: show the arithmetic, the point of the calculator
+        for name, formula in zip("HW", net.layers[0].formula):
+            out.print(f"{name}_out = {formula}", highlight=False)
+    table = Table(title=f"input {dims(net.input)}", title_justify="left",
+                  caption="RF: receptive field, jump: effective stride (input pixels)", caption_justify="left")
+    for column in ("#", "layer", "C x H x W", "params", "MACs", "RF", "jump"):
+        left = column in ("layer", "C x H x W")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column != "layer", overflow="fold")
+    for i, row in enumerate(net.layers, 1):
+        table.add_row(str(i), escape(row.layer), dims(row.output), f"{row.params:,}", f"{row.macs:,}",
+                      pair(row.receptive_field), pair(row.jump))
+    last = net.layers[-1]
+    table.add_section()
+    table.add_row("", "total", dims(net.output), f"{net.params:,}", f"{net.macs:,}",
+                  pair(last.receptive_field), pair(last.jump))
+    out.print(table)
+    ratio = net.dense_params / net.params if net.params else float("inf")
+    out.print(
+        f"A fully-connected layer from {dims(net.input)} to {dims(net.output)} would need "
+        f"{net.dense_params:,} weights and biases"
+        + (f", {ratio:,.0f}x the {net.params:,} here." if net.params else "; these layers have none."),
+        highlight=False,
+    )
+
+
+@command("conv-check")
+def conv_check(
+    batch: Annotated[int, typer.Option(min=1, help="N, images in the batch.")] = 2,
+    in_channels: Annotated[int, typer.Option(min=1, help="C_in.")] = 3,
+    out_channels: Annotated[int, typer.Option(min=1, help="C_out, number of filters.")] = 4,
+    size: Annotated[str, typer.Option(help="Image size, N or NxM.")] = "8",
+    kernel: Annotated[str, typer.Option(help="Kernel size, N or NxM.")] = "3",
+    stride: Annotated[str, typer.Option(help="Stride, N or NxM.")] = "1",
+    padding: Annotated[str, typer.Option(help="Padding, N or NxM.")] = "1",
+    dilation: Annotated[str, typer.Option(help="Dilation, N or NxM.")] = "1",
+    seed: Annotated[int, typer.Option(help="Seeds input, filters and bias.")] = 0,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs per method; the median time is shown.")] = 3,
+    tolerance: Annotated[float, typer.Option(help="Allowed error, relative to the largest output.")] = 1e-5,
+) -> None:
+    """Run the numpy loop, the numpy fast path and torch's conv2d on one random input; compare.
+
+    Exit 0 when loop and fast match torch within the tolerance, 1 when they differ.
+    """
+    from rich.table import Table
+
+    from cnnexp.conv import check_conv  # imports numpy here; torch is imported inside check_conv
+
+    check = check_conv(batch, in_channels, out_channels, size, kernel, stride, padding, dilation, seed,
+                       repeats, tolerance)
+    torch_seconds = next(r.seconds for r in check.results if r.method == "torch")
+    table = Table(title=f"x {tuple(check.input)} * w {tuple(check.weight)} -> y {tuple(check.output)}",
+                  title_justify="left")
+    for column in ("method", "max abs error vs torch", "median time", "time / torch"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for r in check.results:
+        table.add_row(r.method, f"{r.max_abs_error:.2e}", f"{r.seconds * 1e3:.3f} ms",
+                      f"{r.seconds / torch_seconds:.2f}x")
+    out.print(table)
+    verdict = "agree" if check.ok else "DIFFER"
+    out.print(f"loop, fast and torch {verdict} (tolerance {check.tolerance:.2e})", highlight=False)
+    if not check.ok:
+        raise typer.Exit(1)
