@@ -101,8 +101,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    no_pyc = os.environ.get("PYTHONDONTWRITEBYTECODE", "")
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}, PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}")
+          f"torch threads {torch.get_num_threads()}, PYTHONDONTWRITEBYTECODE={no_pyc!r}")
     report(f"(a) whole process, {args.repeats} interleaved rounds", whole_process(args.repeats))
     report(f"(b) in process, {args.conv_repeats} interleaved rounds", in_process(args.conv_repeats))
 

@@ -56,7 +56,9 @@ def conv2d_numpy(x, w, bias=None, *, stride=1, padding=0, dilation=1, method="fa
     if w.ndim != 4:
         raise ValueError(f"w must be (C_out, C_in, kh, kw), got shape {w.shape}")
     if w.shape[1] != x.shape[1]:
-        raise ValueError(f"w has C_in={w.shape[1]} (shape {w.shape}) but x has C_in={x.shape[1]} (shape {x.shape})")
+        raise ValueError(
+            f"w has C_in={w.shape[1]} (shape {w.shape}) but x has C_in={x.shape[1]} (shape {x.shape})"
+        )
     if bias is not None:
         bias = np.asarray(bias)
         if bias.shape != (w.shape[0],):
@@ -88,7 +90,9 @@ def _loop(xp, w, stride, dilation, out_hw):
             for i in range(h_out):
                 for j in range(w_out):
                     # x[c, i*s + u*d - p, j*s + v*d - p] for every c, u, v: a dilated window of the padded input
-                    window = xp[n, :, i * sh: i * sh + dh * (kh - 1) + 1: dh, j * sw: j * sw + dw * (kw - 1) + 1: dw]
+                    rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+                    window = xp[n, :, rows, cols]
                     y[n, o, i, j] = np.sum(w[o] * window)  # (C_in, kh, kw) summed
     return y
 

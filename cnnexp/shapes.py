@@ -287,6 +287,8 @@ def load_chain(path: str | Path) -> tuple[str | None, list[str]]:
         if not isinstance(spec, str):
             raise ConfigError(f"{path}: layers[{i}] must be a spec string like 'conv:out=64,k=3', got {spec!r}")
     shape = data.get("input")
+    if shape is not None:
+        parse_input(str(shape), f"{path}: input")  # refuse it here, where the message can name the file
     return (None if shape is None else str(shape)), layers
 
 
@@ -393,6 +395,10 @@ def _axis(layer: Layer, where: str, axis: int, size: int) -> tuple[int, str]:
         return size, f"same: pad {left}+{span - left} = D(K-1) = {d}*({k}-1), so {name}_out = {name} = {size}"
 
     p = layer.padding[axis]
+    # PyTorch's rule for conv and pools: a window of span + 1 pixels every s pixels over the padded input.
+    rounding = "ceil" if layer.ceil else "floor"
+    windows = (size + 2 * p - span - 1 + (s - 1 if layer.ceil else 0)) // s + 1
+    formula = f"{rounding}(({size} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1"
     if layer.kind == "convT":
         op = layer.output_padding[axis]
         if not (op < s or op < d):
@@ -412,8 +418,7 @@ def _axis(layer: Layer, where: str, axis: int, size: int) -> tuple[int, str]:
                 f"{where}: the effective kernel {span + 1} (D(K-1)+1) is larger than the padded input "
                 f"{name} {size}+2*{p} = {size + 2 * p}"
             )
-        out = (size + 2 * p - span - 1) // s + 1
-        return out, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {out}"
+        return windows, f"{formula} = {windows}"
 
     # Pools: PyTorch checks the padding against the bare kernel, whatever the dilation.
     if p > k // 2:
@@ -421,18 +426,11 @@ def _axis(layer: Layer, where: str, axis: int, size: int) -> tuple[int, str]:
             f"{where}: padding {p} on {name} is more than half the kernel size {k}; "
             f"PyTorch's {layer.kind} needs p <= k//2 = {k // 2}"
         )
-    if layer.ceil:
-        out = (size + 2 * p - span - 1 + s - 1) // s + 1
-        formula = f"ceil(({size} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1"
-        # PyTorch drops a last window that would start in the right padding.
-        if (out - 1) * s >= size + p:
-            out -= 1
-            formula += f" - 1 (last window starts in the padding) = {out}"
-        else:
-            formula += f" = {out}"
-    else:
-        out = (size + 2 * p - span - 1) // s + 1
-        formula = f"floor(({size} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {out}"
+    out = windows
+    if layer.ceil and (out - 1) * s >= size + p:  # PyTorch drops a last window starting in the right padding
+        out -= 1
+        formula += " - 1 (last window starts in the padding)"
+    formula += f" = {out}"
     if out < 1:
         raise ShapeError(f"{where}: output {name} would be {out} (from {formula}); the input is too small")
     return out, formula

@@ -317,6 +317,7 @@ def test_chain_file(tmp_path):
         ("layers:\n  - {conv: {out: 1}}\n", "layers[1] must be a spec string"),
         ("layers: [conv:out=1,k=1\n", "not valid YAML"),
         ("- conv:out=1,k=1\n", "expected a mapping"),
+        ("input: [3, 8, 8]\nlayers: [conv:out=1,k=1]\n", "input: '[3, 8, 8]' is not CxHxW"),
     ],
 )
 def test_bad_chain_files_name_the_file_and_key(tmp_path, text, words):
