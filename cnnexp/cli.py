@@ -10,6 +10,7 @@ need them, so `conv-shape` starts as fast as Typer itself.
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -47,6 +48,9 @@ def command(name: str | None = None, **kwargs):
 
 
 def main() -> None:
+    code = _fast_conv_shape(sys.argv[1:])  # the calculator's fast path; None when Typer should parse
+    if code is not None:
+        raise SystemExit(code)
     app()
 
 
@@ -179,3 +183,60 @@ def conv_check(
     out.print(f"loop, fast and torch {verdict} (tolerance {check.tolerance:.2e})", highlight=False)
     if not check.ok:
         raise typer.Exit(1)
+
+
+# Typer 0.29 builds a pydantic validator for each parameter of the command it runs, and importing pydantic
+# for that costs more than starting Python. The calculator skips it when its arguments are plain: it parses
+# them here and calls the very same `conv_shape` (same rendering, same one-line errors). Anything else
+# (--help, --opt=value, a value that is not an int, an unknown or repeated flag) goes to Typer, which owns
+# the messages for those. tests/test_cli.py keeps this table in step with the Typer command.
+_CONV_SHAPE_FLAGS: dict[str, tuple[str, type]] = {
+    "--kernel": ("kernel", str),
+    "--stride": ("stride", str),
+    "--padding": ("padding", str),
+    "--dilation": ("dilation", str),
+    "--in-channels": ("in_channels", int),
+    "--out-channels": ("out_channels", int),
+    "--input": ("input", str),
+    "--layer": ("layer", list),
+    "--from": ("from_", Path),
+}
+
+
+def _parse_conv_shape(argv: list[str]) -> dict | None:
+    """`conv-shape`'s arguments as keyword arguments of `conv_shape`, or None to leave them to Typer."""
+    kwargs: dict = {}
+    args = iter(argv)
+    for arg in args:
+        if arg == "--json" and "as_json" not in kwargs:
+            kwargs["as_json"] = True
+        elif arg in _CONV_SHAPE_FLAGS:
+            name, kind = _CONV_SHAPE_FLAGS[arg]
+            value = next(args, None)
+            if value is None or value.startswith("-") or (name in kwargs and kind is not list):
+                return None
+            if kind is list:
+                kwargs.setdefault(name, []).append(value)
+            elif kind is int:
+                if not value.isdigit():
+                    return None
+                kwargs[name] = int(value)
+            else:
+                kwargs[name] = kind(value)
+        elif not arg.startswith("-") and "size" not in kwargs:
+            kwargs["size"] = arg
+        else:
+            return None
+    return kwargs
+
+
+def _fast_conv_shape(argv: list[str]) -> int | None:
+    """Run `conv-shape` without Typer's parser if its arguments are plain; the exit status, or None."""
+    kwargs = _parse_conv_shape(argv[1:]) if argv[:1] == ["conv-shape"] else None
+    if kwargs is None:
+        return None
+    try:
+        conv_shape(**kwargs)
+    except typer.Exit as e:
+        return e.exit_code
+    return 0

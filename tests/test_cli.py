@@ -170,3 +170,60 @@ def test_conv_check_exits_1_when_it_finds_a_difference():
 )
 def test_conv_check_bad_geometry_exits_2(args, words):
     assert_one_line_error(runner.invoke(app, ["conv-check", "--repeats", "1", *args]), *words)
+
+
+def test_fast_path_flags_match_the_typer_command():
+    import typer.main
+
+    from cnnexp.cli import _CONV_SHAPE_FLAGS
+
+    params = typer.main.get_command(app).commands["conv-shape"].params
+    valued = {p.opts[0]: (p.name, p.multiple) for p in params if p.opts[0].startswith("--") and not p.is_flag}
+    assert valued == {flag: (name, kind is list) for flag, (name, kind) in _CONV_SHAPE_FLAGS.items()}
+    assert {p.opts[0] for p in params if getattr(p, "is_flag", False)} == {"--json"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["224", "--kernel", "3", "--stride", "2", "--padding", "1", "--dilation", "1"],
+        ["64x48", "--kernel", "3x5", "--padding", "same", "--in-channels", "3", "--out-channels", "8", "--json"],
+        ["--input", "3x224x224", "--layer", "conv:out=64,k=7,s=2,p=3", "--layer", "maxpool:k=3,s=2,p=1"],
+        ["--input", "3x8x8", "--layer", "maxpool:k=3,p=2"],
+        ["--input", "3x8x8", "--layer", "conv:out=4,k=3,zz=1", "--json"],
+        ["224"],
+        ["--from", "/nonexistent/net.yaml"],
+    ],
+)
+def test_fast_path_answers_exactly_as_typer(args, monkeypatch, capsys):
+    from cnnexp import cli
+
+    monkeypatch.setattr(sys, "argv", ["cnnexp", "conv-shape", *args])
+    assert cli._parse_conv_shape(args) is not None  # the fast path takes these
+    with pytest.raises(SystemExit) as caught:
+        cli.main()
+    fast = capsys.readouterr()
+    typer_result = conv_shape(*args)
+    assert (caught.value.code, fast.out, fast.err) == (typer_result.exit_code, typer_result.stdout,
+                                                       typer_result.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["224", "--kernel=3"], ["224", "--kernel"], ["224", "--in-channels", "x", "--kernel", "3"],
+     ["224", "--kernel", "3", "--kernel", "5"], ["224", "225"], ["--bogus"], ["224", "--padding", "-1"]],
+)
+def test_fast_path_leaves_anything_unusual_to_typer(args):
+    from cnnexp import cli
+
+    assert cli._parse_conv_shape(args) is None
+
+
+def test_plain_conv_shape_skips_typer_parsing_and_pydantic():
+    code = (
+        "import sys\nsys.argv = ['cnnexp', 'conv-shape', '224', '--kernel', '3']\nfrom cnnexp.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted({'pydantic', 'torch', 'numpy', 'pandas'} & set(sys.modules)), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "H_out = " in result.stdout and result.stderr.strip().splitlines()[-1] == "[]", result.stderr
