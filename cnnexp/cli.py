@@ -79,30 +79,9 @@ def conv_shape(
 
     A chain:    cnnexp conv-shape --input 3x224x224 --layer conv:out=64,k=7,s=2,p=3 --layer maxpool:k=3,s=2,p=1
     """
-    from cnnexp import shapes  # pure Python: this command never imports torch, numpy or pandas
-    from cnnexp.errors import ConfigError
+    from cnnexp.shapes import shape_from_flags  # pure Python: this command never imports torch, numpy or pandas
 
-    if size is not None:
-        if layer or from_:
-            raise ConfigError("give either SIZE (one conv layer) or --layer/--from (a chain), not both")
-        if kernel is None:
-            raise ConfigError("SIZE needs --kernel, e.g. cnnexp conv-shape 224 --kernel 3")
-        if in_channels < 1 or (out_channels is not None and out_channels < 1):
-            raise ConfigError("--in-channels and --out-channels must be at least 1")
-        input, layer = shapes.single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels)
-    elif from_ is not None:
-        if layer:
-            raise ConfigError("give the layers either with --layer or in the --from file, not both")
-        file_input, layer = shapes.load_chain(from_)
-        input = input or file_input  # the flag overrides the file
-        if input is None:
-            raise ConfigError(f"{from_}: no 'input' in the file; add input: CxHxW or pass --input")
-    elif not layer:
-        raise ConfigError("nothing to compute: give SIZE --kernel K, or --input CxHxW with --layer ... or --from")
-    elif input is None:
-        raise ConfigError("--layer needs --input CxHxW, e.g. --input 3x224x224")
-
-    net = shapes.chain_shape(input, layer)
+    net = shape_from_flags(size, kernel, stride, padding, dilation, in_channels, out_channels, input, layer, from_)
 
     if as_json:
         import json

@@ -292,6 +292,55 @@ def load_chain(path: str | Path) -> tuple[str | None, list[str]]:
     return (None if shape is None else str(shape)), layers
 
 
+def shape_from_flags(
+    size: str | None = None,
+    kernel: str | None = None,
+    stride: str = "1",
+    padding: str = "0",
+    dilation: str = "1",
+    in_channels: int = 1,
+    out_channels: int | None = None,
+    input: str | None = None,
+    layers: list[str] | None = None,
+    path: str | Path | None = None,
+) -> ChainShape:
+    """`conv-shape`'s three ways in: one layer (SIZE and flags), `--layer`s, or a `--from` file.
+
+    Args:
+        size ... out_channels: one conv layer, as for `single_conv`; `kernel` is required with `size`.
+        input: `CxHxW` for a chain; overrides the file's `input`.
+        layers: layer specs for a chain.
+        path: a chain file (see `load_chain`).
+
+    Returns:
+        The `chain_shape` of whichever form was given.
+
+    Raises:
+        ConfigError: no form, or two at once, or a form missing its input or kernel.
+        ShapeError: a layer PyTorch would refuse.
+    """
+    if size is not None:
+        if layers or path:
+            raise ConfigError("give either SIZE (one conv layer) or --layer/--from (a chain), not both")
+        if kernel is None:
+            raise ConfigError("SIZE needs --kernel, e.g. cnnexp conv-shape 224 --kernel 3")
+        if in_channels < 1 or (out_channels is not None and out_channels < 1):
+            raise ConfigError("--in-channels and --out-channels must be at least 1")
+        input, layers = single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels)
+    elif path is not None:
+        if layers:
+            raise ConfigError("give the layers either with --layer or in the --from file, not both")
+        file_input, layers = load_chain(path)
+        input = input or file_input  # the flag overrides the file
+        if input is None:
+            raise ConfigError(f"{path}: no 'input' in the file; add input: CxHxW or pass --input")
+    elif not layers:
+        raise ConfigError("nothing to compute: give SIZE --kernel K, or --input CxHxW with --layer ... or --from")
+    elif input is None:
+        raise ConfigError("--layer needs --input CxHxW, e.g. --input 3x224x224")
+    return chain_shape(input, layers)
+
+
 # ------------------------------------------------------------------------------------------- arithmetic
 
 
