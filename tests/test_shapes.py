@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -83,6 +83,12 @@ def layers(draw, channels: int, odds: int):
     if kind == "convT" and draw(st.booleans()):
         kw["output_padding"] = draw(geometry(0, 2, odds))
         keys["op"] = _text(kw["output_padding"])
+    # A backend quirk, not a rule: torch refuses dilation 0, except that a grouped ConvTranspose2d runs on
+    # oneDNN, which lets it through when that axis's kernel is 1 (and fails with an internal error when it is
+    # larger). cnnexp refuses dilation 0 always; that one case is left out of the comparison.
+    dilation = kw.get("dilation", 1)
+    assume(not (kind == "convT" and kw.get("groups", 1) > 1 and 0 in (dilation if isinstance(dilation, tuple)
+                                                                        else (dilation,))))
     spec = f"{kind}:" + ",".join(f"{key}={value}" for key, value in keys.items())
     module = {"conv": nn.Conv2d, "maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d, "convT": nn.ConvTranspose2d}
     return spec, lambda: module[kind](**kw), out
@@ -115,6 +121,10 @@ def torch_chain(shape, makers):
                 rows.append((tuple(x.shape[1:]), sum(p.numel() for p in module.parameters())))
         except (RuntimeError, ValueError, TypeError):
             return None
+    # Some ConvTranspose2d backends return an empty tensor where others raise "Output size is too small";
+    # an output of size 0 is a refusal either way (the rule, and torch's own for most kernels).
+    if any(0 in shape for shape, _ in rows):
+        return None
     return rows
 
 
