@@ -10,7 +10,7 @@ need them, so `conv-shape` starts as fast as Typer itself.
 from __future__ import annotations
 
 import functools
-import math
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cnnexp import render
 from cnnexp.errors import CnnexpError
 
 app = typer.Typer(
@@ -50,110 +51,26 @@ def command(name: str | None = None, **kwargs):
 def main() -> None:
     """The `cnnexp` script: Typer's app, with its usage errors (a bad flag, a missing argument) shown as one
     line on stderr like every other bad input, exit status 2."""
-    import sys
+    import click
 
     if len(sys.argv) <= 1:
         app()  # `cnnexp` alone: Typer prints the help
     try:
         code = app(standalone_mode=False)
-    except typer.TyperException as e:  # the base of Typer's (Click's) usage errors
+    except click.ClickException as e:  # Typer's usage errors: a bad flag, a missing argument
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         err.print(f"[bold red]error:[/] {escape(where + e.format_message())}{escape(hint)}", highlight=False,
                   soft_wrap=True)
         raise SystemExit(e.exit_code) from None
-    except typer.Abort:
+    except click.exceptions.Abort:
         err.print("aborted")
         raise SystemExit(1) from None
     raise SystemExit(code or 0)
 
 
 # --- the study: sweep and run ---------------------------------------------------------------------
-
-
-def _fmt(value, digits: int = 6) -> str:
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
-def show(renderable) -> None:
-    """Print to stdout without ever cropping: wider than the terminal if a table needs it, and at its
-    natural width when stdout is a file or a pipe."""
-    from rich.measure import Measurement
-
-    if getattr(renderable, "title", None):  # a title line may be longer than its table: print it whole
-        out.print(renderable.title, style="italic", soft_wrap=True)
-        renderable.title = None
-    need = Measurement.get(out, out.options.update_width(1000), renderable)
-    width = max(out.width, need.maximum if not out.is_terminal else need.minimum)
-    out.print(renderable, width=width, crop=False)
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]], *, first_left: bool = False):
-    """A rich table whose cells are never cut: each column is at least as wide as its widest cell."""
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for i, name in enumerate(columns):
-        width = max((len(r[i]) for r in rows), default=0)
-        width = max([width, *(len(line) for line in name.splitlines())])  # headers whole too
-        justify = "left" if first_left and i == 0 else "right"
-        table.add_column(name, justify=justify, min_width=width, overflow="fold")
-    for r in rows:
-        table.add_row(*r)
-    return table
-
-
-def _ratio_cell(value: float) -> str:
-    return f"{value:.3g}x" if math.isfinite(value) else str(value)
-
-
-def pairs_table(pairs, title: str = ""):
-    """One row per configuration: each block's gradient norms side by side, and residual/plain ratios.
-
-    Axes with one value across all rows go in the title, so the table stays narrow.
-    """
-    from cnnexp.sweep import RATIO_METRICS
-
-    axes = list(pairs[0].config) if pairs else []
-    fixed = [a for a in axes if len({p.config[a] for p in pairs}) == 1]
-    varying = [a for a in axes if a not in fixed]
-    blocks = list(dict.fromkeys(b for p in pairs for b in p.metrics))
-    with_ratio = any(p.ratios for p in pairs)
-    columns = list(varying)
-    for metric in RATIO_METRICS:  # the metric's name heads the first column of its group
-        group = [*blocks, *(["ratio"] if with_ratio else [])]
-        columns += [f"{metric if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
-    rows = []
-    for p in pairs:
-        cells = [_fmt(p.config[a]) for a in varying]
-        for metric in RATIO_METRICS:
-            cells += [_fmt(p.metrics[b][metric], 4) if b in p.metrics else "" for b in blocks]
-            if with_ratio:
-                cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")
-        rows.append(cells)
-    title = "  ".join([title, *(f"{a}={_fmt(pairs[0].config[a])}" for a in fixed)]).strip()
-    table = _table(title, columns, rows)
-    for column in table.columns:
-        if column.header.endswith("ratio"):
-            column.style = "bold magenta"
-    if with_ratio:
-        table.caption, table.caption_justify = "ratio = residual / plain", "left"
-    return table
-
-
-def plan_table(plan):
-    """The runs of a sweep, one row per configuration, with the blocks still to run."""
-    from cnnexp.config import config_dict
-
-    todo = {id(c): blocks for c, blocks in plan.tasks}
-    columns = ["#", *config_dict(plan.configs[0]), "to run"]
-    rows = [[str(i), *(_fmt(v) for v in config_dict(c).values()), ", ".join(todo.get(id(c), ())) or "done"]
-            for i, c in enumerate(plan.configs, start=1)]
-    title = (f"{plan.sweep.name}: {len(plan.configs)} configurations x {len(plan.sweep.blocks)} blocks = "
-             f"{plan.rows_total} rows ({plan.rows_to_run} to run) -> {plan.path}")
-    return _table(title, columns, rows)
 
 
 @command()
@@ -179,7 +96,7 @@ def sweep(
 
     plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer)
     if dry_run:
-        show(plan_table(plan))
+        render.show(out, render.plan_table(plan))
         return
     if plan.rows_skipped:
         err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
@@ -188,7 +105,7 @@ def sweep(
     with Progress(*columns, console=err, transient=True, disable=not plan.rows_to_run) as progress:
         bar = progress.add_task(plan.sweep.name, total=plan.rows_to_run)
         report = run_sweep(plan, on_result=lambda result: progress.advance(bar), threads=threads)
-    show(pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
+    render.show(out, render.pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
               f"{also}", soft_wrap=True)
@@ -236,52 +153,15 @@ def run(
         print(json.dumps({"config": config_dict(results[0].config), **{r.block: r.metrics for r in results}}, indent=2))
         return
     [pair] = side_by_side([r.row() for r in results])
-    show(metrics_table(pair))
-
-
-def metrics_table(pair):
-    """The metrics of one configuration: a row per metric, a column per block, and the ratio."""
-    from cnnexp.schema import METRICS
-
-    columns = ["metric", *pair.metrics, *(["residual/plain"] if pair.ratios else [])]
-    rows = [[m, *(_fmt(values[m]) for values in pair.metrics.values()),
-             *([_ratio_cell(pair.ratios[m]) if m in pair.ratios else ""] if pair.ratios else [])]
-            for m in METRICS]
-    title = "  ".join(f"{k}={_fmt(v)}" for k, v in pair.config.items())
-    return _table(title, columns, rows, first_left=True)
+    render.show(out, render.metrics_table(pair))
 
 
 # --- analysis: compare, summary, plot ---------------------------------------------------------------
-
-MAX_SHOWN = 20  # rows of a difference table on screen; --out writes them all
-MISSING = "—"  # a NaN on screen (a std or sem over one seed, a ratio without both blocks)
 
 
 def _names(values: list[str] | None) -> list[str]:
     """Repeatable options that also take commas: --y a --y b and --y a,b mean the same."""
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
-
-
-def _num(value, digits: int = 4) -> str:
-    """A number on screen: NaN as a dash, integers whole, floats to `digits` significant digits."""
-    import math
-
-    if isinstance(value, float) and math.isnan(value):
-        return MISSING
-    return _fmt(float(value), digits) if isinstance(value, float) else str(value)
-
-
-def _varying(df, columns: list[str]) -> tuple[list[str], str]:
-    """The columns with more than one value, and the others as 'name=value' for a table title."""
-    varying = [c for c in columns if df[c].nunique(dropna=False) > 1]
-    fixed = "  ".join(f"{c}={_num(df[c].iloc[0])}" for c in columns if c not in varying)
-    return varying, fixed
-
-
-def _shown(table, hidden: int):
-    if hidden:
-        table.caption, table.caption_justify = f"... and {hidden} more rows; --out writes them all", "left"
-    return table
 
 
 @command()
@@ -305,57 +185,12 @@ def compare(
     result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric))
     if out_path is not None:
         write_csv(result.joined, out_path)
-    for table in comparison_tables(result):
-        out.print(table)
-    out.print(comparison_verdict(result), highlight=False, soft_wrap=True)
+    for table in render.comparison_tables(result):
+        render.show(out, table)
+    out.print(render.comparison_verdict(result), highlight=False, soft_wrap=True)
     if out_path is not None:
         err.print(f"wrote the comparison to {out_path}", soft_wrap=True)
     raise typer.Exit(0 if result.agree else 1)
-
-
-def comparison_tables(result) -> list:
-    """The tables of a comparison: per metric; the rows beyond tolerance; the rows on one side only."""
-    joined, keys = result.joined, list(result.keys)
-    both = joined[joined["status"].isin(["same", "differs"])]
-    title = (f"A={result.a}  B={result.b}\n{len(both)} rows in both, {len(result.only('a'))} only in A, "
-             f"{len(result.only('b'))} only in B")
-    for side, columns in zip("AB", result.config_only):
-        if columns:  # the join ignores them: say so, since rows that differ there are paired anyway
-            title += f"; only {side} has {', '.join(columns)} (not joined on)"
-    rows = [[m, _num(rel, 3), str(n)] for m, rel, n in result.by_metric.itertuples()]
-    per_metric = _table(title, ["metric", "largest rel. diff", "rows beyond tolerance"], rows, first_left=True)
-    per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|); beyond tolerance: not |a-b| <= atol + rtol*|b| "
-                          f"with rtol={result.rtol:g}, atol={result.atol:g}")
-    per_metric.caption_justify = "left"
-    tables = [per_metric]
-    differing = result.differing
-    if len(differing):
-        varying, fixed = _varying(differing, keys)
-        cells = [[*(_num(r[k]) for k in varying), m, repr(r[f"{m}_a"]), repr(r[f"{m}_b"]),
-                  _num(r[f"{m}_rel_diff"], 3)]
-                 for _, r in differing.iterrows() for m in result.metrics if r[f"{m}_differs"]]
-        table = _table(f"beyond tolerance  {fixed}".strip(), [*varying, "metric", "A", "B", "rel. diff"],
-                       cells[:MAX_SHOWN])
-        tables.append(_shown(table, len(cells) - MAX_SHOWN if len(cells) > MAX_SHOWN else 0))
-    for side in ("a", "b"):
-        only = result.only(side)
-        if len(only):
-            cells = [[_num(v) for v in r] for r in only.itertuples(index=False)]
-            table = _table(f"only in {side.upper()} ({getattr(result, side)})", keys, cells[:MAX_SHOWN])
-            tables.append(_shown(table, max(len(cells) - MAX_SHOWN, 0)))
-    return tables
-
-
-def comparison_verdict(result) -> str:
-    """One line: agree, or what differs."""
-    if result.agree:
-        return f"agree: every metric within rtol={result.rtol:g}, atol={result.atol:g}, every row on both sides"
-    parts = [f"{m} ({n} row{'s' * (n != 1)} beyond tolerance)" for m, _, n in result.by_metric.itertuples() if n]
-    parts += [f"{n} row{'s' * (n != 1)} only in {side.upper()}"
-              for side in ("a", "b") for n in [len(result.only(side))] if n]
-    parts += [f"metric{'s' * (len(ms) > 1)} only in {side}: {', '.join(ms)}"
-              for side, ms in zip("AB", result.metrics_only) if ms]
-    return "differ: " + "; ".join(parts)
 
 
 @command()
@@ -371,35 +206,10 @@ def summary(
     table = summarize(path)
     if out_path is not None:
         write_csv(table, out_path)
-    for rich_table in summary_tables(table):
-        out.print(rich_table)
+    for rich_table in render.summary_tables(table):
+        render.show(out, rich_table)
     if out_path is not None:
         err.print(f"wrote the summary to {out_path}", soft_wrap=True)
-
-
-def summary_tables(table) -> list:
-    """One table per metric (mean, std, sem, n per configuration), then the residual/plain ratios."""
-    metrics = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
-    config = list(table.columns[: list(table.columns).index(f"{metrics[0]}_mean")])
-    varying, fixed = _varying(table, config)
-    varying = varying or ["block"]
-    tables = []
-    for m in metrics:
-        rows = [[*(_num(r[c]) for c in varying), *(_num(r[f"{m}_{s}"]) for s in ("mean", "std", "sem")),
-                 str(r["n"])] for _, r in table.iterrows()]
-        tables.append(_table(f"{m}  {fixed}".strip(), [*varying, "mean", "std", "sem", "n"], rows))
-    ratios = [c for c in table.columns if c.endswith("_ratio")]
-    if ratios:
-        pairs = table[table["block"] == "residual"]
-        keys = [c for c in varying if c != "block"]
-        rows = [[*(_num(r[c]) for c in keys), *(MISSING if r[c] != r[c] else _ratio_cell(r[c]) for c in ratios)]
-                for _, r in pairs.iterrows()]
-        ratio_table = _table(f"residual / plain, ratio of the means  {fixed}".strip(),
-                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows)
-        for column in ratio_table.columns[len(keys):]:
-            column.style = "bold magenta"
-        tables.append(ratio_table)
-    return tables
 
 
 @command()
@@ -421,3 +231,69 @@ def plot(
 
     written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path)
     err.print(f"wrote {written}", soft_wrap=True)
+
+
+# --- CNN shapes and convolution ---
+
+
+@command("conv-shape")
+def conv_shape(
+    size: Annotated[Optional[str], typer.Argument(help="One conv layer on an input of H or HxW pixels.")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="Kernel size, N or NxM (with SIZE).")] = None,
+    stride: Annotated[str, typer.Option(help="Stride, N or NxM (with SIZE).")] = "1",
+    padding: Annotated[str, typer.Option(help="Padding, N, NxM or 'same' (with SIZE).")] = "0",
+    dilation: Annotated[str, typer.Option(help="Dilation, N or NxM (with SIZE).")] = "1",
+    in_channels: Annotated[int, typer.Option(help="Input channels (with SIZE).")] = 1,
+    out_channels: Annotated[Optional[int], typer.Option(help="Output channels (with SIZE); default: in.")] = None,
+    input: Annotated[Optional[str], typer.Option("--input", help="Chain input CxHxW, e.g. 3x224x224.")] = None,
+    layer: Annotated[
+        Optional[list[str]], typer.Option("--layer", help="A layer, e.g. conv:out=64,k=7,s=2,p=3 (repeat).")
+    ] = None,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="YAML file with 'input' and 'layers'.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Output shape, parameters, MACs and receptive field of conv/pool layers, by PyTorch's rules.
+
+    One layer:  cnnexp conv-shape 224 --kernel 3 --stride 2 --padding 1
+
+    A chain:    cnnexp conv-shape --input 3x224x224 --layer conv:out=64,k=7,s=2,p=3 --layer maxpool:k=3,s=2,p=1
+    """
+    from cnnexp.shapes import shape_from_flags  # pure Python: this command never imports torch, numpy or pandas
+
+    net = shape_from_flags(size, kernel, stride, padding, dilation, in_channels, out_channels, input, layer, from_)
+
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(net.to_json()))
+        return
+    render.print_chain(out, net, single=size is not None)
+
+
+@command("conv-check")
+def conv_check(
+    batch: Annotated[int, typer.Option(min=1, help="N, images in the batch.")] = 2,
+    in_channels: Annotated[int, typer.Option(min=1, help="C_in.")] = 3,
+    out_channels: Annotated[int, typer.Option(min=1, help="C_out, number of filters.")] = 4,
+    size: Annotated[str, typer.Option(help="Image size, N or NxM.")] = "8",
+    kernel: Annotated[str, typer.Option(help="Kernel size, N or NxM.")] = "3",
+    stride: Annotated[str, typer.Option(help="Stride, N or NxM.")] = "1",
+    padding: Annotated[str, typer.Option(help="Padding, N or NxM.")] = "1",
+    dilation: Annotated[str, typer.Option(help="Dilation, N or NxM.")] = "1",
+    seed: Annotated[int, typer.Option(help="Seeds input, filters and bias.")] = 0,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs per method; the median time is shown.")] = 3,
+    tolerance: Annotated[float, typer.Option(help="Allowed error, relative to the largest output.")] = 1e-5,
+) -> None:
+    """Run the numpy loop, the numpy fast path and torch's conv2d on one random input; compare.
+
+    Exit 0 when loop and fast match torch within the tolerance, 1 when they differ.
+    """
+    from cnnexp.conv import check_conv  # imports numpy here; torch is imported inside check_conv
+
+    check = check_conv(batch, in_channels, out_channels, size, kernel, stride, padding, dilation, seed,
+                       repeats, tolerance)
+    render.show(out, render.check_table(check))
+    verdict = "agree" if check.ok else "DIFFER"
+    out.print(f"loop, fast and torch {verdict} (tolerance {check.tolerance:.2e})", highlight=False)
+    if not check.ok:
+        raise typer.Exit(1)

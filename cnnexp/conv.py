@@ -1,0 +1,226 @@
+"""2-D convolution in numpy, two ways, and a check of both against PyTorch.
+
+`method="loop"` follows the textbook formula one output pixel at a time, so it can be read next to it;
+`method="fast"` gathers every receptive window into one matrix (im2col) and does a single BLAS matmul.
+
+    >>> import numpy as np
+    >>> from cnnexp.conv import conv2d_numpy
+    >>> x = np.ones((1, 2, 5, 5), np.float32)          # (N, C_in, H, W)
+    >>> w = np.ones((3, 2, 3, 3), np.float32)          # (C_out, C_in, kh, kw)
+    >>> y = conv2d_numpy(x, w, np.zeros(3, np.float32), padding=1)
+    >>> y.shape, y.dtype, float(y[0, 0, 2, 2]), float(y[0, 0, 0, 0])
+    ((1, 3, 5, 5), dtype('float32'), 18.0, 8.0)
+
+`check_conv` runs loop, fast and torch's `F.conv2d` on one random input and reports each one's largest
+difference from torch and its time (torch is imported inside it, on demand).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cnnexp.errors import ConfigError
+from cnnexp.shapes import chain_shape, parse_layer, parse_pair, single_conv
+
+
+def conv2d_numpy(x, w, bias=None, *, stride=1, padding=0, dilation=1, method="fast") -> np.ndarray:
+    """Cross-correlate a batch of images with a bank of filters, as `torch.nn.functional.conv2d` does.
+
+        y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] * x[n, c, i*s + u*d - p, j*s + v*d - p]
+
+    with x read as 0 outside the image.
+
+    Args:
+        x: input, shape (N, C_in, H, W).
+        w: filters, shape (C_out, C_in, kh, kw).
+        bias: shape (C_out,), or None for no bias.
+        stride: int or (sh, sw).
+        padding: zeros added on each side, int or (ph, pw).
+        dilation: spacing between kernel taps, int or (dh, dw).
+        method: "fast" (im2col + one matmul) or "loop" (the formula, pixel by pixel).
+
+    Returns:
+        y, shape (N, C_out, H_out, W_out), H_out = floor((H + 2p - d(kh-1) - 1) / s) + 1; float32 in gives
+        float32 out.
+
+    Raises:
+        ValueError: shapes that do not fit together, non-positive stride or dilation, negative padding,
+            an empty output, or an unknown method; the message names the mismatch.
+    """
+    x, w = np.asarray(x), np.asarray(w)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C_in, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"w must be (C_out, C_in, kh, kw), got shape {w.shape}")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"w has C_in={w.shape[1]} (shape {w.shape}) but x has C_in={x.shape[1]} (shape {x.shape})"
+        )
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.shape != (w.shape[0],):
+            raise ValueError(f"bias must have shape ({w.shape[0]},) for C_out={w.shape[0]}, got {bias.shape}")
+    stride, padding, dilation = (_pair(v, name) for v, name in
+                                 ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"need stride >= 1, dilation >= 1, padding >= 0; got {stride}, {dilation}, {padding}")
+    out_hw = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in
+              zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
+    if min(out_hw) < 1 or min(w.shape[2:]) < 1:
+        raise ValueError(f"kernel {w.shape[2:]} (dilation {dilation}) does not fit the input {x.shape[2:]} "
+                         f"padded by {padding}: the output would be {tuple(out_hw)}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
+    dtype = np.result_type(x, w, *(() if bias is None else (bias,)))
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))  # zeros outside the image
+    y = _METHODS[method](xp.astype(dtype, copy=False), w.astype(dtype, copy=False), stride, dilation, out_hw)
+    return y if bias is None else y + bias.astype(dtype).reshape(1, -1, 1, 1)
+
+
+def _loop(xp, w, stride, dilation, out_hw):
+    """The formula, one output pixel at a time (xp is already padded)."""
+    (n_batch, _, _, _), (c_out, _, kh, kw) = xp.shape, w.shape
+    (sh, sw), (dh, dw), (h_out, w_out) = stride, dilation, out_hw
+    y = np.zeros((n_batch, c_out, h_out, w_out), dtype=xp.dtype)
+    for n in range(n_batch):
+        for o in range(c_out):
+            for i in range(h_out):
+                for j in range(w_out):
+                    # x[c, i*s + u*d - p, j*s + v*d - p] for every c, u, v: a dilated window of the padded input
+                    rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+                    window = xp[n, :, rows, cols]
+                    y[n, o, i, j] = np.sum(w[o] * window)  # (C_in, kh, kw) summed
+    return y
+
+
+def _fast(xp, w, stride, dilation, out_hw):
+    """im2col: every window as a column, then one batched matmul with the flattened filters."""
+    (n_batch, c_in, _, _), (c_out, _, kh, kw) = xp.shape, w.shape
+    (sh, sw), (dh, dw), (h_out, w_out) = stride, dilation, out_hw
+    windows = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C_in, H_out, W_out, kh, kw), a view
+    # Copy once into (N, C_in*kh*kw, H_out*W_out) so the product is one BLAS call and lands in NCHW order.
+    cols = windows.transpose(0, 1, 4, 5, 2, 3).reshape(n_batch, c_in * kh * kw, h_out * w_out)
+    y = np.matmul(w.reshape(c_out, c_in * kh * kw), cols)  # (N, C_out, H_out*W_out)
+    return y.reshape(n_batch, c_out, h_out, w_out)
+
+
+_METHODS = {"fast": _fast, "loop": _loop}
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+# ------------------------------------------------------------------------------------------- conv-check
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One implementation's run: its largest difference from torch and its median time."""
+
+    method: str  # "loop", "fast" or "torch"
+    max_abs_error: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ConvCheck:
+    """loop, fast and torch on the same random input."""
+
+    input: tuple[int, int, int, int]  # (N, C_in, H, W)
+    weight: tuple[int, int, int, int]  # (C_out, C_in, kh, kw)
+    output: tuple[int, int, int, int]
+    results: tuple[MethodResult, ...]
+    tolerance: float  # absolute; every max_abs_error must be at most this
+
+    @property
+    def ok(self) -> bool:
+        return all(r.max_abs_error <= self.tolerance for r in self.results)
+
+
+def check_conv(
+    batch: int = 2,
+    in_channels: int = 3,
+    out_channels: int = 4,
+    size: str = "8",
+    kernel: str = "3",
+    stride: str = "1",
+    padding: str = "1",
+    dilation: str = "1",
+    seed: int = 0,
+    repeats: int = 3,
+    tolerance: float = 1e-5,
+) -> ConvCheck:
+    """Run loop, fast and torch's conv2d on one seeded random float32 input and compare them with torch.
+
+    Args:
+        batch, in_channels, out_channels: N, C_in and C_out.
+        size, kernel, stride, padding, dilation: `N` or `NxM` each, as for `conv-shape`.
+        seed: seeds the input, the filters and the bias.
+        repeats: each method runs this many times; the median time is reported.
+        tolerance: relative; the absolute tolerance is this times max(1, largest |torch output|).
+
+    Returns:
+        The shapes, each method's max abs error against torch and median seconds, and the tolerance used.
+
+    Raises:
+        ConfigError: a size or count that is not positive, or malformed `N`/`NxM` text.
+        ShapeError: a geometry PyTorch would refuse (checked by the `conv-shape` rules before any work).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    for name, value in (("--batch", batch), ("--in-channels", in_channels), ("--out-channels", out_channels),
+                        ("--repeats", repeats)):
+        if value < 1:
+            raise ConfigError(f"{name} {value} must be at least 1")
+    if not tolerance > 0:
+        raise ConfigError(f"--tolerance {tolerance} must be positive")
+    # The same rules as conv-shape: a geometry torch would refuse is refused here, before any arithmetic.
+    shape_in, specs = single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels)
+    layer = chain_shape(shape_in, specs)
+    conv = parse_layer(specs[0])
+    if conv.padding is None:  # conv2d_numpy pads symmetrically; 'same' may need an odd pixel on one side
+        raise ConfigError("--padding same is not supported by conv-check; give N or NxM")
+    h, w = parse_pair(size, "--size")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, in_channels, h, w)).astype(np.float32)
+    wt = rng.standard_normal((out_channels, in_channels, *conv.kernel)).astype(np.float32)
+    b = rng.standard_normal(out_channels).astype(np.float32)
+    geometry = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+
+    tx, tw, tb = (torch.from_numpy(a) for a in (x, wt, b))
+    runs = {
+        "loop": lambda: conv2d_numpy(x, wt, b, method="loop", **geometry),
+        "fast": lambda: conv2d_numpy(x, wt, b, method="fast", **geometry),
+        "torch": lambda: F.conv2d(tx, tw, tb, **geometry).numpy(),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    outputs: dict[str, np.ndarray] = {}
+    for name in ("fast", "torch"):  # once untimed: a first call pays one-off set-up (threads, kernel choice)
+        runs[name]()
+    for _ in range(repeats):  # interleaved, so a slow spell of the machine hits every method alike
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            outputs[name] = run()
+            times[name].append(time.perf_counter() - t0)
+    reference = outputs["torch"]
+    results = tuple(
+        MethodResult(name, float(np.max(np.abs(outputs[name] - reference))), float(np.median(times[name])))
+        for name in runs
+    )
+    return ConvCheck(
+        input=x.shape,
+        weight=wt.shape,
+        output=(batch, *layer.output),
+        results=results,
+        tolerance=tolerance * max(1.0, float(np.max(np.abs(reference)))),
+    )

@@ -1,0 +1,344 @@
+"""cnnexp.shapes against PyTorch itself: real modules on random chains, autograd for receptive fields,
+torch's flop counter for MACs. Expected values always come from torch, never from cnnexp."""
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnexp.errors import CnnexpError, ConfigError, ShapeError
+from cnnexp.shapes import chain_shape, load_chain, parse_layer, single_conv
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ------------------------------------------------------------------------------ random chains for torch
+
+
+def _text(value) -> str:
+    return str(value) if isinstance(value, int) else f"{value[0]}x{value[1]}"
+
+
+def rarely(draw, usual, odd, odds: int):
+    """Mostly a value from `usual`; one time in `odds` one from `odd`, to probe what torch refuses."""
+    return draw(odd if draw(st.integers(1, odds)) == 1 else usual)
+
+
+@st.composite
+def geometry(draw, low: int, high: int, odds: int):
+    """An int in [low, high] (rarely just below it), now and then a (height, width) pair."""
+    one = st.integers(low, high)
+    odd = st.integers(low - 2, low - 1)
+    if draw(st.integers(0, 3)) == 0:
+        return rarely(draw, one, odd, odds), rarely(draw, one, odd, odds)
+    return rarely(draw, one, odd, odds)
+
+
+def _pool_padding(draw, k, odds: int):
+    """Mostly within PyTorch's limit k//2 on each axis, sometimes over it."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    p = tuple(rarely(draw, st.integers(0, max(k // 2, 0)), st.integers(max(k // 2, 0), k // 2 + 3), odds)
+              for k in (kh, kw))
+    return p[0] if p[0] == p[1] else p
+
+
+@st.composite
+def layers(draw, channels: int, odds: int):
+    """A layer as (spec text, torch module, output channels), both built from the same drawn values."""
+    kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "convT"]))
+    k = draw(geometry(1, 5, odds))
+    keys = {"k": _text(k)}
+    kw = {"kernel_size": k}
+    if draw(st.booleans()):
+        kw["stride"] = draw(geometry(1, 3, odds))
+        keys["s"] = _text(kw["stride"])
+    if kind == "conv" and draw(st.integers(0, 5)) == 0:
+        kw["padding"], keys["p"] = "same", "same"
+    elif draw(st.booleans()):
+        kw["padding"] = draw(geometry(0, 3, odds)) if kind in ("conv", "convT") else _pool_padding(draw, k, odds)
+        keys["p"] = _text(kw["padding"])
+    if kind in ("conv", "maxpool", "convT") and draw(st.booleans()):
+        kw["dilation"] = draw(geometry(1, 3, odds))
+        keys["d"] = _text(kw["dilation"])
+    if kind in ("maxpool", "avgpool") and draw(st.booleans()):
+        kw["ceil_mode"] = True
+        keys["ceil"] = "true"
+    out = channels
+    if kind in ("conv", "convT"):
+        out = rarely(draw, st.integers(1, 6), st.just(0), odds)
+        keys = {"out": str(out), **keys}
+        kw.update(in_channels=channels, out_channels=out)
+        if draw(st.integers(0, 3)) == 0:
+            divisors = [g for g in range(1, 7) if channels % g == 0 and out % g == 0]
+            kw["groups"] = rarely(draw, st.sampled_from(divisors or [1]), st.integers(0, 4), odds)
+            keys["groups"] = str(kw["groups"])
+        if draw(st.integers(0, 3)) == 0:
+            kw["bias"] = False
+            keys["bias"] = "false"
+    if kind == "convT" and draw(st.booleans()):
+        kw["output_padding"] = draw(geometry(0, 2, odds))
+        keys["op"] = _text(kw["output_padding"])
+    # A backend quirk, not a rule: torch refuses dilation 0, except that a grouped ConvTranspose2d runs on
+    # oneDNN, which lets it through when that axis's kernel is 1 (and fails with an internal error when it is
+    # larger). cnnexp refuses dilation 0 always; that one case is left out of the comparison.
+    dilation = kw.get("dilation", 1)
+    assume(not (kind == "convT" and kw.get("groups", 1) > 1 and 0 in (dilation if isinstance(dilation, tuple)
+                                                                        else (dilation,))))
+    spec = f"{kind}:" + ",".join(f"{key}={value}" for key, value in keys.items())
+    module = {"conv": nn.Conv2d, "maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d, "convT": nn.ConvTranspose2d}
+    return spec, lambda: module[kind](**kw), out
+
+
+@st.composite
+def chains(draw, side=st.integers(8, 48), length=st.integers(1, 4), odds: int = 25):
+    """Random chains, mostly valid; `odds` sets how often a value is drawn from outside the usual range."""
+    tiny = st.integers(1, 7)
+    c, h, w = draw(st.integers(1, 6)), rarely(draw, side, tiny, odds), rarely(draw, side, tiny, odds)
+    specs, makers = [], []
+    channels = c
+    for _ in range(draw(length)):
+        spec, make, channels = draw(layers(channels, odds))
+        specs.append(spec)
+        makers.append(make)
+    return (c, h, w), specs, makers
+
+
+def torch_chain(shape, makers):
+    """Each layer's output shape and parameter count from real modules, or None if torch refuses."""
+    x = torch.zeros(1, *shape)
+    rows = []
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # e.g. 'same' with an even kernel warns but works
+        try:
+            for make in makers:
+                module = make()
+                x = module(x)
+                rows.append((tuple(x.shape[1:]), sum(p.numel() for p in module.parameters())))
+        except (RuntimeError, ValueError, TypeError):
+            return None
+    # Some ConvTranspose2d backends return an empty tensor where others raise "Output size is too small";
+    # an output of size 0 is a refusal either way (the issue's rule, and torch's own for most kernels).
+    if any(0 in shape for shape, _ in rows):
+        return None
+    return rows
+
+
+@SETTINGS
+@given(chains())
+def test_chain_agrees_with_torch_modules(chain):
+    shape, specs, makers = chain
+    expected = torch_chain(shape, makers)
+    if expected is None:
+        with pytest.raises(CnnexpError):  # and nothing else: any other exception is a bug
+            chain_shape(shape, specs)
+        return
+    net = chain_shape(shape, specs)
+    assert [(row.output, row.params) for row in net.layers] == expected, specs
+    assert net.output == expected[-1][0]
+    assert net.params == sum(params for _, params in expected)
+
+
+@SETTINGS
+@given(chains(side=st.integers(1, 9), length=st.just(1), odds=3))
+def test_single_layers_on_tiny_inputs_agree_with_torch(chain):
+    """Tiny inputs put the size rules on their boundaries: outputs of exactly 1, 0 or less."""
+    test_chain_agrees_with_torch_modules.hypothesis.inner_test(chain)
+
+
+@settings(max_examples=40, deadline=None)
+@given(chains())
+def test_macs_agree_with_torch_flop_counter(chain):
+    shape, specs, makers = chain
+    if torch_chain(shape, makers) is None:
+        return
+    with FlopCounterMode(display=False) as counter, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        x = torch.zeros(1, *shape)
+        for make in makers:
+            x = make()(x)
+    # torch counts a multiply-accumulate as 2 flops, and pools as none, as cnnexp does
+    assert chain_shape(shape, specs).macs == counter.get_total_flops() // 2
+
+
+# ------------------------------------------------------------------------- receptive field by autograd
+
+
+@st.composite
+def valid_conv_pool_chains(draw):
+    """Layer parameters (kind, k, s, p, d) for a conv/pool chain that is small enough to probe."""
+    chain = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["conv", "maxpool", "avgpool"]))
+        k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        s = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        d = (1, 1) if kind == "avgpool" else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        p = tuple(draw(st.integers(0, ki // 2)) for ki in k)
+        chain.append((kind, k, s, p, d))
+    return chain
+
+
+@settings(max_examples=60, deadline=None)
+@given(valid_conv_pool_chains())
+def test_receptive_field_matches_autograd(chain):
+    """The input pixels one interior output pixel depends on span exactly the predicted field.
+
+    Weights are ones and the input is ones, so no gradient cancels. A max pool routes its gradient to one
+    pixel only, so it is probed with a depthwise ones-convolution of the same kernel, stride, padding and
+    dilation: the same window geometry, with every pixel in the window reached.
+    """
+    specs = [f"{kind}:" + ("out=1," if kind == "conv" else "") + f"k={_text(k)},s={_text(s)},p={_text(p)}"
+             + ("" if kind == "avgpool" else f",d={_text(d)}") for kind, k, s, p, d in chain]
+    size = 8
+    while True:  # an input large enough for an interior output pixel that sees no padding
+        try:
+            probe = chain_shape((1, size, size), specs)
+        except ShapeError:
+            probe = None
+        if probe is not None and min(probe.output[1:]) >= 3 and size >= 2 * max(probe.layers[-1].receptive_field):
+            break
+        size *= 2
+    modules = []
+    for kind, k, s, p, d in chain:
+        if kind == "avgpool":
+            modules.append(nn.AvgPool2d(k, s, p))
+        else:  # conv, and the stand-in for maxpool
+            conv = nn.Conv2d(1, 1, k, s, p, d, bias=False)
+            nn.init.ones_(conv.weight)
+            modules.append(conv)
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    y = nn.Sequential(*modules)(x)
+    y[0, 0, y.shape[2] // 2, y.shape[3] // 2].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+    extent = (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
+    assert tuple(probe.layers[-1].receptive_field) == extent, specs
+
+
+# ------------------------------------------------------------------------------------- specific rules
+
+
+def test_same_padding_keeps_the_size_even_for_even_kernels():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = nn.Conv2d(2, 3, (4, 5), padding="same", dilation=(3, 1))(torch.zeros(1, 2, 7, 9))
+    assert chain_shape((2, 7, 9), ["conv:out=3,k=4x5,p=same,d=3x1"]).output == tuple(y.shape[1:])
+
+
+@pytest.mark.parametrize(
+    "spec, module, words",
+    [
+        ("conv:out=4,k=3,s=2,p=same", lambda: nn.Conv2d(3, 4, 3, 2, "same"), "'same' needs stride 1"),
+        ("convT:out=4,k=3,p=same", lambda: nn.ConvTranspose2d(3, 4, 3, padding="same"), "no padding='same'"),
+        ("maxpool:k=3,p=2", lambda: nn.MaxPool2d(3, padding=2), "more than half the kernel size 3"),
+        ("maxpool:k=3,p=2,d=2", lambda: nn.MaxPool2d(3, padding=2, dilation=2), "more than half the kernel size 3"),
+        ("avgpool:k=4x2,p=1x2", lambda: nn.AvgPool2d((4, 2), padding=(1, 2)), "padding 2 on W"),
+        ("conv:out=4,k=3,groups=3", lambda: nn.Conv2d(3, 4, 3, groups=3), "out 4 is not divisible by groups=3"),
+        ("conv:out=4,k=9", lambda: nn.Conv2d(3, 4, 9), "larger than the padded input"),
+        ("conv:out=4,k=3,d=4", lambda: nn.Conv2d(3, 4, 3, dilation=4), "larger than the padded input"),
+        ("convT:out=4,k=3,s=2,op=2", lambda: nn.ConvTranspose2d(3, 4, 3, 2, output_padding=2),
+         "op=2 on H must be smaller than the stride (2) or the dilation (1)"),
+        ("convT:out=4,k=1,p=4", lambda: nn.ConvTranspose2d(3, 4, 1, padding=4), "output H would be 0"),
+        ("conv:out=4,k=3,s=0", lambda: nn.Conv2d(3, 4, 3, 0), "stride s 0 must be at least 1"),
+        ("maxpool:k=9", lambda: nn.MaxPool2d(9), "output H would be 0"),
+        ("avgpool:k=2,s=4,p=1,ceil=true", lambda: nn.AvgPool2d(2, 4, 1, ceil_mode=True), None),
+    ],
+)
+def test_refusals_name_the_layer_and_say_why(spec, module, words):
+    """Each row is refused by torch too (checked here); cnnexp names layer 2 and gives the reason."""
+    if words is None:  # a control row: torch accepts it, so must cnnexp
+        y = module()(torch.zeros(1, 3, 8, 8))
+        assert chain_shape("3x8x8", ["conv:out=3,k=1", spec]).output == tuple(y.shape[1:])
+        return
+    with pytest.raises((RuntimeError, ValueError, TypeError)):
+        module()(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ShapeError) as caught:
+        chain_shape("3x8x8", ["conv:out=3,k=1", spec])
+    message = str(caught.value)
+    assert message.startswith(f"layer 2 {spec!r}: ") and words in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("pool:k=3", "unknown layer kind 'pool'"),
+        ("conv:out=4,k=3,q=1", "unknown key 'q' for conv"),
+        ("avgpool:k=3,d=2", "unknown key 'd' for avgpool"),
+        ("conv:k=3", "missing the output channels"),
+        ("maxpool:s=2", "missing the kernel size"),
+        ("conv:out=4,k=3x", "'3x' is not N or NxM"),
+        ("conv:out=4,k=3,bias=no", "bias='no' must be true or false"),
+        ("conv:out=4,k=3,k=5", "key 'k' given twice"),
+        ("conv:out=four,k=3", "out='four' must be an integer"),
+    ],
+)
+def test_malformed_specs_are_config_errors(spec, words):
+    with pytest.raises(ConfigError, match="^layer 1 ") as caught:
+        chain_shape("3x8x8", [spec])
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["3x224", "0x8x8", "3x-8x8", "axbxc", "3x8x8x8"])
+def test_bad_input_shape_is_refused(text):
+    with pytest.raises(ConfigError, match="--input"):
+        chain_shape(text, ["conv:out=1,k=1"])
+
+
+def test_pool_stride_defaults_to_kernel_and_conv_stride_to_one():
+    assert parse_layer("maxpool:k=3x2").stride == (3, 2)
+    assert parse_layer("avgpool:k=2").stride == (2, 2)
+    assert parse_layer("conv:out=1,k=3").stride == (1, 1)
+
+
+def test_single_layer_is_a_chain_of_one_conv():
+    shape, specs = single_conv("224x200", "3", "2", "1", "1", in_channels=3, out_channels=8)
+    y = nn.Conv2d(3, 8, 3, 2, 1)(torch.zeros(1, 3, 224, 200))
+    net = chain_shape(shape, specs)
+    assert net.output == tuple(y.shape[1:]) and specs == ["conv:out=8,k=3,s=2,p=1,d=1"]
+
+
+def test_dense_comparison_counts_a_real_linear_layer():
+    net = chain_shape("2x6x5", ["conv:out=3,k=3,s=2"])
+    n_in, n_out = 2 * 6 * 5, 3 * net.output[1] * net.output[2]
+    assert net.dense_params == sum(p.numel() for p in nn.Linear(n_in, n_out).parameters())
+
+
+def test_json_has_exactly_the_contract_keys():
+    data = chain_shape("3x32x32", ["conv:out=8,k=3,p=1", "maxpool:k=2"]).to_json()
+    assert list(data) == ["input", "layers", "output", "params", "macs"]
+    assert list(data["layers"][0]) == ["layer", "output", "params", "macs", "receptive_field", "jump"]
+    assert data["layers"][1]["layer"] == "maxpool:k=2"
+
+
+def test_chain_file(tmp_path):
+    path = tmp_path / "net.yaml"
+    path.write_text("input: 3x32x32\nlayers:\n  - conv:out=8,k=3,p=1\n  - maxpool:k=2\n")
+    assert load_chain(path) == ("3x32x32", ["conv:out=8,k=3,p=1", "maxpool:k=2"])
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("input: 3x8x8\nlayer: [conv:out=1,k=1]\n", "unknown key 'layer'"),
+        ("input: 3x8x8\nlayers: []\n", "'layers' must be a non-empty list"),
+        ("layers:\n  - {conv: {out: 1}}\n", "layers[1] must be a spec string"),
+        ("layers: [conv:out=1,k=1\n", "not valid YAML"),
+        ("- conv:out=1,k=1\n", "expected a mapping"),
+        ("input: [3, 8, 8]\nlayers: [conv:out=1,k=1]\n", "input: '[3, 8, 8]' is not CxHxW"),
+    ],
+)
+def test_bad_chain_files_name_the_file_and_key(tmp_path, text, words):
+    path = tmp_path / "net.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_chain(path)
+    assert str(caught.value).startswith(str(path)) and words in str(caught.value)
+
+
+def test_shapes_imports_no_heavy_library():
+    code = "import sys, cnnexp.shapes; print(sorted({'torch', 'numpy', 'pandas'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
