@@ -31,6 +31,7 @@ from cnnexp.errors import ConfigError
 from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, Axis
 
 TOP_LEVEL_KEYS = ("name", "blocks", "sweep")
+MAX_CONFIGURATIONS = 1_000_000  # a sweep larger than this is surely a typo (and would not finish anyway)
 GENERATORS = ("range", "logspace")
 
 # One configuration of the study: a value for every axis (the block is not part of it: every block of a
@@ -71,7 +72,7 @@ def config_dict(config) -> dict:
 
 
 def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
-    """Read a sweep file with `yaml.safe_load`, apply `--set` overrides and check everything.
+    """Read a sweep file with PyYAML's safe loader, apply `--set` overrides and check everything.
 
     Args:
         path: the YAML file.
@@ -95,7 +96,7 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_unique_keys_loader())  # yaml.safe_load, refusing a key given twice
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -111,6 +112,24 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
     raw.setdefault("name", path.stem)
     overridden = {text.partition("=")[0].strip().replace("-", "_") for text in overrides}
     return parse_sweep(apply_overrides(raw, overrides), source=str(path), overridden=overridden)
+
+
+def _unique_keys_loader():
+    """yaml.SafeLoader, except that a mapping with a key given twice is an error (not: the last one wins)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -168,6 +187,10 @@ def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = froze
         if key not in AXIS:
             raise ConfigError(f"{source}: sweep: unknown axis {key!r}{_suggest(str(key), AXIS)}")
     axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), where(a.name)) for a in AXES}
+    size = math.prod(len(v) for v in axes.values())
+    if size > MAX_CONFIGURATIONS:
+        raise ConfigError(f"{source}: sweep: {' x '.join(str(len(v)) for v in axes.values())} = {size:,} "
+                          f"configurations, more than the {MAX_CONFIGURATIONS:,} a sweep may have")
     return Sweep(name=name, blocks=blocks, axes=axes)
 
 
@@ -237,12 +260,22 @@ def _generate(axis: Axis, spec: dict, where: str) -> list:
             raise ConfigError(f"{where}: range: expected 1 to 3 integers [start, stop, step] as in Python's range, got {args!r}")
         if len(args) == 3 and args[2] == 0:
             raise ConfigError(f"{where}: range: step must not be 0")
-        return list(range(*args))
-    if axis.kind is not float:
-        raise ConfigError(f"{where}: logspace gives floats, but {axis.name} is an {axis.kind.__name__}; use range or a list")
-    if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
-        raise ConfigError(f"{where}: logspace: expected [start_exponent, stop_exponent, num] with num >= 1, got {args!r}")
-    return logspace(*args)
+        values = range(*args)
+    else:
+        if axis.kind is not float:
+            raise ConfigError(f"{where}: logspace gives floats, but {axis.name} is an {axis.kind.__name__}; use range or a list")
+        if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
+            raise ConfigError(f"{where}: logspace: expected [start_exponent, stop_exponent, num] with num >= 1, got {args!r}")
+        values = range(args[2])  # its length, checked before anything is generated
+    if len(values) > MAX_CONFIGURATIONS:
+        raise ConfigError(f"{where}: {kind} {args!r} gives {len(values):,} values, more than a whole sweep may have "
+                          f"({MAX_CONFIGURATIONS:,} configurations)")
+    if kind == "range":
+        return list(values)
+    try:
+        return logspace(*args)
+    except OverflowError:
+        raise ConfigError(f"{where}: logspace {args!r}: 10**{max(args[:2])} is out of range for a float") from None
 
 
 def logspace(start: float, stop: float, num: int) -> list[float]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 
-from rich.markup import escape
-
 def _fmt(value, digits: int = 6) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
@@ -220,7 +218,7 @@ def print_chain(out, net, single: bool) -> None:
     if single:  # one layer: show the arithmetic, the point of the calculator
         for name, formula in zip("HW", net.layers[0].formula):
             out.print(f"{name}_out = {formula}", highlight=False)
-    rows = [[str(i), escape(row.layer), dims(row.output), f"{row.params:,}", f"{row.macs:,}",
+    rows = [[str(i), row.layer, dims(row.output), f"{row.params:,}", f"{row.macs:,}",
              pair(row.receptive_field), pair(row.jump)] for i, row in enumerate(net.layers, 1)]
     last = net.layers[-1]
     total = ["", "total", dims(net.output), f"{net.params:,}", f"{net.macs:,}", pair(last.receptive_field),

@@ -91,6 +91,8 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
                            f"({', '.join(columns)}); use --overwrite to start it afresh or --out for another file")
     rows = []
     for number, cells in enumerate(reader, start=2):
+        if not cells:  # a blank line (an editor's trailing newline): no row
+            continue
         if len(cells) != len(columns):
             raise ResultsError(f"{path}: line {number} has {len(cells)} cells, expected {len(columns)}; "
                                "the file is damaged (use --overwrite to start afresh)")
@@ -113,24 +115,38 @@ def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...]
 
 
 class ResultsFile:
-    """Appends rows to a results CSV, one flushed line at a time.
+    """Appends rows to a results CSV, one flushed line at a time, holding an exclusive lock on it.
 
-    Opening repairs a truncated last line and writes the header if the file is new (or `fresh` is set).
+    Opening takes the lock (a second sweep writing the same file is refused, not interleaved), checks the
+    file is as large as the plan saw it (`expect_size`), then empties it if `fresh`, repairs a truncated last
+    line, and writes the header if the file is empty.
     """
 
-    def __init__(self, path: Path, columns: tuple[str, ...], *, fresh: bool = False):
+    def __init__(self, path: Path, columns: tuple[str, ...], *, fresh: bool = False,
+                 expect_size: int | None = None):
         self.path, self.columns = path, columns
+        self.created = not path.exists()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if fresh:
-                path.write_text("", encoding="utf-8")
-            _cut_partial_line(path)
-            self._file = open(path, "a", newline="", encoding="utf-8")
+            self._file = open(path, "a+", newline="", encoding="utf-8")
         except OSError as e:
             raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from None
-        self._writer = csv.writer(self._file, lineterminator="\n")
-        if self._file.tell() == 0:
-            self._write(columns)
+        try:
+            _lock(self._file, path)
+            size = self._file.seek(0, os.SEEK_END)
+            if expect_size is not None and size != expect_size:
+                raise ResultsError(f"{path}: changed since this sweep read it (another process wrote it?); "
+                                   "run the command again")
+            if fresh:
+                self._file.truncate(0)
+            _cut_partial_line(path)
+            self._file.seek(0, os.SEEK_END)
+            self._writer = csv.writer(self._file, lineterminator="\n")
+            if self._file.tell() == 0:
+                self._write(columns)
+        except BaseException:
+            self._file.close()
+            raise
 
     def append(self, row: dict) -> None:
         """Write one row and flush it to the operating system."""
@@ -143,11 +159,30 @@ class ResultsFile:
     def close(self) -> None:
         self._file.close()
 
+    def abandon(self) -> None:
+        """Close, and remove the file if this object created it (so a refused sweep leaves nothing behind)."""
+        self.close()
+        if self.created:
+            self.path.unlink(missing_ok=True)
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _lock(file, path: Path) -> None:
+    """An exclusive, non-blocking lock on an open file, released when it is closed (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one sweep per file is then the user's care
+        return
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ResultsError(f"{path}: another cnnexp sweep is writing it now; wait for it, or use --out "
+                           "for another file") from None
 
 
 def _cut_partial_line(path: Path) -> None:

@@ -47,6 +47,7 @@ class SweepPlan:
     done: dict[tuple, dict[str, str]]  # row key -> row text, for the rows already in the CSV
     fresh: bool  # the CSV is (re)started from an empty file
     per_layer: Path | None = None  # the per-layer CSV, when asked for
+    seen_size: int | None = None  # the CSV's size when planned (None: absent), checked again before writing
 
     @property
     def rows_total(self) -> int:
@@ -103,19 +104,23 @@ def plan_sweep(
     for p, flag in ((path, "--out"), (per_layer, "--per-layer")):
         if p is not None and p.is_dir():
             raise ResultsError(f"{p}: is a directory; {flag} takes a CSV file path")
-    if per_layer is not None and per_layer.resolve() == path.resolve():
-        raise ResultsError(f"{per_layer}: --per-layer must name another file than the results CSV")
+    if per_layer is not None and per_layer.resolve() in (path.resolve(), meta_path(path).resolve()):
+        raise ResultsError(f"{per_layer}: --per-layer must name a file of its own, not the results CSV or its "
+                           "provenance")
     done = {} if overwrite else _resumable_rows(path, sweep)
-    if done and per_layer is not None and not read_rows(per_layer, LAYER_COLUMNS):
-        raise ResultsError(f"{path}: already holds {len(done)} rows without per-layer rows in {per_layer}; "
-                           "ask for --per-layer from the start, or use --overwrite to start afresh")
+    if per_layer is not None and not overwrite:
+        layer_rows = read_rows(per_layer, LAYER_COLUMNS)  # refuses a file that is not a per-layer CSV
+        if done and not layer_rows:
+            raise ResultsError(f"{path}: already holds {len(done)} rows without per-layer rows in {per_layer}; "
+                               "ask for --per-layer from the start, or use --overwrite to start afresh")
     tasks = []
     for config in configs:
         missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
         if missing:
             tasks.append((config, missing))
     fresh = overwrite or not done
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer)
+    seen_size = path.stat().st_size if path.exists() else None
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size)
 
 
 def run_sweep(
@@ -140,7 +145,12 @@ def run_sweep(
     """
     from cnnexp.engine import use_threads
 
-    use_threads(threads)
+    in_force = use_threads(threads)
+    if plan.done:  # the last bits of a reduction can depend on the thread count: never mix two in one file
+        before = ((read_meta(plan.path) or {}).get("environment") or {}).get("threads")
+        if before is not None and before != in_force:
+            raise ResultsError(f"{plan.path}: was written with {before} torch threads, this run would use "
+                               f"{in_force}; resume with --threads {before} (or --overwrite)")
     if executor is None:
         from cnnexp.engine import run_serial as executor
 
@@ -149,12 +159,7 @@ def run_sweep(
     meta = _provenance(plan, command, started)
     new: dict[tuple, dict] = {}
     with ExitStack() as files:
-        csv_file = files.enter_context(ResultsFile(plan.path, COLUMNS, fresh=plan.fresh))
-        layer_file = None
-        if plan.per_layer is not None:
-            # rows of runs that never reached the results CSV (a kill between the two files) run again
-            keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
-            layer_file = files.enter_context(ResultsFile(plan.per_layer, LAYER_COLUMNS, fresh=plan.fresh))
+        csv_file, layer_file = _open_results(plan, files)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         for result in executor(plan.tasks):
             row = result.row()
@@ -170,6 +175,25 @@ def run_sweep(
     rows = [new.get(k) or _typed(plan.done[k], c, b) for c in plan.configs for b in plan.sweep.blocks
             for k in [_key(b, c)]]
     return SweepReport(plan.path, meta_path(plan.path), rows, ran=len(new), skipped=plan.rows_skipped)
+
+
+def _open_results(plan: SweepPlan, files: ExitStack):
+    """Open (and lock) the results CSV and the per-layer CSV; if either cannot be opened, remove what this
+    call created, so a refused sweep leaves nothing half-written."""
+    opened = []
+    try:
+        opened.append(ResultsFile(plan.path, COLUMNS, fresh=plan.fresh, expect_size=plan.seen_size or 0))
+        if plan.per_layer is not None:
+            # rows of runs that never reached the results CSV (a kill between the two files) run again
+            keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
+            opened.append(ResultsFile(plan.per_layer, LAYER_COLUMNS, fresh=plan.fresh))
+    except ResultsError:
+        for f in opened:
+            f.abandon()
+        raise
+    for f in opened:
+        files.enter_context(f)
+    return opened[0], (opened[1] if len(opened) > 1 else None)
 
 
 def run_one(values: dict, blocks, threads: int | None = None) -> list:

@@ -117,6 +117,17 @@ BAD = [
     ("name: ../evil\nsweep: {}\n", ["name", "../evil"]),
     ("sweep: !!python/object/apply:os.system ['echo hacked']\n", ["YAML error", "line 1"]),
     ("sweep: {d: 100000000, batch: 100000000}\n", ["needs about", "GiB"]),
+    ("sweep: {d: 8, d: 16}\n", ["YAML error", "line 1", "key 'd' appears twice"]),
+    ("sweep: {seed: 18446744073709551616}\n", ["sweep.seed", "2**64 - 1"]),
+    ("sweep: {seed: -1}\n", ["sweep.seed", "-1", "between 0"]),
+    ("sweep: {small_init: {logspace: [-6, 400, 3]}}\n", ["logspace", "out of range"]),
+    ("sweep: {seed: {range: [0, 100000000]}}\n", ["100,000,000 values"]),
+    ("sweep: {seed: {range: [0, 2000]}, d: {range: [1, 1000]}}\n", ["1,998,000 configurations"]),
+    ("sweep: {depth: 0}\n", ["sweep.depth", "at least 1"]),
+    ("sweep: {activation: sigmoid}\n", ["sweep.activation", "'sigmoid'", "relu, tanh, gelu"]),
+    ("sweep: {dtype: float16}\n", ["sweep.dtype", "float16", "float32, float64"]),
+    ("sweep: {alpha_init: .inf}\n", ["sweep.alpha_init", "finite"]),
+    ("blocks: [rezero, prenrom]\nsweep: {}\n", ["unknown block 'prenrom'", "did you mean 'prenorm'"]),
 ]
 
 

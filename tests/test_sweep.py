@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,50 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_rows_of_an_uninterrupted_run
     assert done.returncode == 0, done.stderr
     assert f"{written} of 600 rows already there" in done.stderr
     assert out.read_bytes() == (reference / "kill.csv").read_bytes()
+
+
+def test_a_second_sweep_on_the_same_file_is_refused_while_the_first_writes(tmp_path):
+    from cnnexp.results import ResultsFile
+    from cnnexp.schema import COLUMNS
+
+    with ResultsFile(tmp_path / "r.csv", COLUMNS):  # another sweep holds the file
+        with pytest.raises(ResultsError, match="another cnnexp sweep is writing it"):
+            run(tmp_path)
+
+
+def test_a_file_that_changed_since_planning_is_refused(tmp_path):
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    run(tmp_path)  # someone else finished the sweep meanwhile
+    with pytest.raises(ResultsError, match="changed since this sweep read it"):
+        run_sweep(plan, command="stale")
+
+
+def test_a_resume_with_another_thread_count_is_refused(tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    run(tmp_path)
+    lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "r.csv").write_text("".join(lines[:5]))
+    with pytest.raises(ResultsError, match=f"written with {threads} torch threads"):
+        run_sweep(plan_sweep(sweep_of(), tmp_path / "r.csv"), command="t", threads=threads + 1)
+    torch.set_num_threads(threads)
+
+
+def test_a_refused_per_layer_file_leaves_nothing_behind(tmp_path):
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ResultsError, match="columns"):
+        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "other.csv")
+    with pytest.raises(ResultsError, match="file of its own"):
+        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "r.meta.json")
+    (tmp_path / "sub").write_text("")  # a file where the per-layer file's directory should be
+    with pytest.raises(ResultsError, match="cannot read"):
+        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "sub" / "layers.csv")
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc, where nobody can create files")
+def test_an_unwritable_per_layer_file_leaves_no_results_csv_behind(tmp_path):
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer="/proc/cnnexp-test/layers.csv")
+    with pytest.raises(ResultsError, match="cannot write"):
+        run_sweep(plan, command="x")
+    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.meta.json").exists()
