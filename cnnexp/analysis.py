@@ -7,8 +7,9 @@
     >>> c.agree, c.by_metric                        # False, the largest relative difference per metric
 
 Which columns are which comes from the file and the schema, never from a fixed list: a metric is a column
-named in `schema.ALL_METRICS` (the results CSV's and the per-layer CSV's), and every other column (block, the axes, and any axis added later) describes the
-configuration (`split_columns`). So files with more axes or more blocks need nothing new here.
+named in `schema.ALL_METRICS` (the results CSV's and the per-layer CSV's), and every other column (block, the
+axes, and any axis added later) describes the configuration (`split_columns`). So files with more axes or
+more blocks need nothing new here.
 
 Every function takes a DataFrame from `load_results` or the path of a results CSV. Bad input raises
 `ResultsError` (a `ValueError`) with a message naming the file, the column or the value.
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cnnexp.errors import ResultsError
-from cnnexp.results import read_meta
+from cnnexp.results import meta_path, read_meta
 from cnnexp.schema import ALL_METRICS, LAYER_METRICS, REQUIRED_METRICS
 
 Results = Union[pd.DataFrame, str, os.PathLike]  # a loaded results frame or the path of a results CSV
@@ -344,6 +345,29 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     return path
 
 
-def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a frame as CSV atomically: floats as repr (exact), NaN as `nan`, no index."""
+def refuse_overwrite(out: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse an output path that is one of the input CSVs or the provenance file beside one.
+
+    Paths are compared after resolving symbolic links and `..`, so `./r.csv` and `r.csv` are the same file.
+
+    Raises:
+        ResultsError: `out` would replace an input.
+    """
+    target = Path(out).resolve()
+    for path in inputs:
+        for protected in (Path(path), meta_path(Path(path))):
+            if target == protected.resolve() or (target.exists() and protected.exists()
+                                                 and os.path.samefile(target, protected)):  # a hard link
+                raise ResultsError(f"--out {out}: would overwrite the input {protected}; "
+                                   "choose another file name")
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Write a frame as CSV atomically: floats as repr (exact), NaN as `nan`, no index.
+
+    Raises:
+        ResultsError: `path` is one of `inputs` or the provenance file of one (see `refuse_overwrite`),
+            or a directory.
+    """
+    refuse_overwrite(path, inputs)
     return write_atomically(path, lambda tmp: df.to_csv(tmp, index=False, na_rep="nan", lineterminator="\n"))

@@ -10,6 +10,7 @@ need them, so `conv-shape` starts as fast as Typer itself.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,8 +28,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-out = Console()
-err = Console(stderr=True)
+# No markup in what cnnexp prints (file names may hold brackets); the error prefix asks for it explicitly.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 
 def command(name: str | None = None, **kwargs):
@@ -40,7 +42,7 @@ def command(name: str | None = None, **kwargs):
             try:
                 return fn(*args, **kw)
             except CnnexpError as e:
-                err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
         return app.command(name, **kwargs)(guarded)
@@ -61,7 +63,7 @@ def main() -> None:
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err.print(f"[bold red]error:[/] {escape(where + e.format_message())}{escape(hint)}", highlight=False,
+        err.print(f"[bold red]error:[/] {escape(where + e.format_message())}{escape(hint)}", markup=True, highlight=False,
                   soft_wrap=True)
         raise SystemExit(e.exit_code) from None
     except click.exceptions.Abort:
@@ -82,13 +84,13 @@ def sweep(
         "--out", help="Results CSV [default: results/<name>.csv].", show_default=False)] = None,
     per_layer: Annotated[Optional[Path], typer.Option(
         "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option(help="Start the results file afresh instead of resuming it.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="List the runs without running them.")] = False,
-    plot: Annotated[bool, typer.Option(help="Also draw the sweep's default figure beside its CSV.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
     threads: Annotated[Optional[int], typer.Option(
         min=1, help="torch threads for the runs [default: torch's]; 1 is fastest for small d.", show_default=False)] = None,
 ) -> None:
-    """Run a YAML sweep: every configuration, plain and residual, appended to a tidy CSV."""
+    """Run a YAML sweep: every configuration on every block, each row appended to a tidy CSV as it finishes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cnnexp.config import load_sweep
@@ -150,7 +152,10 @@ def run(
 
     results = run_one(axes, blocks.split(","), threads)
     if as_json:
-        print(json.dumps({"config": config_dict(results[0].config), **{r.block: r.metrics for r in results}}, indent=2))
+        # strict JSON: a metric that overflowed (inf) or is undefined (nan) is null
+        finite = lambda metrics: {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # noqa: E731
+        data = {"config": config_dict(results[0].config), **{r.block: finite(r.metrics) for r in results}}
+        print(json.dumps(data, indent=2, allow_nan=False))
         return
     [pair] = side_by_side([r.row() for r in results])
     render.show(out, render.metrics_table(pair))
@@ -184,7 +189,7 @@ def compare(
 
     result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric))
     if out_path is not None:
-        write_csv(result.joined, out_path)
+        write_csv(result.joined, out_path, inputs=[a, b])
     for table in render.comparison_tables(result):
         render.show(out, table)
     out.print(render.comparison_verdict(result), highlight=False, soft_wrap=True)
@@ -205,7 +210,7 @@ def summary(
 
     table = summarize(path)
     if out_path is not None:
-        write_csv(table, out_path)
+        write_csv(table, out_path, inputs=[path])
     for rich_table in render.summary_tables(table):
         render.show(out, rich_table)
     if out_path is not None:
@@ -216,14 +221,16 @@ def summary(
 def plot(
     path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
     x: Annotated[Optional[str], typer.Option(
-        help="Column for the horizontal axis (default: small_init).", show_default=False)] = None,
+        help="Column for the horizontal axis (default: the numeric axis with the most values; small_init on a "
+             "tie).", show_default=False)] = None,
     y: Annotated[Optional[list[str]], typer.Option(
         help="Column to plot (repeatable or comma-separated: a row of panels each) "
-             "(default: x_grad_norm and param_grad_norm).", show_default=False)] = None,
+             "(default: x_grad_norm and param_grad_norm; out_grad_norm for a per-layer file).", show_default=False)] = None,
     facet: Annotated[Optional[str], typer.Option(
-        help="Column whose values each get a column of panels.", show_default=False)] = None,
+        help="Column whose values each get a column of panels (default: an axis with at most 4 values, if any).",
+        show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
-        "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y>_vs_<x>.png).",
+        "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y...>_vs_<x>.png).",
         show_default=False)] = None,
 ) -> None:
     """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+from cnnexp.config import Task
 from cnnexp.probe import RunResult, probe
 
-Task = tuple[object, tuple[str, ...]]  # (RunConfig, blocks to run on it)
 
 
 def use_threads(threads: int | None) -> int:

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
-from cnnexp.config import Sweep, config_dict, expand, parse_blocks, parse_run
+from cnnexp.config import Sweep, Task, config_dict, expand, parse_blocks, parse_run
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
                             write_meta)
 from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, LAYER_COLUMNS, METRICS
 
-Task = tuple[object, tuple[str, ...]]  # (RunConfig, blocks still to run on it)
 RATIO_METRICS = ("x_grad_norm", "param_grad_norm")  # the study's finding: residual / plain
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnexp.analysis import (beyond_tolerance, compare, load_results, relative_difference, split_columns,
-                             summary, write_atomically, write_csv)
+from cnnexp.analysis import (beyond_tolerance, compare, load_results, refuse_overwrite, relative_difference,
+                             split_columns, summary, write_atomically, write_csv)
 from cnnexp.errors import CnnexpError, ResultsError
 from cnnexp.results import ResultsFile, write_meta
 from cnnexp.schema import AXES, COLUMNS, CONFIG_COLUMNS, METRICS
@@ -269,3 +269,23 @@ def test_write_atomically_leaves_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomically(target, fail)
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+@pytest.mark.parametrize("out", ["r.csv", "./r.csv", "sub/../r.csv", "r.meta.json", "link.csv", "hard.csv"])
+def test_write_csv_refuses_to_overwrite_an_input_or_its_provenance(tmp_path, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    results = write_results(tmp_path / "r.csv", make_rows(), meta={"fingerprint": "abc"})
+    (tmp_path / "link.csv").symlink_to(results)
+    (tmp_path / "hard.csv").hardlink_to(results)
+    before = {p: p.read_bytes() for p in (results, tmp_path / "r.meta.json")}
+    with pytest.raises(ResultsError, match=f"--out {out}: would overwrite the input"):
+        write_csv(summary(results), out, inputs=[tmp_path / "other.csv", "r.csv"])
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_refuse_overwrite_lets_other_paths_through(tmp_path):
+    results = write_results(tmp_path / "r.csv", make_rows())
+    refuse_overwrite(tmp_path / "r-summary.csv", [results])
+    refuse_overwrite(tmp_path / "r.meta.json.csv", [results])
+    assert write_csv(summary(results), tmp_path / "s.csv", inputs=[results]).exists()

@@ -113,6 +113,13 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(in_tmp, args, words):
     assert not (in_tmp / "results").exists()
 
 
+def test_file_names_with_brackets_are_printed_as_they_are(in_tmp):
+    result = runner.invoke(app, ["sweep", "tiny.yaml", "--out", "res[v2].csv"])
+    assert result.exit_code == 0 and "to res[v2].csv" in result.stderr
+    result = runner.invoke(app, ["sweep", "no[/pe].yaml"])
+    assert result.exit_code == 2 and "no[/pe].yaml: no such file" in result.stderr
+
+
 def test_bad_yaml_file_names_the_line(in_tmp):
     (in_tmp / "bad.yaml").write_text("sweep:\n  d: [1, 2]\n   seed: 1\n")
     result = runner.invoke(app, ["sweep", "bad.yaml"])
@@ -132,6 +139,12 @@ def test_run_json_is_for_scripts():
                               "activation": "relu", "dtype": "float32", "alpha_init": 0.0}
     for block, expected in NOTEBOOK.items():
         assert data[block]["x_grad_norm"] == pytest.approx(expected["x_grad_norm"], rel=1e-5)
+
+
+def test_run_json_is_strict_json_even_when_a_metric_overflows():
+    result = runner.invoke(app, ["run", "--json", "--small-init", "1e30", "--d", "8", "--batch", "2"])
+    data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert data["plain"]["loss"] is None  # (1e30)^4 overflows float32
 
 
 def test_installed_script_runs_a_sweep(tmp_path):

@@ -121,6 +121,24 @@ def test_summary_of_a_non_numeric_metric_exits_2(tmp_path):
     assert not (tmp_path / "s.csv").exists()
 
 
+# --- --out never replaces an input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, out", [
+    ("summary", "a.csv"), ("summary", "a.meta.json"), ("compare", "a.csv"), ("compare", "b.csv"),
+    ("compare", "b.meta.json"),
+])
+def test_out_that_is_an_input_exits_2_and_changes_nothing(tmp_path, monkeypatch, command, out):
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path / "a.csv", make_rows(), meta={"fingerprint": "abc"})
+    b = write_results(tmp_path / "b.csv", make_rows(), meta={"fingerprint": "abc"})
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    inputs = ["./a.csv"] if command == "summary" else ["./a.csv", b]
+    result = cnnexp(command, *inputs, "--out", out)
+    one_line_error(result, f"--out {out}", "would overwrite the input")
+    assert result.stdout == "" and {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 # --- plot -----------------------------------------------------------------------------------------
 
 
@@ -137,6 +155,16 @@ def test_plot_writes_a_png(a, tmp_path):
 ])
 def test_plot_bad_input_exits_2(a, args, words):
     one_line_error(cnnexp("plot", a, *args), *words)
+
+
+def test_plot_of_a_per_layer_file_chooses_its_axes(tmp_path):
+    from tests.test_plot import layer_rows
+
+    path = write_results(tmp_path / "depth.layers.csv", layer_rows())
+    result = cnnexp("plot", path)
+    want = tmp_path / "depth.layers_out_grad_norm_vs_block_index.png"
+    assert result.exit_code == 0 and result.stderr == f"wrote {want}\n", result.output
+    assert want.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_plot_of_an_empty_file_exits_2(tmp_path):
