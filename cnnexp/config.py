@@ -85,26 +85,8 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
     Raises:
         ConfigError: the file is missing or unreadable, is not valid YAML, or holds a bad key or value.
     """
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a sweep file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from None
-    try:
-        raw = yaml.load(text, Loader=_unique_keys_loader())  # yaml.safe_load, refusing a key given twice
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = e.problem or e.context or "invalid YAML"
-        raise ConfigError(f"{path}: YAML error{where}: {problem}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: YAML error: {e}") from None
+    raw = read_yaml(path)
     if raw is None:
         raise ConfigError(f"{path}: the file is empty; expected a mapping with a 'sweep' key")
     if not isinstance(raw, dict):
@@ -113,6 +95,34 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
     raw.setdefault("name", path.stem)
     overridden = {text.partition("=")[0].strip().replace("-", "_") for text in overrides}
     return parse_sweep(apply_overrides(raw, overrides), source=str(path), overridden=overridden)
+
+
+def read_yaml(path: Path):
+    """The one reader of YAML files in cnnexp: PyYAML's safe loader (tags that build Python objects are
+    refused, never run), refusing a key given twice.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not valid YAML; the message names the file and line.
+    """
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        return yaml.load(text, Loader=_unique_keys_loader())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = e.problem or e.context or "invalid YAML"
+        raise ConfigError(f"{path}: YAML error{where}: {problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: YAML error: {e}") from None
 
 
 def _unique_keys_loader():

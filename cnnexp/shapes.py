@@ -264,17 +264,10 @@ def load_chain(path: str | Path) -> tuple[str | None, list[str]]:
     Raises:
         ConfigError: the file is missing or not YAML, has an unknown key, or a layer is not a spec string.
     """
-    import yaml  # only here: the calculator should not pay for it when there is no file
+    from cnnexp.config import read_yaml  # only here: the calculator should not pay for YAML without a file
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the file ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{at}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys 'input' and 'layers'")
     for key in data:

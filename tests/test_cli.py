@@ -250,7 +250,7 @@ def test_from_yaml_equals_layer_flags(tmp_path):
         (["4", "--kernel", "7"], ["larger than the padded input"]),
         (["224", "--kernel", "3", "--in-channels", "0"], ["--in-channels"]),
         ([], ["nothing to compute"]),
-        (["--from", "/nonexistent/net.yaml"], ["/nonexistent/net.yaml", "cannot read"]),
+        (["--from", "/nonexistent/net.yaml"], ["/nonexistent/net.yaml", "no such file"]),
     ],
 )
 def test_conv_shape_bad_input_is_one_line_on_stderr_and_exit_2(args, words):
