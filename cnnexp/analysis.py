@@ -16,6 +16,7 @@ Every function takes a DataFrame from `load_results` or the path of a results CS
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -330,18 +331,21 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     reader (or a kill) never sees half a file. Creates the parent folder.
 
     Raises:
-        ResultsError: `path` is a directory.
+        ResultsError: `path` is a directory, or cannot be written.
     """
     path = Path(path)
     if path.is_dir():
         raise ResultsError(f"{path}: is a directory; --out takes a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # nothing to clean up where nothing could be written
+            tmp.unlink(missing_ok=True)
     return path
 
 

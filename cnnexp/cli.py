@@ -104,7 +104,9 @@ def sweep(
         err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
                   soft_wrap=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True, disable=not plan.rows_to_run) as progress:
+    # a progress bar is for a person at a terminal; in a log it would only leave blank lines
+    with Progress(*columns, console=err, transient=True, disable=not (plan.rows_to_run and err.is_terminal)) \
+            as progress:
         bar = progress.add_task(plan.sweep.name, total=plan.rows_to_run)
         report = run_sweep(plan, on_result=lambda result: progress.advance(bar), threads=threads)
     render.show(out, render.pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))

@@ -289,3 +289,9 @@ def test_refuse_overwrite_lets_other_paths_through(tmp_path):
     refuse_overwrite(tmp_path / "r-summary.csv", [results])
     refuse_overwrite(tmp_path / "r.meta.json.csv", [results])
     assert write_csv(summary(results), tmp_path / "s.csv", inputs=[results]).exists()
+
+
+def test_an_unwritable_out_path_is_one_clear_error(results, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ResultsError, match="cannot write"):
+        write_csv(summary(results), tmp_path / "file" / "s.csv")  # a file where a directory should be

@@ -155,6 +155,10 @@ def test_installed_script_runs_a_sweep(tmp_path):
     assert len((tmp_path / "results" / "tiny.csv").read_text().splitlines()) == 9
     bad = subprocess.run([script, "sweep", "missing.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.yaml" in bad.stderr
+    # an --out nobody can create (Linux /proc) is found only when writing starts
+    bad = subprocess.run([script, "sweep", "tiny.yaml", "--out", "/proc/cnnexp-test/r.csv"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "cannot write" in bad.stderr, bad.stderr
     # Typer's own usage errors are one line too
     for args, words in ((["sweep", "tiny.yaml", "--threads", "0"], "--threads"), (["sweep"], "Missing argument"),
                         (["run", "--d", "abc"], "'--d'"), (["nosuch"], "No such command")):
