@@ -91,8 +91,14 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
                            f"{', '.join(missing)} (it has {', '.join(map(str, df.columns))})")
     if df.empty:
         raise ResultsError(f"{path}: has a header but no rows")
-    for column in split_columns(df)[1]:
+    config, metrics = split_columns(df)
+    for column in metrics:
         require_numeric(df, column, path)
+    repeated = df[df.duplicated(config, keep=False)]
+    if len(repeated):  # a row pasted twice would count twice in every mean
+        first = ", ".join(f"{k}={v!r}" for k, v in repeated.iloc[0][config].items())
+        raise ResultsError(f"{path}: {len(repeated)} rows share one configuration, e.g. {first}; "
+                           "a results file has one row per configuration")
     df["block"] = df["block"].astype(str)
     df.attrs = {**(meta or {}), "path": str(path)}
     return df
@@ -253,8 +259,8 @@ def compare(a: Results, b: Results, *, rtol: float = 1e-6, atol: float = 0.0,
         ResultsError: a file is not a results file, the files share no configuration column or no metric,
             a metric asked for is not in both, or a file has two rows with the same key.
     """
-    if not (rtol >= 0 and atol >= 0):  # also refuses NaN
-        raise ResultsError(f"tolerances must be non-negative numbers, got rtol={rtol}, atol={atol}")
+    if not (0 <= rtol < np.inf and 0 <= atol < np.inf):  # also refuses NaN
+        raise ResultsError(f"tolerances must be finite non-negative numbers, got rtol={rtol}, atol={atol}")
     da, db = as_frame(a), as_frame(b)
     name_a, name_b = source(da), source(db)
     (config_a, metrics_a), (config_b, metrics_b) = split_columns(da), split_columns(db)

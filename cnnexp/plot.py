@@ -199,8 +199,8 @@ def draw(df: pd.DataFrame, layout: Layout):
                 [handles[style["label"]]] = ax.plot(stats.index, stats["mean"], **style)
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2,
                                 linewidth=0)
-            ax.set_yscale(_scale(df[y]))
-            ax.set_xscale(_scale(df[x]))
+            _set_scale(ax.set_yscale, df[y])
+            _set_scale(ax.set_xscale, df[x])
             ax.grid(True, which="major", alpha=0.3)
             if facet is not None and row == 0:
                 ax.set_title(f"{facet}={value}", fontsize="medium")
@@ -225,15 +225,22 @@ def _held_value(df: pd.DataFrame, column: str, x: str):
 
 
 def _style(key, keys: list, lines: list[str]) -> dict:
-    """A line's label and look: the colour follows the block (the same in every figure), the line style
-    and marker the values of the other line axes."""
+    """A line's label and look: colour and (hollow) marker follow the block, the same in every figure, so
+    lines that coincide still show each block's marker; the line style follows the other line axes."""
     key = key if isinstance(key, tuple) else (key,)
     keys = [k if isinstance(k, tuple) else (k,) for k in keys]
     blocks = list(dict.fromkeys([*BLOCKS, *(k[0] for k in keys)]))
     i = list(dict.fromkeys(k[1:] for k in keys)).index(key[1:])
     label = ", ".join([str(key[0]), *(f"{c}={v}" for c, v in zip(lines[1:], key[1:]))])
-    return {"label": label, "color": f"C{blocks.index(key[0]) % 10}",
-            "linestyle": LINESTYLES[i % len(LINESTYLES)], "marker": MARKERS[i % len(MARKERS)]}
+    b = blocks.index(key[0])
+    return {"label": label, "color": f"C{b % 10}", "linestyle": LINESTYLES[i % len(LINESTYLES)],
+            "marker": MARKERS[b % len(MARKERS)], "markerfacecolor": "none"}
+
+
+def _set_scale(set_scale, values: pd.Series) -> None:
+    """Set an axis' scale; on a log axis zeros are left out (masked), not drawn as a plunge to its edge."""
+    scale = _scale(values)
+    set_scale(scale, **({"nonpositive": "mask"} if scale == "log" else {}))
 
 
 def _scale(values: pd.Series) -> str:

@@ -122,10 +122,17 @@ def _num(value, digits: int = 4) -> str:
     return _fmt(float(value), digits) if isinstance(value, float) else str(value)
 
 
+def _exact(value) -> str:
+    """A configuration value on screen, exactly (floats as repr): two rows that differ must not look equal."""
+    if isinstance(value, float):
+        return MISSING if value != value else repr(float(value))
+    return str(value)
+
+
 def _varying(df, columns: list[str]) -> tuple[list[str], str]:
     """The columns with more than one value, and the others as 'name=value' for a table title."""
     varying = [c for c in columns if df[c].nunique(dropna=False) > 1]
-    fixed = "  ".join(f"{c}={_num(df[c].iloc[0])}" for c in columns if c not in varying)
+    fixed = "  ".join(f"{c}={_exact(df[c].iloc[0])}" for c in columns if c not in varying)
     return varying, fixed
 
 
@@ -153,7 +160,7 @@ def comparison_tables(result) -> list:
     differing = result.differing
     if len(differing):
         varying, fixed = _varying(differing, keys)
-        cells = [[*(_num(r[k]) for k in varying), m, repr(r[f"{m}_a"]), repr(r[f"{m}_b"]),
+        cells = [[*(_exact(r[k]) for k in varying), m, repr(r[f"{m}_a"]), repr(r[f"{m}_b"]),
                   _num(r[f"{m}_rel_diff"], 3)]
                  for _, r in differing.iterrows() for m in result.metrics if r[f"{m}_differs"]]
         table = _table(f"beyond tolerance  {fixed}".strip(), [*varying, "metric", "A", "B", "rel. diff"],
@@ -162,7 +169,7 @@ def comparison_tables(result) -> list:
     for side in ("a", "b"):
         only = result.only(side)
         if len(only):
-            cells = [[_num(v) for v in r] for r in only.itertuples(index=False)]
+            cells = [[_exact(v) for v in r] for r in only.itertuples(index=False)]
             table = _table(f"only in {side.upper()} ({getattr(result, side)})", keys, cells[:MAX_SHOWN])
             tables.append(_shown(table, max(len(cells) - MAX_SHOWN, 0)))
     return tables
@@ -188,14 +195,14 @@ def summary_tables(table) -> list:
     varying = varying or ["block"]
     tables = []
     for m in metrics:
-        rows = [[*(_num(r[c]) for c in varying), *(_num(r[f"{m}_{s}"]) for s in ("mean", "std", "sem")),
+        rows = [[*(_exact(r[c]) for c in varying), *(_num(r[f"{m}_{s}"]) for s in ("mean", "std", "sem")),
                  str(r["n"])] for _, r in table.iterrows()]
         tables.append(_table(f"{m}  {fixed}".strip(), [*varying, "mean", "std", "sem", "n"], rows))
     ratios = [c for c in table.columns if c.endswith("_ratio")]
     if ratios:
         pairs = table[table["block"] == "residual"]
         keys = [c for c in varying if c != "block"]
-        rows = [[*(_num(r[c]) for c in keys), *(MISSING if r[c] != r[c] else _ratio_cell(r[c]) for c in ratios)]
+        rows = [[*(_exact(r[c]) for c in keys), *(MISSING if r[c] != r[c] else _ratio_cell(r[c]) for c in ratios)]
                 for _, r in pairs.iterrows()]
         ratio_table = _table(f"residual / plain, ratio of the means  {fixed}".strip(),
                              [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows)

@@ -295,3 +295,16 @@ def test_an_unwritable_out_path_is_one_clear_error(results, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ResultsError, match="cannot write"):
         write_csv(summary(results), tmp_path / "file" / "s.csv")  # a file where a directory should be
+
+
+def test_a_row_given_twice_is_refused_not_counted_twice(tmp_path):
+    rows = make_rows()
+    path = write_results(tmp_path / "dup.csv", [*rows, rows[3]])
+    with pytest.raises(ResultsError, match="2 rows share one configuration"):
+        load_results(path)
+
+
+@pytest.mark.parametrize("rtol, atol", [(float("inf"), 0.0), (1e-6, float("inf")), (float("nan"), 0.0)])
+def test_tolerances_must_be_finite(results, rtol, atol):
+    with pytest.raises(ResultsError, match="finite non-negative"):
+        compare(results, results, rtol=rtol, atol=atol)
