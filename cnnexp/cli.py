@@ -289,20 +289,26 @@ def conv_check(
     stride: Annotated[str, typer.Option(help="Stride, N or NxM.")] = "1",
     padding: Annotated[str, typer.Option(help="Padding, N or NxM.")] = "1",
     dilation: Annotated[str, typer.Option(help="Dilation, N or NxM.")] = "1",
-    seed: Annotated[int, typer.Option(help="Seeds input, filters and bias.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seeds input, filters and bias.")] = 0,
     repeats: Annotated[int, typer.Option(min=1, help="Runs per method; the median time is shown.")] = 3,
     tolerance: Annotated[float, typer.Option(help="Allowed error, relative to the largest output.")] = 1e-5,
+    loop_limit: Annotated[float, typer.Option(
+        min=0, help="Skip the pure-Python loop when its work is over this: MACs plus 1,000 per output value "
+                    "(1e8 is about half a second a run).")] = 1e8,
 ) -> None:
     """Run the numpy loop, the numpy fast path and torch's conv2d on one random input; compare.
 
-    Exit 0 when loop and fast match torch within the tolerance, 1 when they differ.
+    Exit 0 when the methods that ran match torch within the tolerance, 1 when they differ. The loop is skipped
+    (and said so) when its work is over --loop-limit; a check too big for the memory available is refused.
     """
     from cnnexp.conv import check_conv  # imports numpy here; torch is imported inside check_conv
 
     check = check_conv(batch, in_channels, out_channels, size, kernel, stride, padding, dilation, seed,
-                       repeats, tolerance)
+                       repeats, tolerance, loop_limit)
     render.show(out, render.check_table(check))
     verdict = "agree" if check.ok else "DIFFER"
-    out.print(f"loop, fast and torch {verdict} (tolerance {check.tolerance:.2e})", highlight=False)
+    skipped = "".join(f"; {r.method} skipped (over --loop-limit)" for r in check.results if r.skipped)
+    out.print(f"{', '.join(check.ran[:-1])} and {check.ran[-1]} {verdict} (tolerance {check.tolerance:.2e}){skipped}",
+              highlight=False, soft_wrap=True)
     if not check.ok:
         raise typer.Exit(1)

@@ -12,7 +12,9 @@
     ((1, 3, 5, 5), dtype('float32'), 18.0, 8.0)
 
 `check_conv` runs loop, fast and torch's `F.conv2d` on one random input and reports each one's largest
-difference from torch and its time (torch is imported inside it, on demand).
+difference from torch and its time (torch is imported inside it, on demand). It refuses, before allocating
+anything, a check whose arrays would not fit in the memory available, and skips the loop when its work is
+over `loop_limit` (a Python step per output value: minutes for a large input).
 """
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnexp.errors import ConfigError
-from cnnexp.shapes import chain_shape, parse_layer, parse_pair, single_conv
+from cnnexp.shapes import INT64_MAX, chain_shape, parse_layer, single_conv
+
+LOOP_LIMIT = 1e8  # loop work allowed by default: about half a second per run on the 2-core development machine
+STEP_MACS = 1000  # the loop's Python step per output value costs about as much as this many numpy MACs
 
 
 def conv2d_numpy(x, w, bias=None, *, stride=1, padding=0, dilation=1, method="fast") -> np.ndarray:
@@ -124,11 +129,12 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class MethodResult:
-    """One implementation's run: its largest difference from torch and its median time."""
+    """One implementation's run: its largest difference from torch and its median time, or why it did not run."""
 
     method: str  # "loop", "fast" or "torch"
-    max_abs_error: float
-    seconds: float
+    max_abs_error: float  # nan when skipped
+    seconds: float  # nan when skipped
+    skipped: str = ""  # the reason it did not run; empty when it ran
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,12 @@ class ConvCheck:
 
     @property
     def ok(self) -> bool:
-        return all(r.max_abs_error <= self.tolerance for r in self.results)
+        """Every method that ran is within the tolerance of torch."""
+        return all(r.max_abs_error <= self.tolerance for r in self.results if not r.skipped)
+
+    @property
+    def ran(self) -> tuple[str, ...]:
+        return tuple(r.method for r in self.results if not r.skipped)
 
 
 def check_conv(
@@ -158,39 +169,55 @@ def check_conv(
     seed: int = 0,
     repeats: int = 3,
     tolerance: float = 1e-5,
+    loop_limit: float = LOOP_LIMIT,
 ) -> ConvCheck:
     """Run loop, fast and torch's conv2d on one seeded random float32 input and compare them with torch.
 
     Args:
         batch, in_channels, out_channels: N, C_in and C_out.
         size, kernel, stride, padding, dilation: `N` or `NxM` each, as for `conv-shape`.
-        seed: seeds the input, the filters and the bias.
+        seed: seeds the input, the filters and the bias (numpy takes any integer >= 0).
         repeats: each method runs this many times; the median time is reported.
         tolerance: relative; the absolute tolerance is this times max(1, largest |torch output|).
+        loop_limit: the loop is skipped (and only fast is compared with torch) when its work, `loop_work`,
+            is over this.
 
     Returns:
-        The shapes, each method's max abs error against torch and median seconds, and the tolerance used.
+        The shapes, each method's max abs error against torch and median seconds (or why it was skipped),
+        and the tolerance used.
 
     Raises:
-        ConfigError: a size or count that is not positive, or malformed `N`/`NxM` text.
+        ConfigError: a size or count that is not positive or beyond int64, a negative seed, malformed
+            `N`/`NxM` text, or arrays that would need more memory than is available now.
         ShapeError: a geometry PyTorch would refuse (checked by the `conv-shape` rules before any work).
     """
-    import torch
-    import torch.nn.functional as F
-
     for name, value in (("--batch", batch), ("--in-channels", in_channels), ("--out-channels", out_channels),
                         ("--repeats", repeats)):
-        if value < 1:
-            raise ConfigError(f"{name} {value} must be at least 1")
+        if not 1 <= value <= INT64_MAX:
+            raise ConfigError(f"{name} {value} must be between 1 and {INT64_MAX:,} (int64)")
+    if seed < 0:
+        raise ConfigError(f"--seed {seed} must be at least 0 (numpy refuses negative seeds)")
     if not tolerance > 0:
         raise ConfigError(f"--tolerance {tolerance} must be positive")
+    if not loop_limit >= 0:
+        raise ConfigError(f"--loop-limit {loop_limit} must be at least 0")
     # The same rules as conv-shape: a geometry torch would refuse is refused here, before any arithmetic.
-    shape_in, specs = single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels)
+    shape_in, specs = single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels,
+                                  what="--size")
     layer = chain_shape(shape_in, specs)
     conv = parse_layer(specs[0])
     if conv.padding is None:  # conv2d_numpy pads symmetrically; 'same' may need an odd pixel on one side
         raise ConfigError("--padding same is not supported by conv-check; give N or NxM")
-    h, w = parse_pair(size, "--size")
+    _, h, w = layer.input
+    _, h_out, w_out = layer.output
+    need = check_bytes(batch, in_channels, out_channels, (h, w), conv.kernel, conv.padding, (h_out, w_out))
+    _refuse_beyond_memory(need)
+    work = loop_work(batch, in_channels, out_channels, conv.kernel, (h_out, w_out))
+    loop_skipped = "" if work <= loop_limit else f"loop skipped: its work {work:.2g} is over --loop-limit {loop_limit:g}"
+
+    import torch
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, in_channels, h, w)).astype(np.float32)
     wt = rng.standard_normal((out_channels, in_channels, *conv.kernel)).astype(np.float32)
@@ -203,19 +230,24 @@ def check_conv(
         "fast": lambda: conv2d_numpy(x, wt, b, method="fast", **geometry),
         "torch": lambda: F.conv2d(tx, tw, tb, **geometry).numpy(),
     }
+    if loop_skipped:
+        del runs["loop"]
     times: dict[str, list[float]] = {name: [] for name in runs}
     outputs: dict[str, np.ndarray] = {}
     for name in ("fast", "torch"):  # once untimed: a first call pays one-off set-up (threads, kernel choice)
         runs[name]()
     for _ in range(repeats):  # interleaved, so a slow spell of the machine hits every method alike
         for name, run in runs.items():
+            outputs.pop(name, None)  # free the last output first: check_bytes counts one of each at a time
             t0 = time.perf_counter()
             outputs[name] = run()
             times[name].append(time.perf_counter() - t0)
     reference = outputs["torch"]
+    nan = float("nan")
     results = tuple(
+        MethodResult(name, nan, nan, loop_skipped) if name not in runs else
         MethodResult(name, float(np.max(np.abs(outputs[name] - reference))), float(np.median(times[name])))
-        for name in runs
+        for name in ("loop", "fast", "torch")
     )
     return ConvCheck(
         input=x.shape,
@@ -224,3 +256,46 @@ def check_conv(
         results=results,
         tolerance=tolerance * max(1.0, float(np.max(np.abs(reference)))),
     )
+
+
+def loop_work(batch: int, in_channels: int, out_channels: int, kernel: tuple[int, int],
+              out_hw: tuple[int, int]) -> int:
+    """The loop method's work, in multiply-accumulates, counting its Python step per output value as
+    `STEP_MACS` more: a 1x1 kernel on one channel does one MAC per step, yet a step costs about 10 us.
+
+    Measured on the development machine: about 10 us per output value plus 2.5 to 25 ns per MAC, so a work of
+    1e8 takes about half a second, whatever the mix.
+    """
+    outputs = batch * out_channels * out_hw[0] * out_hw[1]
+    return outputs * (in_channels * kernel[0] * kernel[1] + STEP_MACS)
+
+
+def check_bytes(batch: int, in_channels: int, out_channels: int, size: tuple[int, int], kernel: tuple[int, int],
+                padding: tuple[int, int], out_hw: tuple[int, int]) -> int:
+    """Peak bytes of `check_conv`'s arrays, from their shapes alone (float32, 4 bytes; the draw is float64).
+
+    Kept throughout: the input and the filters. On top, the largest of: the float64 draw of the larger one;
+    the fast method at work (the padded input, the window matrix of every receptive field, the product and
+    the product plus bias) while the two other methods' outputs are kept; the comparison (three outputs and
+    two temporaries).
+    """
+    (h, w), (kh, kw), (ph, pw), (h_out, w_out) = size, kernel, padding, out_hw
+    n_x, n_w = batch * in_channels * h * w, out_channels * in_channels * kh * kw
+    n_padded = batch * in_channels * (h + 2 * ph) * (w + 2 * pw)
+    n_windows = batch * in_channels * kh * kw * h_out * w_out
+    n_y = batch * out_channels * h_out * w_out
+    kept = 4 * (n_x + n_w + out_channels)
+    draw = 8 * max(n_x, n_w)
+    fast = 4 * (n_padded + n_windows + 2 * n_y) + 2 * 4 * n_y
+    compare = 5 * 4 * n_y
+    return kept + max(draw, fast, compare)
+
+
+def _refuse_beyond_memory(need: int) -> None:
+    from cnnexp.sweep import available_bytes  # the one reader of /proc/meminfo
+
+    have = available_bytes()
+    if have is not None and need > have:
+        raise ConfigError(f"conv-check needs about {need / 2**30:,.1f} GiB for its arrays (the input, its float64 "
+                          f"draw, the fast method's window matrix, the outputs), more than the {have / 2**30:.1f} "
+                          "GiB available; lower --size, --batch or the channels")

@@ -235,11 +235,12 @@ def print_chain(out, net, single: bool) -> None:
     table.rows[-2].end_section = True  # a rule above the totals
     table.caption, table.caption_justify = "RF: receptive field, jump: effective stride (input pixels)", "left"
     show(out, table)
-    ratio = net.dense_params / net.params if net.params else float("inf")
+    # rounded in integers: a float quotient would print noise digits for the huge counts of huge inputs
+    ratio = (2 * net.dense_params + net.params) // (2 * net.params) if net.params else 0
     out.print(
         f"A fully-connected layer from {dims(net.input)} to {dims(net.output)} would need "
         f"{net.dense_params:,} weights and biases"
-        + (f", {ratio:,.0f}x the {net.params:,} here." if net.params else "; these layers have none."),
+        + (f", {ratio:,}x the {net.params:,} here." if net.params else "; these layers have none."),
         highlight=False, soft_wrap=True,
     )
 
@@ -247,7 +248,12 @@ def print_chain(out, net, single: bool) -> None:
 def check_table(check):
     """conv-check's answer: each method's largest error against torch and its time."""
     torch_seconds = next(r.seconds for r in check.results if r.method == "torch")
-    rows = [[r.method, f"{r.max_abs_error:.2e}", f"{r.seconds * 1e3:.3f} ms", f"{r.seconds / torch_seconds:.2f}x"]
+    rows = [[r.method, "skipped", MISSING, MISSING] if r.skipped else
+            [r.method, f"{r.max_abs_error:.2e}", f"{r.seconds * 1e3:.3f} ms", f"{r.seconds / torch_seconds:.2f}x"]
             for r in check.results]
     title = f"x {tuple(check.input)} * w {tuple(check.weight)} -> y {tuple(check.output)}"
-    return _table(title, ["method", "max abs error vs torch", "median time", "time / torch"], rows, first_left=True)
+    table = _table(title, ["method", "max abs error vs torch", "median time", "time / torch"], rows, first_left=True)
+    reasons = [r.skipped for r in check.results if r.skipped]
+    if reasons:
+        table.caption, table.caption_justify = "\n".join(reasons), "left"
+    return table

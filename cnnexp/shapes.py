@@ -17,8 +17,11 @@ A layer is written `KIND:key=value,...`; values are `N` or `NxM` (height x width
     convT:out=32,k=4,s=2,p=1,op=0      nn.ConvTranspose2d  keys out k s p op d groups bias  (s defaults to 1)
 
 `p=same` (conv only, stride 1) pads so that the output size equals the input size, as PyTorch's
-`padding='same'` does; `p=valid` is `p=0`. Whatever PyTorch refuses, at construction or at forward on that
-input, `chain_shape` refuses with a `ShapeError` (or a `ConfigError` for a malformed spec) naming the layer.
+`padding='same'` does; `p=valid` is `p=0`. Kinds and keys are case-sensitive (`convT` is the only capital);
+the words `true`, `false`, `same` and `valid` are not (`bias=False` is `bias=false`). An empty item
+(`out=8,,k=3`, a trailing comma) is refused. Whatever PyTorch refuses, at construction or at forward on that
+input, `chain_shape` refuses with a `ShapeError` (or a `ConfigError` for a malformed spec) naming the layer,
+including numbers beyond int64 and tensors whose float32 size in bytes overflows int64, as PyTorch does.
 
 Conventions where PyTorch has no opinion:
 - MACs (multiply-accumulates per sample): conv = output elements x in/groups x kh x kw; convT = input
@@ -34,7 +37,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnexp.errors import ConfigError, ShapeError
+from cnnexp.errors import CnnexpError, ConfigError, ShapeError
 
 Pair = tuple[int, int]
 Shape = tuple[int, int, int]  # (C, H, W)
@@ -48,7 +51,9 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 _PAIR_KEYS = {"k", "s", "p", "d", "op"}
 _BOOL_KEYS = {"bias", "ceil"}
-_INT = re.compile(r"-?\d+")
+_INT = re.compile(r"-?[0-9]+")  # ASCII only: `\d` would also take digits that int() refuses, such as '²'
+INT64_MAX = 2**63 - 1  # PyTorch keeps every size, stride and padding as an int64
+MAX_NUMEL = INT64_MAX // 4  # PyTorch refuses a float32 tensor whose size in bytes overflows int64
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,33 @@ class ChainShape:
 # ---------------------------------------------------------------------------------------------- parsing
 
 
+def parse_int(text: str, what: str) -> int:
+    """Parse an integer written in ASCII digits that fits in PyTorch's int64.
+
+    Raises:
+        ConfigError: not an integer, or beyond int64 (checked before converting, so a number of
+            thousands of digits is refused too, rather than tripping Python's own limit).
+    """
+    text = str(text).strip()
+    if not _INT.fullmatch(text):
+        raise ConfigError(f"{what}: {_short(text)} must be an integer")
+    if len(text.lstrip("-").lstrip("0")) > 19 or abs(int(text)) > INT64_MAX:
+        raise ConfigError(f"{what}: {_short(text)} is beyond int64, the largest integer PyTorch takes "
+                          f"({INT64_MAX:,})")
+    return int(text)
+
+
+def _short(text: str) -> str:
+    """The value as written, quoted, and shortened when it is very long."""
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+
+
+def _case_hint(name: str, choices) -> str:
+    """' (... did you mean 'conv'?)' when `name` is one of `choices` in another case, else ''."""
+    match = {c.lower(): c for c in choices}.get(name.lower())
+    return f" (they are case-sensitive: did you mean {match!r}?)" if match else ""
+
+
 def parse_pair(text: str, what: str) -> Pair:
     """Parse `N` or `NxM` into (height, width).
 
@@ -131,22 +163,24 @@ def parse_pair(text: str, what: str) -> Pair:
     """
     parts = str(text).strip().lower().split("x")
     if len(parts) in (1, 2) and all(_INT.fullmatch(p.strip()) for p in parts):
-        a, b = (int(p) for p in parts) if len(parts) == 2 else (int(parts[0]),) * 2
+        a, b = (parse_int(p, what) for p in parts) if len(parts) == 2 else (parse_int(parts[0], what),) * 2
         return a, b
-    raise ConfigError(f"{what}: {text!r} is not N or NxM (e.g. 3 or 3x5)")
+    raise ConfigError(f"{what}: {_short(str(text))} is not N or NxM (e.g. 3 or 3x5)")
 
 
 def parse_input(text: str, what: str = "--input") -> Shape:
     """Parse `CxHxW` into a positive (C, H, W).
 
     Raises:
-        ConfigError: not three positive integers joined by `x`.
+        ConfigError: not three positive integers joined by `x`, or a tensor too large for PyTorch.
     """
     parts = str(text).strip().lower().split("x")
-    if len(parts) == 3 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        c, h, w = (int(p) for p in parts)
-        return c, h, w
-    raise ConfigError(f"{what}: {text!r} is not CxHxW with positive sizes (e.g. 3x224x224)")
+    if len(parts) == 3 and all(_INT.fullmatch(p.strip()) for p in parts):
+        shape = tuple(parse_int(p, what) for p in parts)
+        if min(shape) > 0:
+            _check_numel(shape, f"{what}: {_short(str(text))}", ConfigError)
+            return shape
+    raise ConfigError(f"{what}: {_short(str(text))} is not CxHxW with positive sizes (e.g. 3x224x224)")
 
 
 def parse_layer(spec: str, index: int = 1) -> Layer:
@@ -160,21 +194,28 @@ def parse_layer(spec: str, index: int = 1) -> Layer:
         The `Layer`, with PyTorch's defaults filled in.
 
     Raises:
-        ConfigError: unknown kind or key, a repeated or missing key, or a value that is not a number.
+        ConfigError: unknown kind or key (both case-sensitive), an empty item, a repeated or missing key, or
+            a value that is not a number or beyond int64.
     """
-    where = f"layer {index} {spec!r}"
-    kind, sep, body = str(spec).partition(":")
+    where = f"layer {index} {_short(str(spec))}"
+    kind, _, body = str(spec).partition(":")
     kind = kind.strip()
-    kind = "convT" if kind.lower() == "convt" else kind.lower()
     if kind not in KINDS:
-        raise ConfigError(f"{where}: unknown layer kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise ConfigError(f"{where}: unknown layer kind {kind!r}; use one of {', '.join(KINDS)}"
+                          + _case_hint(kind, KINDS))
+    items = [i.strip() for i in body.split(",")] if body.strip() else []
     raw: dict[str, str] = {}
-    for item in filter(None, (i.strip() for i in body.split(","))):
+    for position, item in enumerate(items, 1):
+        if not item:
+            place = ("a trailing comma" if position == len(items) else "a leading comma" if position == 1
+                     else "an empty item (two commas in a row)")
+            raise ConfigError(f"{where}: {place}; write key=value items separated by single commas")
         key, eq, value = (t.strip() for t in item.partition("="))
         if not eq or not value:
             raise ConfigError(f"{where}: {item!r} is not key=value")
         if key not in KINDS[kind]:
-            raise ConfigError(f"{where}: unknown key {key!r} for {kind}; it takes {', '.join(KINDS[kind])}")
+            raise ConfigError(f"{where}: unknown key {key!r} for {kind}; it takes {', '.join(KINDS[kind])}"
+                              + _case_hint(key, KINDS[kind]))
         if key in raw:
             raise ConfigError(f"{where}: key {key!r} given twice")
         raw[key] = value
@@ -194,7 +235,7 @@ def parse_layer(spec: str, index: int = 1) -> Layer:
         elif key in _PAIR_KEYS:
             values[key] = parse_pair(value, f"{where}: {key}")
         elif _INT.fullmatch(value):
-            values[key] = int(value)
+            values[key] = parse_int(value, f"{where}: {key}")
         else:
             raise ConfigError(f"{where}: {key}={value!r} must be an integer")
     kernel = values["k"]
@@ -222,6 +263,7 @@ def single_conv(
     dilation: str = "1",
     in_channels: int = 1,
     out_channels: int | None = None,
+    what: str = "SIZE",
 ) -> tuple[str, list[str]]:
     """Write one conv layer given by flags as an input and a one-layer chain, for `chain_shape`.
 
@@ -232,14 +274,22 @@ def single_conv(
         kernel, stride, padding, dilation: `N` or `NxM` (padding may be `same` or `valid`).
         in_channels: channels of the input (only the parameter count and the JSON depend on it).
         out_channels: channels of the output; defaults to `in_channels`.
+        what: names the size in messages: `SIZE` for conv-shape, `--size` for conv-check.
 
     Returns:
         The input as `CxHxW` and the chain as a list with one spec.
 
     Raises:
-        ConfigError: the size is not `H` or `HxW`.
+        ConfigError: the size is not `H` or `HxW` of positive integers within int64, or a channel count
+            is not between 1 and int64's largest.
     """
-    h, w = parse_pair(size, "SIZE")
+    h, w = parse_pair(size, what)
+    if min(h, w) < 1:
+        raise ConfigError(f"{what} {_short(str(size))}: sizes must be at least 1 (e.g. 224 or 224x200)")
+    for name, channels in (("--in-channels", in_channels), ("--out-channels", out_channels)):
+        if channels is not None and not 1 <= channels <= INT64_MAX:
+            raise ConfigError(f"{name} {_short(str(channels))} must be between 1 and {INT64_MAX:,} (int64)")
+    _check_numel((in_channels, h, w), f"{what} {_short(str(size))}: the input", ConfigError)
     out = in_channels if out_channels is None else out_channels
     spec = f"conv:out={out},k={kernel},s={stride},p={padding},d={dilation}"
     return f"{in_channels}x{h}x{w}", [spec]
@@ -313,20 +363,24 @@ def shape_from_flags(
         ShapeError: a layer PyTorch would refuse.
     """
     if size is not None:
-        if layers or path:
-            raise ConfigError("give either SIZE (one conv layer) or --layer/--from (a chain), not both")
+        if layers or path or input is not None:
+            raise ConfigError("give either SIZE (one conv layer) or --input with --layer/--from (a chain), not both")
         if kernel is None:
             raise ConfigError("SIZE needs --kernel, e.g. cnnexp conv-shape 224 --kernel 3")
-        if in_channels < 1 or (out_channels is not None and out_channels < 1):
-            raise ConfigError("--in-channels and --out-channels must be at least 1")
         input, layers = single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels)
     elif path is not None:
         if layers:
             raise ConfigError("give the layers either with --layer or in the --from file, not both")
         file_input, layers = load_chain(path)
-        input = input or file_input  # the flag overrides the file
+        if input is not None:
+            parse_input(input)  # a bad --input is the flag's fault, so its message names the flag, not the file
+        input = file_input if input is None else input  # the flag overrides the file
         if input is None:
             raise ConfigError(f"{path}: no 'input' in the file; add input: CxHxW or pass --input")
+        try:
+            return chain_shape(input, layers)
+        except CnnexpError as e:  # the layer numbers count the file's layers: say which file
+            raise type(e)(f"{path}: {e}") from None
     elif not layers:
         raise ConfigError("nothing to compute: give SIZE --kernel K, or --input CxHxW with --layer ... or --from")
     elif input is None:
@@ -380,6 +434,9 @@ def _layer_shape(layer: Layer, where: str, shape: Shape, rf: tuple, jump: tuple)
     convolution = layer.kind in ("conv", "convT")
     c_out = layer.out if convolution else c_in
     kh, kw = layer.kernel
+    if convolution:
+        _check_numel((c_out, c_in // layer.groups, kh, kw), f"{where}: the weight", ShapeError)
+    _check_numel((c_out, *hw), f"{where}: the output", ShapeError)
     params = c_out * (c_in // layer.groups) * kh * kw + (c_out if layer.bias else 0) if convolution else 0
     if layer.kind == "conv":
         macs = c_out * hw[0] * hw[1] * (c_in // layer.groups) * kh * kw
@@ -476,6 +533,16 @@ def _axis(layer: Layer, where: str, axis: int, size: int) -> tuple[int, str]:
     if out < 1:
         raise ShapeError(f"{where}: output {name} would be {out} (from {formula}); the input is too small")
     return out, formula
+
+
+def _check_numel(shape: tuple, what: str, error: type) -> None:
+    """Refuse a tensor PyTorch cannot allocate even on paper: its float32 size in bytes overflows int64."""
+    numel = 1
+    for n in shape:
+        numel *= n
+    if numel > MAX_NUMEL:
+        raise error(f"{what} would have {' x '.join(map(str, shape))} = {numel:.3g} elements, more than "
+                    f"PyTorch can address ({MAX_NUMEL:,}: its float32 size in bytes must fit in int64)")
 
 
 def _receptive(layer: Layer, axis: int, rf: float, jump: float) -> tuple[float, float]:

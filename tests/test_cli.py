@@ -324,3 +324,80 @@ def test_conv_check_exits_1_when_it_finds_a_difference():
 )
 def test_conv_check_bad_geometry_exits_2(args, words):
     assert_one_line_error(runner.invoke(app, ["conv-check", "--repeats", "1", *args]), *words)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["32", "--kernel", "3", "--input", "5x100x100"], ["either SIZE", "not both"]),
+        (["0", "--kernel", "3"], ["SIZE '0'"]),
+        (["99999999999999999999999", "--kernel", "3"], ["SIZE", "beyond int64"]),
+        (["8", "--kernel", "3", "--in-channels", str(2**63)], ["--in-channels", "int64"]),
+        (["--input", "3x8x8", "--layer", "conv:out=8,,k=3"], ["an empty item"]),
+        (["--input", "3x8x8", "--layer", "conv:out=8,k=3,"], ["a trailing comma"]),
+        (["--input", "3x8x8", "--layer", "Conv:out=8,k=3"], ["unknown layer kind 'Conv'", "did you mean 'conv'?"]),
+    ],
+)
+def test_conv_shape_loose_or_mixed_input_is_refused(args, words):
+    result = conv_shape(*args)
+    assert_one_line_error(result, *words)
+    assert "--input" in args or "--input" not in result.stderr  # never a flag the user did not give
+
+
+def test_a_files_bad_layer_names_the_file(tmp_path):
+    path = tmp_path / "net.yaml"
+    path.write_text("input: 3x8x8\nlayers:\n  - conv:out=4,k=3,bias=no\n")
+    assert_one_line_error(conv_shape("--from", str(path)), f"{path}: layer 1 'conv:out=4,k=3,bias=no': bias='no'")
+
+
+def test_huge_chain_ratio_is_exact():
+    """Near PyTorch's size limit the counts are exact integers, and so is the rounded ratio (no float noise)."""
+    from fractions import Fraction
+
+    conv = nn.Conv2d(1, 1, 3, device="meta")
+    y = conv(torch.empty(1, 1, 2**30, 2**30, device="meta"))
+    n_in, n_out, params = 2**60, y.numel(), sum(p.numel() for p in conv.parameters())
+    result = conv_shape("--input", f"1x{2**30}x{2**30}", "--layer", "conv:out=1,k=3")
+    assert result.exit_code == 0, result.output
+    ratio = round(Fraction(n_in * n_out + n_out, params))
+    assert f"would need {n_in * n_out + n_out:,} weights and biases, {ratio:,}x the {params:,} here." in result.stdout
+
+
+def _conv_check(*args: str):
+    return runner.invoke(app, ["conv-check", "--repeats", "1", *args])
+
+
+def test_conv_check_skips_the_loop_over_the_limit_and_says_so():
+    result = _conv_check("--loop-limit", "0")
+    assert result.exit_code == 0, result.output
+    loop_row = next(line for line in result.stdout.splitlines() if line.strip().startswith("loop "))
+    assert "skipped" in loop_row
+    assert "loop skipped: its work" in result.stdout and "is over --loop-limit 0" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("fast and torch agree")
+    assert "loop skipped (over --loop-limit)" in result.stdout.strip().splitlines()[-1]
+    # and the default keeps the loop for a small check
+    assert "skipped" not in _conv_check().stdout
+
+
+def test_conv_check_with_the_loop_skipped_still_exits_1_when_fast_differs():
+    result = _conv_check("--in-channels", "8", "--tolerance", "1e-30", "--loop-limit", "0")
+    assert result.exit_code == 1 and "fast and torch DIFFER" in result.stdout
+
+
+def test_conv_check_too_big_for_memory_is_one_line_before_any_work():
+    result = _conv_check("--size", "5000", "--batch", "64", "--in-channels", "64", "--out-channels", "64")
+    assert_one_line_error(result, "GiB", "more than the", "lower --size, --batch or the channels")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--seed", "-1"], ["--seed", "-1"]), (["--loop-limit", "-1"], ["--loop-limit"]),
+     (["--size", "0"], ["--size '0'"]), (["--size", str(2**63)], ["--size", "int64"])],
+)
+def test_conv_check_bad_numbers_are_one_line_through_the_script(args, words):
+    script = shutil.which("cnnexp") or str(Path(sys.executable).parent / "cnnexp")
+    result = subprocess.run([script, "conv-check", "--repeats", "1", *args], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines
+    assert "--input" not in lines[0]

@@ -1,12 +1,15 @@
 """cnnexp.conv against torch.nn.functional.conv2d: both methods on random cases, and the errors."""
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
 
-from cnnexp.conv import check_conv, conv2d_numpy
+from cnnexp.conv import STEP_MACS, check_conv, conv2d_numpy, loop_work
 from cnnexp.errors import ConfigError, ShapeError
 
 
@@ -107,3 +110,85 @@ def test_check_conv_reports_a_difference_when_tolerance_is_below_rounding():
 def test_check_conv_refuses_bad_input(kwargs, error):
     with pytest.raises(error):
         check_conv(**kwargs)
+
+
+# ------------------------------------------------------------------------ loop limit, seed and memory
+
+
+def test_loop_work_is_torchs_macs_plus_a_step_per_output_value():
+    x, w = torch.zeros(2, 3, 11, 9), torch.zeros(5, 3, 3, 2)
+    with FlopCounterMode(display=False) as counter:
+        y = F.conv2d(x, w, stride=(2, 1), padding=1)
+    macs = counter.get_total_flops() // 2  # torch counts a multiply-accumulate as 2 flops
+    assert loop_work(2, 3, 5, (3, 2), tuple(y.shape[2:])) == macs + STEP_MACS * y.numel()
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_loop_is_skipped_just_over_the_limit_and_fast_is_still_judged(over):
+    y = F.conv2d(torch.zeros(2, 3, 8, 8), torch.zeros(4, 3, 3, 3), padding=1)
+    work = 2 * 4 * 8 * 8 * 3 * 3 * 3 + STEP_MACS * y.numel()  # the MACs of the formula, written out
+    check = check_conv(batch=2, in_channels=3, out_channels=4, size="8", repeats=1, loop_limit=work - over)
+    loop, fast, torch_ = check.results
+    assert [r.method for r in check.results] == ["loop", "fast", "torch"]
+    if over:
+        assert loop.skipped.startswith("loop skipped") and "--loop-limit" in loop.skipped
+        assert np.isnan(loop.max_abs_error) and np.isnan(loop.seconds) and check.ran == ("fast", "torch")
+    else:
+        assert not loop.skipped and loop.max_abs_error <= check.tolerance and check.ran == ("loop", "fast", "torch")
+    assert check.ok and fast.max_abs_error <= check.tolerance and torch_.max_abs_error == 0.0
+
+
+def test_a_skipped_loop_does_not_hide_a_difference_of_fast():
+    check = check_conv(batch=2, in_channels=8, out_channels=4, size="8", repeats=1, tolerance=1e-30, loop_limit=0)
+    assert check.results[0].skipped and not check.ok
+
+
+def test_seed_must_be_non_negative_and_may_be_large():
+    with pytest.raises((ValueError, TypeError)):  # numpy's own refusal, which conv-check turns into one line
+        np.random.default_rng(-1)
+    with pytest.raises(ConfigError, match="--seed -1 must be at least 0"):
+        check_conv(seed=-1)
+    assert check_conv(seed=2**100, repeats=1).ok  # numpy takes any non-negative integer
+
+
+def _peak_traced_bytes(run) -> int:
+    """numpy reports its array buffers to tracemalloc: the reference for what the check allocates."""
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+CASES = [
+    dict(batch=2, in_channels=3, out_channels=4, size="64", padding="1"),
+    dict(batch=2, in_channels=8, out_channels=6, size="60x40", kernel="5", stride="2", padding="2"),
+    dict(batch=1, in_channels=2, out_channels=16, size="48", kernel="1", padding="0"),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_memory_estimate_covers_what_numpy_allocates(case, monkeypatch):
+    import cnnexp.sweep
+
+    check_conv(repeats=1, loop_limit=0, **case)  # warm up torch, so its one-off set-up is not counted
+    peak = _peak_traced_bytes(lambda: check_conv(repeats=2, **case))
+    # with one byte less than that peak available, the estimate must refuse; with plenty, run
+    monkeypatch.setattr(cnnexp.sweep, "available_bytes", lambda: peak - 1)
+    with pytest.raises(ConfigError, match="GiB available; lower --size, --batch or the channels"):
+        check_conv(repeats=1, **case)
+    monkeypatch.setattr(cnnexp.sweep, "available_bytes", lambda: 3 * peak)  # and not wildly pessimistic
+    assert check_conv(repeats=1, **case).ok
+
+
+def test_memory_refusal_comes_before_any_allocation(monkeypatch):
+    import cnnexp.sweep
+
+    monkeypatch.setattr(cnnexp.sweep, "available_bytes", lambda: 0)
+
+    def refused():
+        with pytest.raises(ConfigError):
+            check_conv(batch=2, in_channels=3, size="256")
+
+    assert _peak_traced_bytes(refused) < 4 * 2 * 3 * 256 * 256 / 4  # a quarter of the float32 input

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnexp.errors import CnnexpError, ConfigError, ShapeError
-from cnnexp.shapes import chain_shape, load_chain, parse_layer, single_conv
+from cnnexp.shapes import INT64_MAX, chain_shape, load_chain, parse_int, parse_layer, shape_from_flags, single_conv
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -273,6 +273,19 @@ def test_refusals_name_the_layer_and_say_why(spec, module, words):
         ("conv:out=4,k=3,bias=no", "bias='no' must be true or false"),
         ("conv:out=4,k=3,k=5", "key 'k' given twice"),
         ("conv:out=four,k=3", "out='four' must be an integer"),
+        # loose specs: an empty item, and kinds and keys in the wrong case, are refused with the fix
+        ("conv:out=4,,k=3", "an empty item (two commas in a row)"),
+        ("conv:out=4,k=3,", "a trailing comma"),
+        ("conv:,out=4,k=3", "a leading comma"),
+        ("Conv:out=4,k=3", ("unknown layer kind 'Conv'; use one of conv, maxpool, avgpool, convT (they are "
+                            "case-sensitive: did you mean 'conv'?)")),
+        ("convt:out=4,k=3", "did you mean 'convT'?"),
+        ("MAXPOOL:k=2", "did you mean 'maxpool'?"),
+        ("conv:out=4,K=3", ("unknown key 'K' for conv; it takes out, k, s, p, d, groups, bias (they are "
+                            "case-sensitive: did you mean 'k'?)")),
+        ("conv:out=4,k=\u00b2", "is not N or NxM"),  # a digit to str.isdigit, not to int()
+        (f"conv:out={2**63},k=3", "is beyond int64"),
+        ("conv:out=4,k=3,p=" + "9" * 5000, "(5000 characters) is beyond int64"),  # not Python's int() limit
     ],
 )
 def test_malformed_specs_are_config_errors(spec, words):
@@ -281,10 +294,60 @@ def test_malformed_specs_are_config_errors(spec, words):
     assert words in str(caught.value)
 
 
-@pytest.mark.parametrize("text", ["3x224", "0x8x8", "3x-8x8", "axbxc", "3x8x8x8"])
+@pytest.mark.parametrize("text", ["3x224", "0x8x8", "3x-8x8", "axbxc", "3x8x8x8", "3x\u00b2x8", f"3x{2**63}x8"])
 def test_bad_input_shape_is_refused(text):
     with pytest.raises(ConfigError, match="--input"):
         chain_shape(text, ["conv:out=1,k=1"])
+
+
+def test_values_are_case_insensitive_and_match_torch():
+    """`bias=False`, `ceil=TRUE`, `p=SAME`: the words are read case-insensitively (kinds and keys are not)."""
+    modules = [nn.Conv2d(3, 4, 3, bias=False), nn.MaxPool2d(3, ceil_mode=True), nn.Conv2d(4, 2, 2, padding="same")]
+    net = chain_shape("3x10x10", ["conv:out=4,k=3,bias=False", "maxpool:k=3,ceil=TRUE", "conv:out=2,k=2,p=SAME"])
+    x = torch.zeros(1, 3, 10, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for row, module in zip(net.layers, modules):
+            x = module(x)
+            assert row.output == tuple(x.shape[1:]) and row.params == sum(p.numel() for p in module.parameters())
+
+
+def test_int64_is_torchs_integer_range():
+    assert INT64_MAX == torch.iinfo(torch.int64).max
+    torch.tensor(INT64_MAX)
+    with pytest.raises((RuntimeError, ValueError, TypeError)):
+        torch.tensor(INT64_MAX + 1)
+    assert parse_int(str(INT64_MAX), "x") == INT64_MAX and parse_int(f"-{INT64_MAX}", "x") == -INT64_MAX
+    with pytest.raises(ConfigError, match="beyond int64"):
+        parse_int(str(INT64_MAX + 1), "x")
+
+
+@pytest.mark.parametrize(
+    "shape, out, kernel, padding",
+    [
+        ((1, 2**31, 2**30 - 1), 1, 1, 0),  # 2**61 - 2**31 floats: torch accepts
+        ((1, 2**31, 2**30), 1, 1, 0),  # input of 2**61 floats: 2**63 bytes overflows int64
+        ((1, 2**30, 2**30), 2, 1, 0),  # the output overflows
+        ((1, 2**30, 2**30), 1, 3, 0),  # the output is smaller than the input: accepted
+        ((1, 8, 8), 2**50, (2**11, 1), (2**10, 0)),  # the weight overflows
+        ((1, 8, 8), 2**49, (2**11, 1), (2**10, 0)),  # the weight just fits
+        ((1, 8, 8), 1, 1, 2**62),  # the output's height overflows int64
+    ],
+)
+def test_tensors_too_large_for_torch_are_refused_as_torch_does(shape, out, kernel, padding):
+    """On the meta device torch checks every size without allocating: the reference for huge shapes."""
+    try:
+        conv = nn.Conv2d(shape[0], out, kernel, padding=padding, device="meta")
+        expected = tuple(conv(torch.empty(1, *shape, device="meta")).shape[1:])
+    except (RuntimeError, TypeError):
+        expected = None
+    pair = lambda v: v if isinstance(v, int) else f"{v[0]}x{v[1]}"  # noqa: E731
+    spec = f"conv:out={out},k={pair(kernel)},p={pair(padding)}"
+    if expected is None:
+        with pytest.raises(CnnexpError, match="more than PyTorch can address|beyond int64"):
+            chain_shape("x".join(map(str, shape)), [spec])
+    else:
+        assert chain_shape("x".join(map(str, shape)), [spec]).output == expected
 
 
 def test_pool_stride_defaults_to_kernel_and_conv_stride_to_one():
@@ -298,6 +361,41 @@ def test_single_layer_is_a_chain_of_one_conv():
     y = nn.Conv2d(3, 8, 3, 2, 1)(torch.zeros(1, 3, 224, 200))
     net = chain_shape(shape, specs)
     assert net.output == tuple(y.shape[1:]) and specs == ["conv:out=8,k=3,s=2,p=1,d=1"]
+
+
+@pytest.mark.parametrize(
+    "size, words",
+    [("0", "SIZE '0': sizes must be at least 1"), ("5x0", "SIZE '5x0': sizes must be at least 1"),
+     ("-3", "SIZE '-3'"), (str(2**63), "SIZE: '9223372036854775808' is beyond int64"),
+     (f"{2**31}x{2**30}", "SIZE '2147483648x1073741824': the input would have")],
+)
+def test_single_layer_size_errors_name_size_not_input(size, words):
+    with pytest.raises(ConfigError) as caught:
+        single_conv(size, "3")
+    assert str(caught.value).startswith(words) and "--input" not in str(caught.value)
+    with pytest.raises(ConfigError, match="^--size"):  # conv-check's name for it
+        single_conv(size, "3", what="--size")
+
+
+def test_size_with_input_is_refused():
+    with pytest.raises(ConfigError, match="either SIZE .* not both"):
+        shape_from_flags("32", "3", input="5x100x100")
+
+
+@pytest.mark.parametrize(
+    "layer, error, words",
+    [("conv:out=4,k=3,bias=no", ConfigError, "layer 2 'conv:out=4,k=3,bias=no': bias='no' must be true or false"),
+     ("conv:out=4,k=30", ShapeError, "layer 2 'conv:out=4,k=30': the effective kernel 30")],
+)
+def test_errors_in_a_files_layers_name_the_file(tmp_path, layer, error, words):
+    path = tmp_path / "net.yaml"
+    path.write_text(f"input: 3x8x8\nlayers:\n  - conv:out=3,k=1\n  - {layer}\n")
+    with pytest.raises(error) as caught:
+        shape_from_flags(path=path)
+    assert str(caught.value).startswith(f"{path}: {words}")
+    # a bad --input is the flag's fault, not the file's
+    with pytest.raises(ConfigError, match="^--input: '3x8' is not CxHxW"):
+        shape_from_flags(path=path, input="3x8")
 
 
 def test_dense_comparison_counts_a_real_linear_layer():
