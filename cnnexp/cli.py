@@ -88,7 +88,7 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
     threads: Annotated[Optional[int], typer.Option(
-        min=1, help="torch threads for the runs [default: torch's]; 1 is fastest for small d.", show_default=False)] = None,
+        min=1, help="torch threads for the runs [default: torch's]; see bench/bench_sweep.py.", show_default=False)] = None,
 ) -> None:
     """Run a YAML sweep: every configuration on every block, each row appended to a tidy CSV as it finishes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

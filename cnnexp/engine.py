@@ -20,8 +20,9 @@ from cnnexp.probe import RunResult, probe
 def use_threads(threads: int | None) -> int:
     """Set torch's intra-op thread count (None keeps torch's default) and return the count in force.
 
-    The study's tensors are small: one thread is often fastest, and more threads only pay from d in the
-    hundreds (see bench/bench_sweep.py). The results do not depend on it at these sizes.
+    The study's tensors are small: one thread is as fast as two or faster (bench/bench_sweep.py), and
+    immune to other processes' load. The last bits of a sum can depend on the count, so a resumed sweep keeps
+    the count it started with.
     """
     import torch
 
