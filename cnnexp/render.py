@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+
 def _fmt(value, digits: int = 6) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
@@ -27,9 +28,9 @@ def show(out, renderable) -> None:
     out.print(renderable, width=width, crop=False)
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]], *, first_left: bool = False,
-           left: tuple[str, ...] = ()):
-    """A rich table whose cells are never cut: each column is at least as wide as its widest cell."""
+def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = ()):
+    """A rich table whose cells are never cut: each column is at least as wide as its widest cell. Numbers are
+    right-aligned; the columns named in `left` are left-aligned."""
     from rich import box
     from rich.table import Table
 
@@ -37,7 +38,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, first_left:
     for i, name in enumerate(columns):
         width = max((len(r[i]) for r in rows), default=0)
         width = max([width, *(len(line) for line in name.splitlines())])  # headers whole too
-        justify = "left" if (first_left and i == 0) or name in left else "right"
+        justify = "left" if name in left else "right"
         table.add_column(name, justify=justify, min_width=width, overflow="fold")
     for r in rows:
         table.add_row(*r)
@@ -104,7 +105,7 @@ def metrics_table(pair):
              *([_ratio_cell(pair.ratios[m]) if m in pair.ratios else ""] if pair.ratios else [])]
             for m in METRICS]
     title = "  ".join(f"{k}={_fmt(v)}" for k, v in pair.config.items())
-    return _table(title, columns, rows, first_left=True)
+    return _table(title, columns, rows, left=("metric",))
 
 
 MAX_SHOWN = 20  # rows of a difference table on screen; --out writes them all
@@ -115,8 +116,6 @@ MISSING = "—"  # a NaN on screen (a std or sem over one seed, a ratio without 
 
 def _num(value, digits: int = 4) -> str:
     """A number on screen: NaN as a dash, integers whole, floats to `digits` significant digits."""
-    import math
-
     if isinstance(value, float) and math.isnan(value):
         return MISSING
     return _fmt(float(value), digits) if isinstance(value, float) else str(value)
@@ -152,7 +151,7 @@ def comparison_tables(result) -> list:
         if columns:  # the join ignores them: say so, since rows that differ there are paired anyway
             title += f"; only {side} has {', '.join(columns)} (not joined on)"
     rows = [[m, _num(rel, 3), str(n)] for m, rel, n in result.by_metric.itertuples()]
-    per_metric = _table(title, ["metric", "largest rel. diff", "rows beyond tolerance"], rows, first_left=True)
+    per_metric = _table(title, ["metric", "largest rel. diff", "rows beyond tolerance"], rows, left=("metric",))
     per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|); beyond tolerance: not |a-b| <= atol + rtol*|b| "
                           f"with rtol={result.rtol:g}, atol={result.atol:g}")
     per_metric.caption_justify = "left"
@@ -252,7 +251,7 @@ def check_table(check):
             [r.method, f"{r.max_abs_error:.2e}", f"{r.seconds * 1e3:.3f} ms", f"{r.seconds / torch_seconds:.2f}x"]
             for r in check.results]
     title = f"x {tuple(check.input)} * w {tuple(check.weight)} -> y {tuple(check.output)}"
-    table = _table(title, ["method", "max abs error vs torch", "median time", "time / torch"], rows, first_left=True)
+    table = _table(title, ["method", "max abs error vs torch", "median time", "time / torch"], rows, left=("method",))
     reasons = [r.skipped for r in check.results if r.skipped]
     if reasons:
         table.caption, table.caption_justify = "\n".join(reasons), "left"
