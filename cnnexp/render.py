@@ -163,7 +163,7 @@ def comparison_tables(result) -> list:
                   _num(r[f"{m}_rel_diff"], 3)]
                  for _, r in differing.iterrows() for m in result.metrics if r[f"{m}_differs"]]
         table = _table(f"beyond tolerance  {fixed}".strip(), [*varying, "metric", "A", "B", "rel. diff"],
-                       cells[:MAX_SHOWN])
+                       cells[:MAX_SHOWN], left=("metric",))
         tables.append(_shown(table, len(cells) - MAX_SHOWN if len(cells) > MAX_SHOWN else 0))
     for side in ("a", "b"):
         only = result.only(side)
