@@ -67,13 +67,13 @@ def pairs_table(pairs, title: str = ""):
         columns += [f"{metric if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
     rows = []
     for p in pairs:
-        cells = [_fmt(p.config[a]) for a in varying]
+        cells = [_exact(p.config[a]) for a in varying]
         for metric in RATIO_METRICS:
             cells += [_fmt(p.metrics[b][metric], 4) if b in p.metrics else "" for b in blocks]
             if with_ratio:
                 cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")
         rows.append(cells)
-    title = "  ".join([title, *(f"{a}={_fmt(pairs[0].config[a])}" for a in fixed)]).strip()
+    title = "  ".join([title, *(f"{a}={_exact(pairs[0].config[a])}" for a in fixed)]).strip()
     table = _table(title, columns, rows)
     for column in table.columns:
         if column.header.endswith("ratio"):
@@ -89,7 +89,7 @@ def plan_table(plan):
 
     todo = {id(c): blocks for c, blocks in plan.tasks}
     columns = ["#", *config_dict(plan.configs[0]), "to run"]
-    rows = [[str(i), *(_fmt(v) for v in config_dict(c).values()), ", ".join(todo.get(id(c), ())) or "done"]
+    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(todo.get(id(c), ())) or "done"]
             for i, c in enumerate(plan.configs, start=1)]
     title = (f"{plan.sweep.name}: {len(plan.configs)} configurations x {len(plan.sweep.blocks)} blocks = "
              f"{plan.rows_total} rows ({plan.rows_to_run} to run) -> {plan.path}")
@@ -104,7 +104,7 @@ def metrics_table(pair):
     rows = [[m, *(_fmt(values[m]) for values in pair.metrics.values()),
              *([_ratio_cell(pair.ratios[m]) if m in pair.ratios else ""] if pair.ratios else [])]
             for m in METRICS]
-    title = "  ".join(f"{k}={_fmt(v)}" for k, v in pair.config.items())
+    title = "  ".join(f"{k}={_exact(v)}" for k, v in pair.config.items())
     return _table(title, columns, rows, left=("metric",))
 
 
