@@ -96,7 +96,8 @@ def sweep(
     from cnnexp.config import load_sweep
     from cnnexp.sweep import plan_sweep, run_sweep, side_by_side
 
-    plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer)
+    plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer,
+                      threads=threads)
     if dry_run:
         render.show(out, render.plan_table(plan))
         return
@@ -108,7 +109,7 @@ def sweep(
     with Progress(*columns, console=err, transient=True, disable=not (plan.rows_to_run and err.is_terminal)) \
             as progress:
         bar = progress.add_task(plan.sweep.name, total=plan.rows_to_run)
-        report = run_sweep(plan, on_result=lambda result: progress.advance(bar), threads=threads)
+        report = run_sweep(plan, on_result=lambda result: progress.advance(bar))
     render.show(out, render.pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"

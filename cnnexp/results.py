@@ -13,6 +13,7 @@ that reads back to the same float.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -58,13 +59,30 @@ def read_meta(path: Path) -> dict | None:
 
 def write_meta(path: Path, meta: dict) -> None:
     """Write the provenance beside `path` atomically (a kill leaves the old file or the new, never half)."""
-    target = meta_path(path)
-    tmp = target.with_name(target.name + ".tmp")
+    write_atomically(meta_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+
+
+def write_atomically(path: str | os.PathLike, write) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, then move it into place in one step, so a
+    reader (or a kill) never sees half a file. Creates the parent folder.
+
+    Raises:
+        ResultsError: `path` is a directory, or cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ResultsError(f"{path}: is a directory; --out takes a file path")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
     except OSError as e:
-        raise ResultsError(f"{target}: cannot write: {e.strerror or e}") from None
+        raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(OSError):  # nothing to clean up where nothing could be written
+            tmp.unlink(missing_ok=True)
+    return path
 
 
 def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -104,26 +122,28 @@ def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...]
     """Rewrite a results CSV keeping only the complete rows whose key is in `keys` (atomically)."""
     rows = read_rows(path, columns)
     kept = [r for r in rows if row_key(r, key_columns) in keys]
-    if len(kept) == len(rows) and (not path.exists() or path.read_bytes().endswith(b"\n")):
+    if len(kept) == len(rows):  # (a torn last line is cut when the file is started)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([r[c] for c in columns] for r in kept)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows([r[c] for c in columns] for r in kept)
+
+    write_atomically(path, write)
 
 
 class ResultsFile:
     """Appends rows to a results CSV, one flushed line at a time, holding an exclusive lock on it.
 
-    Opening takes the lock (a second sweep writing the same file is refused, not interleaved), checks the
-    file is as large as the plan saw it (`expect_size`), then empties it if `fresh`, repairs a truncated last
-    line, and writes the header if the file is empty.
+    Opening creates the file if needed and takes the lock (a second sweep writing the same file is refused,
+    not interleaved), and changes nothing else; `start` then empties it if `fresh`, cuts a torn last line and
+    writes the header if the file is empty. Between the two, every other check can still refuse the sweep
+    with the file as it was.
     """
 
-    def __init__(self, path: Path, columns: tuple[str, ...], *, fresh: bool = False,
-                 expect_size: int | None = None):
+    def __init__(self, path: Path, columns: tuple[str, ...]):
         self.path, self.columns = path, columns
         self.created = not path.exists()
         try:
@@ -133,20 +153,23 @@ class ResultsFile:
             raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from None
         try:
             _lock(self._file, path)
-            size = self._file.seek(0, os.SEEK_END)
-            if expect_size is not None and size != expect_size:
-                raise ResultsError(f"{path}: changed since this sweep read it (another process wrote it?); "
-                                   "run the command again")
-            if fresh:
-                self._file.truncate(0)
-            _cut_partial_line(path)
-            self._file.seek(0, os.SEEK_END)
-            self._writer = csv.writer(self._file, lineterminator="\n")
-            if self._file.tell() == 0:
-                self._write(columns)
         except BaseException:
             self._file.close()
             raise
+        self._writer = csv.writer(self._file, lineterminator="\n")
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size
+
+    def start(self, *, fresh: bool = False) -> "ResultsFile":
+        """Empty the file if `fresh`, cut a torn last line, and write the header if the file is empty."""
+        if fresh:
+            self._file.truncate(0)
+        _cut_partial_line(self._file)
+        if self._file.seek(0, os.SEEK_END) == 0:
+            self._write(self.columns)
+        return self
 
     def append(self, row: dict) -> None:
         """Write one row and flush it to the operating system."""
@@ -185,11 +208,19 @@ def _lock(file, path: Path) -> None:
                            "for another file") from None
 
 
-def _cut_partial_line(path: Path) -> None:
-    """Drop a last line that has no newline: the row a kill interrupted."""
-    if not path.exists():
-        return
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+def _cut_partial_line(file, chunk: int = 1 << 16) -> None:
+    """Drop a last line that has no newline (the row a kill interrupted), reading only the file's tail."""
+    file.flush()
+    with open(file.fileno(), "rb", closefd=False) as raw:
+        size = end = raw.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - chunk)
+            raw.seek(start)
+            newline = raw.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                if start + newline + 1 < size:
+                    file.truncate(start + newline + 1)
+                return
+            end = start
+    if size:
+        file.truncate(0)  # not one complete line: a header torn by a kill

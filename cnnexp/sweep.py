@@ -47,6 +47,8 @@ class SweepPlan:
     fresh: bool  # the CSV is (re)started from an empty file
     per_layer: Path | None = None  # the per-layer CSV, when asked for
     seen_size: int | None = None  # the CSV's size when planned (None: absent), checked again before writing
+    meta: dict | None = None  # the provenance of the rows already there
+    threads: int | None = None  # torch threads for the runs (None: torch's default)
 
     @property
     def rows_total(self) -> int:
@@ -82,6 +84,7 @@ def plan_sweep(
     *,
     overwrite: bool = False,
     per_layer: str | os.PathLike | None = None,
+    threads: int | None = None,
 ) -> SweepPlan:
     """Decide what a sweep has left to run, reading (never writing) its results files.
 
@@ -90,11 +93,12 @@ def plan_sweep(
         out: the results CSV (default results/<name>.csv).
         overwrite: start the results afresh instead of resuming them.
         per_layer: also write one row per run and block index to this CSV.
+        threads: torch's intra-op thread count for the runs (default: torch's own).
 
     Raises:
         ConfigError: a configuration needs more memory than the machine has.
         ResultsError: the results file belongs to another sweep definition (and `overwrite` is not set),
-            or is damaged.
+            is damaged, or would be resumed with another thread count.
     """
     path = Path(out) if out is not None else default_path(sweep)
     configs = expand(sweep)
@@ -106,7 +110,8 @@ def plan_sweep(
     if per_layer is not None and per_layer.resolve() in (path.resolve(), meta_path(path).resolve()):
         raise ResultsError(f"{per_layer}: --per-layer must name a file of its own, not the results CSV or its "
                            "provenance")
-    done = {} if overwrite else _resumable_rows(path, sweep)
+    meta = None if overwrite else read_meta(path)
+    done = {} if overwrite else _resumable_rows(path, sweep, meta)
     if per_layer is not None and not overwrite:
         layer_rows = read_rows(per_layer, LAYER_COLUMNS)  # refuses a file that is not a per-layer CSV
         if done and not layer_rows:
@@ -117,9 +122,26 @@ def plan_sweep(
         missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
         if missing:
             tasks.append((config, missing))
+    if done and tasks:
+        _check_threads(path, meta, threads)
     fresh = overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size)
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, threads)
+
+
+def _check_threads(path: Path, meta: dict | None, threads: int | None) -> None:
+    """Refuse to resume with another thread count: the last bits of a sum can depend on it, and one file
+    should not mix two."""
+    before = ((meta or {}).get("environment") or {}).get("threads")
+    if before is None:
+        return
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    if before != threads:
+        raise ResultsError(f"{path}: was written with {before} torch threads, this run would use {threads}; "
+                           f"resume with --threads {before} (or --overwrite)")
 
 
 def run_sweep(
@@ -128,7 +150,6 @@ def run_sweep(
     command: str | None = None,
     on_result: Callable[[object], None] | None = None,
     executor: Callable[[Iterable[Task]], Iterator] | None = None,
-    threads: int | None = None,
 ) -> SweepReport:
     """Execute a plan: write the provenance, then append each result to the CSV as it arrives.
 
@@ -137,25 +158,19 @@ def run_sweep(
         command: the command line to record (default: this process's argv).
         on_result: called with each RunResult after its row is written (e.g. to advance a progress bar).
         executor: takes tasks and yields RunResults (default: `engine.run_serial`, in this process).
-        threads: torch's intra-op thread count for the runs (default: torch's own), recorded in the provenance.
 
     Returns:
         The report, with every row of the sweep (those skipped as well as those run).
     """
     from cnnexp.engine import use_threads
 
-    in_force = use_threads(threads)
-    if plan.done:  # the last bits of a reduction can depend on the thread count: never mix two in one file
-        before = ((read_meta(plan.path) or {}).get("environment") or {}).get("threads")
-        if before is not None and before != in_force:
-            raise ResultsError(f"{plan.path}: was written with {before} torch threads, this run would use "
-                               f"{in_force}; resume with --threads {before} (or --overwrite)")
+    threads = use_threads(plan.threads)
     if executor is None:
         from cnnexp.engine import run_serial as executor
 
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    meta = _provenance(plan, command, started)
+    meta = _provenance(plan, command, started, threads)
     new: dict[tuple, dict] = {}
     with ExitStack() as files:
         csv_file, layer_file = _open_results(plan, files)
@@ -177,21 +192,25 @@ def run_sweep(
 
 
 def _open_results(plan: SweepPlan, files: ExitStack):
-    """Open (and lock) the results CSV and the per-layer CSV; if either cannot be opened, remove what this
-    call created, so a refused sweep leaves nothing half-written."""
+    """Open and lock the results CSV and the per-layer CSV, check them, and only then start them (empty
+    them when fresh, cut a torn line, write headers): a refused sweep leaves every file as it was, and
+    removes the files it created."""
     opened = []
     try:
-        opened.append(ResultsFile(plan.path, COLUMNS, fresh=plan.fresh, expect_size=plan.seen_size or 0))
+        opened.append(ResultsFile(plan.path, COLUMNS))
+        if opened[0].size != (plan.seen_size or 0):
+            raise ResultsError(f"{plan.path}: changed since this sweep read it (another process wrote it?); "
+                               "run the command again")
         if plan.per_layer is not None:
-            # rows of runs that never reached the results CSV (a kill between the two files) run again
-            keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
-            opened.append(ResultsFile(plan.per_layer, LAYER_COLUMNS, fresh=plan.fresh))
+            if not plan.fresh:  # rows of runs that never reached the results CSV (a kill between the two) run again
+                keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
+            opened.append(ResultsFile(plan.per_layer, LAYER_COLUMNS))
     except ResultsError:
         for f in opened:
             f.abandon()
         raise
     for f in opened:
-        files.enter_context(f)
+        files.enter_context(f.start(fresh=plan.fresh))
     return opened[0], (opened[1] if len(opened) > 1 else None)
 
 
@@ -285,11 +304,10 @@ def _typed(text_row: dict[str, str], config, block: str) -> dict:
     return {"block": block, **config_dict(config), **{m: float(text_row[m]) for m in METRICS}}
 
 
-def _resumable_rows(path: Path, sweep: Sweep) -> dict[tuple, dict[str, str]]:
+def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, dict[str, str]]:
     rows = read_rows(path, COLUMNS)
     if not rows:
         return {}
-    meta = read_meta(path)
     if meta is None:
         raise ResultsError(f"{path}: holds results but has no provenance file {meta_path(path).name}, so it "
                            "cannot be resumed safely; use --overwrite to start it afresh or --out for another file")
@@ -299,10 +317,10 @@ def _resumable_rows(path: Path, sweep: Sweep) -> dict[tuple, dict[str, str]]:
     return {row_key(r, CONFIG_COLUMNS): r for r in rows}
 
 
-def _provenance(plan: SweepPlan, command: str, started: str) -> dict:
+def _provenance(plan: SweepPlan, command: str, started: str, threads: int) -> dict:
     import torch
 
-    previous = read_meta(plan.path) if not plan.fresh else None
+    previous = plan.meta if not plan.fresh else None
     invocation = {"command": command, "started": started, "finished": None,
                   "rows_to_run": plan.rows_to_run, "rows_skipped": plan.rows_skipped}
     return {
@@ -322,7 +340,7 @@ def _provenance(plan: SweepPlan, command: str, started: str) -> dict:
             "host": socket.gethostname(),
             "device": "cpu",
             "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
-            "threads": torch.get_num_threads(),
+            "threads": threads,
         },
         "invocations": [*(previous or {}).get("invocations", []), invocation],
     }

@@ -34,7 +34,7 @@ def make_rows(*, blocks=("plain", "residual"), small_inits=(1e-2, 1e-4), seeds=(
 
 def write_results(path, rows, *, meta=None):
     """Write rows with the results writer itself (repr floats), and a provenance file when given."""
-    with ResultsFile(path, tuple(rows[0])) as f:
+    with ResultsFile(path, tuple(rows[0])).start() as f:
         for row in rows:
             f.append(row)
     if meta is not None:

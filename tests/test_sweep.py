@@ -162,8 +162,10 @@ def test_a_resume_with_another_thread_count_is_refused(tmp_path):
     lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
     (tmp_path / "r.csv").write_text("".join(lines[:5]))
     with pytest.raises(ResultsError, match=f"written with {threads} torch threads"):
-        run_sweep(plan_sweep(sweep_of(), tmp_path / "r.csv"), command="t", threads=threads + 1)
-    torch.set_num_threads(threads)
+        plan_sweep(sweep_of(), tmp_path / "r.csv", threads=threads + 1)
+    # nothing left to run: nothing to mix, so no refusal
+    run(tmp_path)
+    assert plan_sweep(sweep_of(), tmp_path / "r.csv", threads=threads + 1).tasks == []
 
 
 def test_a_refused_per_layer_file_leaves_nothing_behind(tmp_path):
@@ -183,3 +185,13 @@ def test_an_unwritable_per_layer_file_leaves_no_results_csv_behind(tmp_path):
     with pytest.raises(ResultsError, match="cannot write"):
         run_sweep(plan, command="x")
     assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.meta.json").exists()
+
+
+def test_overwrite_refused_by_a_foreign_per_layer_file_keeps_the_results_csv(tmp_path):
+    run(tmp_path)
+    before = (tmp_path / "r.csv").read_bytes()
+    (tmp_path / "layers.csv").write_text("foo,bar\n1,2\n")
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", overwrite=True, per_layer=tmp_path / "layers.csv")
+    report = run_sweep(plan, command="x")  # --overwrite starts both files afresh
+    assert report.ran == 16 and (tmp_path / "r.csv").read_bytes() == before
+    assert (tmp_path / "layers.csv").read_text().startswith("block,")
