@@ -16,18 +16,17 @@ Every function takes a DataFrame from `load_results` or the path of a results CS
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from cnnexp.errors import ResultsError
-from cnnexp.results import meta_path, read_meta
+from cnnexp.results import meta_path, read_meta, write_atomically
 from cnnexp.schema import ALL_METRICS, LAYER_METRICS, REQUIRED_METRICS
 
 Results = Union[pd.DataFrame, str, os.PathLike]  # a loaded results frame or the path of a results CSV
@@ -330,29 +329,6 @@ def _join(da: pd.DataFrame, db: pd.DataFrame, keys: list[str], metrics: list[str
 
 # --------------------------------------------------------------------------------------------------
 # Writing
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then move it into place in one step, so a
-    reader (or a kill) never sees half a file. Creates the parent folder.
-
-    Raises:
-        ResultsError: `path` is a directory, or cannot be written.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ResultsError(f"{path}: is a directory; --out takes a file path")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from None
-    finally:
-        with contextlib.suppress(OSError):  # nothing to clean up where nothing could be written
-            tmp.unlink(missing_ok=True)
-    return path
 
 
 def refuse_overwrite(out: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> None:

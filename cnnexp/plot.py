@@ -33,7 +33,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from cnnexp.analysis import Results, as_frame, require_numeric, source, split_columns, write_atomically
+from cnnexp.analysis import Results, as_frame, require_numeric, source, split_columns
+from cnnexp.results import write_atomically
 from cnnexp.errors import ResultsError
 from cnnexp.schema import BLOCKS
 

@@ -20,6 +20,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 from cnnexp.errors import ResultsError
 
@@ -62,7 +63,7 @@ def write_meta(path: Path, meta: dict) -> None:
     write_atomically(meta_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
 
 
-def write_atomically(path: str | os.PathLike, write) -> Path:
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then move it into place in one step, so a
     reader (or a kill) never sees half a file. Creates the parent folder.
 

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnexp.analysis import (beyond_tolerance, compare, load_results, refuse_overwrite, relative_difference,
-                             split_columns, summary, write_atomically, write_csv)
+                             split_columns, summary, write_csv)
+from cnnexp.results import write_atomically
 from cnnexp.errors import CnnexpError, ResultsError
 from cnnexp.results import ResultsFile, write_meta
 from cnnexp.schema import AXES, COLUMNS, CONFIG_COLUMNS, METRICS
