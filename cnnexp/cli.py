@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from cnnexp import render
 from cnnexp.errors import CnnexpError
+from cnnexp.schema import DEFAULT_BLOCKS
 
 app = typer.Typer(
     help="Experiment runner for the residual gradient study.",
@@ -141,7 +142,7 @@ def _with_axis_options(fn):
 @_with_axis_options
 def run(
     *,
-    blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = "plain,residual",
+    blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = ",".join(DEFAULT_BLOCKS),
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")] = False,
     threads: Annotated[Optional[int], typer.Option(
         min=1, help="torch threads [default: torch's].", show_default=False)] = None,

@@ -91,8 +91,6 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
         raise ConfigError(f"{path}: the file is empty; expected a mapping with a 'sweep' key")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (name, blocks, sweep), not a {_kind(raw)}")
-    raw = dict(raw)
-    raw.setdefault("name", path.stem)
     overridden = {text.partition("=")[0].strip().replace("-", "_") for text in overrides}
     return parse_sweep(apply_overrides(raw, overrides), source=str(path), overridden=overridden)
 
@@ -198,11 +196,11 @@ def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = froze
         if key not in AXIS:
             raise ConfigError(f"{source}: sweep: unknown axis {key!r}{_suggest(str(key), AXIS)}")
     axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), where(a.name)) for a in AXES}
-    size = math.prod(len(v) for v in axes.values())
-    if size > MAX_CONFIGURATIONS:
-        raise ConfigError(f"{source}: sweep: {' x '.join(str(len(v)) for v in axes.values())} = {size:,} "
+    checked = Sweep(name=name, blocks=blocks, axes=axes)
+    if checked.size > MAX_CONFIGURATIONS:
+        raise ConfigError(f"{source}: sweep: {' x '.join(str(len(v)) for v in axes.values())} = {checked.size:,} "
                           f"configurations, more than the {MAX_CONFIGURATIONS:,} a sweep may have")
-    return Sweep(name=name, blocks=blocks, axes=axes)
+    return checked
 
 
 def parse_run(values: dict, source: str = "flags") -> "RunConfig":

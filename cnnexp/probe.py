@@ -109,11 +109,11 @@ def measure(net: nn.Sequential, x: torch.Tensor, weights: list[torch.Tensor]):
     }
     layers = []
     for i, block in enumerate(net):
-        fc1, fc2 = [m for m in block.modules() if isinstance(m, nn.Linear)]
+        w1, w2 = linear_weights(block)
         layers.append({
             "a1_grad_norm": float(grads[("a1", i)].norm()),
-            "fc1_grad_norm": float(fc1.weight.grad.norm()),
-            "fc2_grad_norm": float(fc2.weight.grad.norm()),
+            "fc1_grad_norm": float(w1.grad.norm()),
+            "fc2_grad_norm": float(w2.grad.norm()),
             "out_grad_norm": float(grads[("out", i)].norm()),
         })
     return metrics, layers

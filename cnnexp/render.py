@@ -46,6 +46,8 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple
 
 
 def _ratio_cell(value: float) -> str:
+    if math.isnan(value):
+        return MISSING
     return f"{value:.3g}x" if math.isfinite(value) else str(value)
 
 
@@ -87,9 +89,9 @@ def plan_table(plan):
     """The runs of a sweep, one row per configuration, with the blocks still to run."""
     from cnnexp.config import config_dict
 
-    todo = {id(c): blocks for c, blocks in plan.tasks}
+    todo = dict(plan.tasks)  # RunConfig -> blocks still to run
     columns = ["#", *config_dict(plan.configs[0]), "to run"]
-    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(todo.get(id(c), ())) or "done"]
+    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(todo.get(c, ())) or "done"]
             for i, c in enumerate(plan.configs, start=1)]
     title = (f"{plan.sweep.name}: {len(plan.configs)} configurations x {len(plan.sweep.blocks)} blocks = "
              f"{plan.rows_total} rows ({plan.rows_to_run} to run) -> {plan.path}")
@@ -201,7 +203,7 @@ def summary_tables(table) -> list:
     if ratios:
         pairs = table[table["block"] == "residual"]
         keys = [c for c in varying if c != "block"]
-        rows = [[*(_exact(r[c]) for c in keys), *(MISSING if r[c] != r[c] else _ratio_cell(r[c]) for c in ratios)]
+        rows = [[*(_exact(r[c]) for c in keys), *(_ratio_cell(r[c]) for c in ratios)]
                 for _, r in pairs.iterrows()]
         ratio_table = _table(f"residual / plain, ratio of the means  {fixed}".strip(),
                              [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows)
