@@ -1,0 +1,36 @@
+"""Rich renderings: numbers are never cut, whatever the console's width."""
+import io
+
+from rich.console import Console
+
+from cnnexp import render
+from cnnexp.config import RunConfig
+from cnnexp.probe import probe
+from cnnexp.sweep import side_by_side
+
+
+def rendered(renderable, width: int) -> str:
+    console = Console(file=io.StringIO(), width=width, markup=False)
+    render.show(console, renderable)
+    return console.file.getvalue()
+
+
+def test_a_table_wider_than_the_console_is_printed_whole():
+    rows = [["0.1234567890123", "x" * 30, "1e-300"]]
+    text = rendered(render._table("a title longer than the console is wide, all of it", ["a", "b", "c"], rows), 20)
+    for cell in (*rows[0], "a title longer than the console is wide, all of it"):
+        assert cell in text
+
+
+def test_pairs_table_shows_each_block_and_the_ratio():
+    results = probe(RunConfig(d=8, batch=2, small_init=1e-2, seed=0), ("plain", "residual"))
+    [pair] = side_by_side([r.row() for r in results])
+    text = rendered(render.pairs_table([pair], title="t"), 200)
+    plain, residual = (r.metrics["x_grad_norm"] for r in results)
+    assert f"{plain:.4g}" in text and f"{residual:.4g}" in text and f"{residual / plain:.3g}x" in text
+    assert "small_init=0.01" in text  # one value across the rows: in the title, exactly
+
+
+def test_configuration_values_are_shown_exactly():
+    assert render._exact(0.1 + 0.2) == "0.30000000000000004" and render._exact(float("nan")) == render.MISSING
+    assert render._exact("relu") == "relu" and render._exact(3) == "3"
