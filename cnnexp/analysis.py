@@ -27,7 +27,7 @@ import pandas as pd
 
 from cnnexp.errors import ResultsError
 from cnnexp.results import meta_path, read_meta, write_atomically
-from cnnexp.schema import ALL_METRICS, LAYER_METRICS, REQUIRED_METRICS
+from cnnexp.schema import ALL_METRICS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
 
 Results = Union[pd.DataFrame, str, os.PathLike]  # a loaded results frame or the path of a results CSV
 
@@ -37,7 +37,6 @@ _PANDAS = tuple(int(p) for p in pd.__version__.split(".")[:2])
 _EXACT_FLOATS = {} if _PANDAS >= (3, 1) else {"float_precision": "round_trip"}
 
 STATISTICS = ("mean", "std", "sem")  # summary columns <metric>_mean, <metric>_std, <metric>_sem
-RATIO = ("residual", "plain")  # the study's ratio: residual over plain, of the means of one configuration
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,14 +160,14 @@ def summary(results: Results) -> pd.DataFrame:
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     stats["n"] = grouped.size()
     table = stats.reset_index()
-    if set(RATIO) <= set(table["block"]):
+    if set(RATIO_BLOCKS) <= set(table["block"]):
         table = _with_ratios(table, keys, [m for m in metrics if "_grad" in m])
     return table
 
 
 def _with_ratios(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """Add `<metric>_ratio` = residual mean / plain mean, matched on the other configuration columns."""
-    top, bottom = RATIO
+    top, bottom = RATIO_BLOCKS
     others = [k for k in keys if k != "block"]
     means = [f"{m}_mean" for m in metrics]
     if not others:  # a single configuration: merge needs a key

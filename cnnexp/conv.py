@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnexp.errors import ConfigError
+from cnnexp.memory import refuse_beyond_memory
 from cnnexp.shapes import INT64_MAX, chain_shape, parse_layer, single_conv
 
 LOOP_LIMIT = 1e8  # loop work allowed by default: about half a second per run on the 2-core development machine
@@ -211,7 +212,8 @@ def check_conv(
     _, h, w = layer.input
     _, h_out, w_out = layer.output
     need = check_bytes(batch, in_channels, out_channels, (h, w), conv.kernel, conv.padding, (h_out, w_out))
-    _refuse_beyond_memory(need)
+    refuse_beyond_memory(need, "conv-check (the input, its float64 draw, the fast method's window "
+                         "matrix, the outputs)", "lower --size, --batch or the channels")
     work = loop_work(batch, in_channels, out_channels, conv.kernel, (h_out, w_out))
     loop_skipped = "" if work <= loop_limit else f"loop skipped: its work {work:.2g} is over --loop-limit {loop_limit:g}"
 
@@ -291,11 +293,3 @@ def check_bytes(batch: int, in_channels: int, out_channels: int, size: tuple[int
     return kept + max(draw, fast, compare)
 
 
-def _refuse_beyond_memory(need: int) -> None:
-    from cnnexp.sweep import available_bytes  # the one reader of /proc/meminfo
-
-    have = available_bytes()
-    if have is not None and need > have:
-        raise ConfigError(f"conv-check needs about {need / 2**30:,.1f} GiB for its arrays (the input, its float64 "
-                          f"draw, the fast method's window matrix, the outputs), more than the {have / 2**30:.1f} "
-                          "GiB available; lower --size, --batch or the channels")

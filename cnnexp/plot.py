@@ -36,12 +36,12 @@ import pandas as pd
 from cnnexp.analysis import Results, as_frame, require_numeric, source, split_columns
 from cnnexp.results import write_atomically
 from cnnexp.errors import ResultsError
-from cnnexp.schema import BLOCKS
+from cnnexp.schema import BLOCKS, FINDING_METRICS
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 LOG_SPAN = 100.0  # max/min at or above which a positive axis is drawn on a log scale
 DEFAULT_X = "small_init"  # preferred x when several axes have equally many values
-DEFAULT_Y = ("x_grad_norm", "param_grad_norm")  # the study's finding
+DEFAULT_Y = FINDING_METRICS  # the study's finding
 DEFAULT_LAYER_Y = ("out_grad_norm",)  # for a per-layer file, which has neither of the above
 MAX_FACETS = 4  # an axis with at most this many values may become the columns of panels
 MAX_LINES = 8  # lines (and legend entries) per panel; an axis that would exceed it is held at one value

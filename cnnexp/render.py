@@ -56,7 +56,7 @@ def pairs_table(pairs, title: str = ""):
 
     Axes with one value across all rows go in the title, so the table stays narrow.
     """
-    from cnnexp.sweep import RATIO_METRICS
+    from cnnexp.schema import FINDING_METRICS
 
     axes = list(pairs[0].config) if pairs else []
     fixed = [a for a in axes if len({p.config[a] for p in pairs}) == 1]
@@ -64,13 +64,13 @@ def pairs_table(pairs, title: str = ""):
     blocks = list(dict.fromkeys(b for p in pairs for b in p.metrics))
     with_ratio = any(p.ratios for p in pairs)
     columns = list(varying)
-    for metric in RATIO_METRICS:  # the metric's name heads the first column of its group
+    for metric in FINDING_METRICS:  # the metric's name heads the first column of its group
         group = [*blocks, *(["ratio"] if with_ratio else [])]
         columns += [f"{metric if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
     rows = []
     for p in pairs:
         cells = [_exact(p.config[a]) for a in varying]
-        for metric in RATIO_METRICS:
+        for metric in FINDING_METRICS:
             cells += [_fmt(p.metrics[b][metric], 4) if b in p.metrics else "" for b in blocks]
             if with_ratio:
                 cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")

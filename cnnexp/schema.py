@@ -59,6 +59,7 @@ AXIS = {a.name: a for a in AXES}
 
 BLOCKS: tuple[str, ...] = ("plain", "residual", "rezero", "prenorm")
 DEFAULT_BLOCKS: tuple[str, ...] = ("plain", "residual")
+RATIO_BLOCKS: tuple[str, str] = ("residual", "plain")  # the study's ratio: residual over plain
 
 # Metric columns, in CSV order; each is one float per block and configuration.
 METRIC_HELP: dict[str, str] = {
@@ -79,6 +80,8 @@ LAYER_METRIC_HELP: dict[str, str] = {
     "out_grad_norm": "L2 norm of the gradient at this block's output",
 }
 LAYER_METRICS: tuple[str, ...] = tuple(LAYER_METRIC_HELP)
+# The study's finding: these two, residual over plain (the sweep table's ratios, a plot's default y).
+FINDING_METRICS: tuple[str, ...] = ("x_grad_norm", "param_grad_norm")
 
 # Every metric name of either file; any other column of a results file describes the configuration.
 ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, *LAYER_METRICS)))

@@ -27,12 +27,12 @@ from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
 from cnnexp.config import Sweep, Task, config_dict, expand, parse_blocks, parse_run
-from cnnexp.errors import ConfigError, ResultsError
+from cnnexp.errors import ResultsError
+from cnnexp.memory import refuse_beyond_memory
 from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
                             write_meta)
-from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, LAYER_COLUMNS, METRICS
+from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, FINDING_METRICS, LAYER_COLUMNS, METRICS, RATIO_BLOCKS
 
-RATIO_METRICS = ("x_grad_norm", "param_grad_norm")  # the study's finding: residual / plain
 
 
 @dataclass(frozen=True)
@@ -242,9 +242,10 @@ def side_by_side(rows: list[dict]) -> list[Pair]:
         pair = grouped.setdefault(tuple(config.values()), Pair(config, {}, {}))
         pair.metrics[row["block"]] = {m: row[m] for m in METRICS}
     for pair in grouped.values():
-        if {"plain", "residual"} <= pair.metrics.keys():
-            for m in RATIO_METRICS:
-                pair.ratios[m] = ratio(pair.metrics["residual"][m], pair.metrics["plain"][m])
+        top, bottom = RATIO_BLOCKS
+        if {top, bottom} <= pair.metrics.keys():
+            for m in FINDING_METRICS:
+                pair.ratios[m] = ratio(pair.metrics[top][m], pair.metrics[bottom][m])
     return list(grouped.values())
 
 
@@ -267,29 +268,12 @@ def estimated_bytes(config, n_blocks: int) -> int:
     return itemsize * n_blocks * config.depth * (6 * d * d + 8 * batch * d)
 
 
-def available_bytes() -> int | None:
-    """Memory available to a new allocation now, from /proc/meminfo (None where that is unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(configs: list, n_blocks: int, source: str) -> None:
     """Refuse configurations of which the largest would not fit in the memory available now."""
     biggest = max(configs, key=lambda c: estimated_bytes(c, n_blocks))
-    need, have = estimated_bytes(biggest, n_blocks), available_bytes()
-    if have is not None and need > have:
-        raise ConfigError(f"{source}: the configuration d={biggest.d}, batch={biggest.batch}, depth={biggest.depth} "
-                          f"needs about {need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB available; "
-                          "lower d, batch or depth")
+    refuse_beyond_memory(estimated_bytes(biggest, n_blocks),
+                         f"{source}: the configuration d={biggest.d}, batch={biggest.batch}, depth={biggest.depth}",
+                         "lower d, batch or depth")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -170,22 +170,22 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 def test_memory_estimate_covers_what_numpy_allocates(case, monkeypatch):
-    import cnnexp.sweep
+    import cnnexp.memory
 
     check_conv(repeats=1, loop_limit=0, **case)  # warm up torch, so its one-off set-up is not counted
     peak = _peak_traced_bytes(lambda: check_conv(repeats=2, **case))
     # with one byte less than that peak available, the estimate must refuse; with plenty, run
-    monkeypatch.setattr(cnnexp.sweep, "available_bytes", lambda: peak - 1)
+    monkeypatch.setattr(cnnexp.memory, "available_bytes", lambda: peak - 1)
     with pytest.raises(ConfigError, match="GiB available; lower --size, --batch or the channels"):
         check_conv(repeats=1, **case)
-    monkeypatch.setattr(cnnexp.sweep, "available_bytes", lambda: 3 * peak)  # and not wildly pessimistic
+    monkeypatch.setattr(cnnexp.memory, "available_bytes", lambda: 3 * peak)  # and not wildly pessimistic
     assert check_conv(repeats=1, **case).ok
 
 
 def test_memory_refusal_comes_before_any_allocation(monkeypatch):
-    import cnnexp.sweep
+    import cnnexp.memory
 
-    monkeypatch.setattr(cnnexp.sweep, "available_bytes", lambda: 0)
+    monkeypatch.setattr(cnnexp.memory, "available_bytes", lambda: 0)
 
     def refused():
         with pytest.raises(ConfigError):

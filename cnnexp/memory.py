@@ -1,0 +1,39 @@
+"""Memory checks made before anything is allocated: a run too big for this machine is refused up front.
+
+    >>> refuse_beyond_memory(10**30, "this sweep", "lower d")      # doctest: +SKIP
+    ConfigError: this sweep needs about 931322574615.5 GiB, more than the 22.9 GiB available; lower d
+"""
+from __future__ import annotations
+
+import os
+
+from cnnexp.errors import ConfigError
+
+
+def available_bytes() -> int | None:
+    """Memory available to a new allocation now, from /proc/meminfo (None where that is unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def refuse_beyond_memory(need: int, what: str, hint: str) -> None:
+    """Raise ConfigError when `need` bytes exceed the memory available now.
+
+    Args:
+        need: the estimate, in bytes.
+        what: what needs it, as the start of the message (e.g. "init: the configuration d=..., batch=...").
+        hint: how to need less (e.g. "lower d, batch or depth").
+    """
+    have = available_bytes()
+    if have is not None and need > have:
+        raise ConfigError(f"{what} needs about {need / 2**30:,.1f} GiB, more than the {have / 2**30:.1f} GiB "
+                          f"available; {hint}")
