@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import interleaved  # bench/timing.py: this script's folder is on sys.path
 
 BARE_TYPER = '''
 from typing import Annotated, Optional
@@ -34,18 +34,6 @@ def other():
     pass
 app()
 '''
-
-
-def interleaved(runs: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each callable, run in turn `repeats` times (after one untimed warm-up round)."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(repeats + 1):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            if round_:  # round 0 warms caches (disk, BLAS threads) and is not counted
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def whole_process(repeats: int) -> dict[str, float]:

@@ -10,17 +10,16 @@ same run, because this machine is noisy.
 """
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from cnnexp.config import RunConfig
 from cnnexp.probe import probe
+from timing import interleaved  # bench/timing.py: this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,17 +33,6 @@ def bare(config) -> None:
         w1.requires_grad_(), w2.requires_grad_()
         f = torch.relu(x @ w1.T) @ w2.T
         ((x + f) if residual else f).pow(2).mean().backward()
-
-
-def interleaved(cases: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each case, running the cases in turn `repeats` times."""
-    times = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def in_process() -> None:

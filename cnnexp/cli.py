@@ -7,7 +7,6 @@ Results go to stdout, progress and errors to stderr. A `CnnexpError` from the li
 stderr and exit status 2. Heavy libraries (torch, pandas, matplotlib) are imported inside the commands that
 need them, so `conv-shape` starts as fast as Typer itself.
 """
-from __future__ import annotations
 
 import functools
 import math
