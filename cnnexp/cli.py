@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cnnexp import render
-from cnnexp.errors import CnnexpError
+from cnnexp.errors import CnnexpError, ConfigError
 from cnnexp.schema import DEFAULT_BLOCKS
 
 app = typer.Typer(
@@ -43,7 +43,7 @@ def command(name: str | None = None, **kwargs):
                 return fn(*args, **kw)
             except CnnexpError as e:
                 err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
-                raise typer.Exit(2) from None
+                raise typer.Exit(e.exit_code) from None
 
         return app.command(name, **kwargs)(guarded)
 
@@ -66,13 +66,32 @@ def main() -> None:
         err.print(f"[bold red]error:[/] {escape(where + e.format_message())}{escape(hint)}", markup=True, highlight=False,
                   soft_wrap=True)
         raise SystemExit(e.exit_code) from None
-    except click.exceptions.Abort:
-        err.print("aborted")
-        raise SystemExit(1) from None
+    except click.exceptions.Abort:  # Ctrl-C before any row was written
+        err.print("interrupted")
+        raise SystemExit(130) from None
+    except BrokenPipeError:  # stdout closed early (`cnnexp run | head -1`): end quietly, as `cat` does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        raise SystemExit(141) from None
     raise SystemExit(code or 0)
 
 
 # --- the study: sweep and run ---------------------------------------------------------------------
+
+
+ENGINE_HELP = "batched (default: configurations of one shape computed together) or reference (the notebook's " \
+              "method, one run at a time); both give the same numbers (rel 1e-6)."
+DEVICE_HELP = "cpu (default, exactly reproducible), cuda, mps, or auto (the best there is)."
+
+
+def _execution(engine: str, device: str, workers=None, threads=None, scheduler=None, scheduler_file=None):
+    from cnnexp.engine import ENGINES, Execution, resolve_device
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    return Execution(engine, resolve_device(device), workers, threads, scheduler,
+                     str(scheduler_file) if scheduler_file is not None else None)
 
 
 @command()
@@ -87,30 +106,41 @@ def sweep(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, max=1024, help="Worker processes, one torch thread each [default: every core the process may use, "
+                              "for a sweep big enough to gain].", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Run on the Dask cluster at this address, e.g. tcp://10.0.0.5:8786 (needs cnnexp[dask]).",
+        show_default=False)] = None,
+    scheduler_file: Annotated[Optional[Path], typer.Option(
+        help="Run on the Dask cluster described by this file (dask scheduler --scheduler-file, dask-jobqueue).",
+        show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option(
-        min=1, help="torch threads for the runs [default: torch's]; see bench/bench_sweep.py.", show_default=False)] = None,
+        min=1, max=1024, help="torch threads in this process [default: torch's]; workers use one each.",
+        show_default=False)] = None,
 ) -> None:
     """Run a YAML sweep: every configuration on every block, each row appended to a tidy CSV as it finishes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from cnnexp.config import load_sweep
     from cnnexp.sweep import plan_sweep, run_sweep, side_by_side
 
+    execution = _execution(engine, device, workers, threads, scheduler, scheduler_file)
     plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer,
-                      threads=threads)
+                      execution=execution)
     if dry_run:
         render.show(out, render.plan_table(plan))
         return
+    for warning in plan.warnings:
+        err.print(f"warning: {warning}", soft_wrap=True, highlight=False)
     if plan.rows_skipped:
         err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
                   soft_wrap=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    # a progress bar is for a person at a terminal; in a log it would only leave blank lines
-    with Progress(*columns, console=err, transient=True, disable=not (plan.rows_to_run and err.is_terminal)) \
-            as progress:
-        bar = progress.add_task(plan.sweep.name, total=plan.rows_to_run)
-        report = run_sweep(plan, on_result=lambda result: progress.advance(bar))
-    render.show(out, render.pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
+    with render.SweepProgress(err, plan.sweep.name, plan.rows_to_run) as progress:
+        report = run_sweep(plan, on_result=progress.advance)
+    for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms",
+                                     path=report.path):
+        render.show(out, table)
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
               f"{also}", soft_wrap=True)
@@ -143,8 +173,10 @@ def run(
     *,
     blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = ",".join(DEFAULT_BLOCKS),
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")] = False,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     threads: Annotated[Optional[int], typer.Option(
-        min=1, help="torch threads [default: torch's].", show_default=False)] = None,
+        min=1, max=1024, help="torch threads [default: torch's].", show_default=False)] = None,
     **axes,
 ) -> None:
     """Run one configuration (default: the notebook's) and print each block's metrics."""
@@ -153,7 +185,7 @@ def run(
     from cnnexp.config import config_dict
     from cnnexp.sweep import run_one, side_by_side
 
-    results = run_one(axes, blocks.split(","), threads)
+    results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads))
     if as_json:
         # strict JSON: a metric that overflowed (inf) or is undefined (nan) is null
         finite = lambda metrics: {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # noqa: E731

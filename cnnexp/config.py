@@ -41,6 +41,7 @@ RunConfig = make_dataclass(
     [(a.name, a.kind, field(default=a.default)) for a in AXES],
     frozen=True,
 )
+RunConfig.__module__ = __name__  # so it pickles by name, for worker processes and clusters
 Task = tuple[RunConfig, tuple[str, ...]]  # a configuration and the blocks to run on it: a unit of work
 RunConfig.__doc__ = "One configuration of the study: " + ", ".join(f"{a.name} ({a.help})" for a in AXES) + "."
 

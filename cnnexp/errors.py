@@ -6,7 +6,9 @@ Anything else that escapes is a bug and keeps its traceback.
 
 
 class CnnexpError(Exception):
-    """Bad input from the user: a file, key or value that cnnexp cannot use."""
+    """Bad input from the user (a file, key or value that cnnexp cannot use), or a fault that stopped a run."""
+
+    exit_code = 2
 
 
 class ConfigError(CnnexpError, ValueError):
@@ -19,3 +21,9 @@ class ResultsError(CnnexpError, ValueError):
 
 class ShapeError(CnnexpError, ValueError):
     """A layer chain that PyTorch would refuse (an empty output, a bad padding, ...)."""
+
+
+class Interrupted(CnnexpError):
+    """Ctrl-C during a run: the rows written so far are kept, and the same command resumes."""
+
+    exit_code = 130

@@ -10,6 +10,8 @@ This is the notebook's `run_once`, done once per configuration for every block:
 The draw happens once, in float32, and is converted to the run's dtype and copied into each block's network, so
 all blocks of one configuration see identical x and weights by construction, and a float64 run starts from the
 same numbers as a float32 one. Gradients are captured by hooks on each block's a1 = fc1(input) and output.
+This is the readable reference (`--engine reference`); every metric is taken by cnnexp.norms, the one
+underflow-free path all engines share.
 
     >>> from cnnexp.config import RunConfig
     >>> results = probe(RunConfig(d=8, batch=4, small_init=1e-2, seed=0, depth=2), ("plain", "residual"))
@@ -18,7 +20,6 @@ same numbers as a float32 one. Gradients are captured by hooks on each block's a
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +27,7 @@ from torch import nn
 
 from cnnexp.blocks import DTYPES, build, fc1_of, linear_weights
 from cnnexp.config import config_dict
-
-COSINE_EPS = 1e-12  # the notebook's guard against 0/0 in the cosine
+from cnnexp.norms import cosine, mean_square, norm
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,13 @@ def draw(config, shapes: list[torch.Size]) -> tuple[torch.Tensor, list[torch.Ten
     return x, weights
 
 
-def probe(config, blocks: tuple[str, ...]) -> list[RunResult]:
+def probe(config, blocks: tuple[str, ...], device: str = "cpu") -> list[RunResult]:
     """Run every named block kind on one configuration and return one RunResult per block kind."""
-    nets = {name: build(name, config) for name in blocks}
+    nets = {name: build(name, config).to(device) for name in blocks}
     shapes = [w.shape for w in linear_weights(next(iter(nets.values())))]
-    x, weights = draw(config, shapes)
+    x, weights = draw(config, shapes)  # on the CPU generator, whatever the device
     dtype = DTYPES[config.dtype]
-    x, weights = x.to(dtype), [w.to(dtype) for w in weights]
+    x, weights = x.to(device, dtype), [w.to(device, dtype) for w in weights]
     results = []
     for name, net in nets.items():
         metrics, layers = measure(net, x, weights)
@@ -91,40 +91,34 @@ def measure(net: nn.Sequential, x: torch.Tensor, weights: list[torch.Tensor]):
         handles.append(fc1_of(block).register_forward_hook(capture("a1", i)))
         handles.append(block.register_forward_hook(capture("out", i)))
     try:
-        loss = net(x).pow(2).mean()
+        out = net(x)
     finally:
         for h in handles:
             h.remove()
-    loss.backward()
+    out.pow(2).mean().backward()
 
     params = list(net.parameters())
     out_grad = grads[("out", len(net) - 1)]
     metrics = {
-        "loss": float(loss.detach()),
-        "x_grad_norm": float(x.grad.norm()),
-        "a1_grad_norm": float(grads[("a1", 0)].norm()),
-        "w_norm": l2(p.detach() for p in params),
-        "param_grad_norm": l2(p.grad for p in params if p.grad is not None),
-        "cos_x_out": cosine(x.grad, out_grad),
+        "loss": one(mean_square, out.detach()),
+        "x_grad_norm": one(norm, x.grad),
+        "a1_grad_norm": one(norm, grads[("a1", 0)]),
+        "w_norm": one(norm, *params),
+        "param_grad_norm": one(norm, *(p.grad for p in params if p.grad is not None)),
+        "cos_x_out": one(cosine, x.grad, out_grad),
     }
     layers = []
     for i, block in enumerate(net):
         w1, w2 = linear_weights(block)
         layers.append({
-            "a1_grad_norm": float(grads[("a1", i)].norm()),
-            "fc1_grad_norm": float(w1.grad.norm()),
-            "fc2_grad_norm": float(w2.grad.norm()),
-            "out_grad_norm": float(grads[("out", i)].norm()),
+            "a1_grad_norm": one(norm, grads[("a1", i)]),
+            "fc1_grad_norm": one(norm, w1.grad),
+            "fc2_grad_norm": one(norm, w2.grad),
+            "out_grad_norm": one(norm, grads[("out", i)]),
         })
     return metrics, layers
 
 
-def l2(tensors) -> float:
-    """The L2 norm of several tensors taken together, summed in double precision as the notebook does."""
-    return math.sqrt(sum(float(t.pow(2).sum()) for t in tensors))
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """a.b / (|a| |b| + 1e-12) over all elements, in the tensors' dtype (the notebook's formula)."""
-    a, b = a.flatten(), b.flatten()
-    return float((a @ b) / (a.norm() * b.norm() + COSINE_EPS))
+def one(metric, *tensors: torch.Tensor) -> float:
+    """A cnnexp.norms metric of one run's tensors (the norms work on a leading batch dimension)."""
+    return float(metric(*(t.detach().unsqueeze(0) for t in tensors))[0])

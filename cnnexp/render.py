@@ -51,6 +51,19 @@ def _ratio_cell(value: float) -> str:
     return f"{value:.3g}x" if math.isfinite(value) else str(value)
 
 
+UNDERFLOW = "0 (underflow)"  # a gradient whose every element fell below the dtype's smallest number
+
+
+def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
+    """A metric on screen: 0 from a nonzero init said to be an underflow; the spread over seeds when known."""
+    value = pair.metrics[block][metric]
+    if value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm":
+        return UNDERFLOW
+    spread = pair.spread.get(block, {}).get(metric)
+    cell = _fmt(value, digits)
+    return cell if spread is None else f"{cell} ±{_fmt(100 * spread, 2)}%"
+
+
 def pairs_table(pairs, title: str = ""):
     """One row per configuration: each block's gradient norms side by side, and residual/plain ratios.
 
@@ -71,7 +84,7 @@ def pairs_table(pairs, title: str = ""):
     for p in pairs:
         cells = [_exact(p.config[a]) for a in varying]
         for metric in FINDING_METRICS:
-            cells += [_fmt(p.metrics[b][metric], 4) if b in p.metrics else "" for b in blocks]
+            cells += [_metric_cell(p, b, metric) if b in p.metrics else "" for b in blocks]
             if with_ratio:
                 cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")
         rows.append(cells)
@@ -103,7 +116,7 @@ def metrics_table(pair):
     from cnnexp.schema import METRICS
 
     columns = ["metric", *pair.metrics, *(["residual/plain"] if pair.ratios else [])]
-    rows = [[m, *(_fmt(values[m]) for values in pair.metrics.values()),
+    rows = [[m, *(_metric_cell(pair, block, m, 6) for block in pair.metrics),
              *([_ratio_cell(pair.ratios[m]) if m in pair.ratios else ""] if pair.ratios else [])]
             for m in METRICS]
     title = "  ".join(f"{k}={_exact(v)}" for k, v in pair.config.items())
@@ -258,3 +271,77 @@ def check_table(check):
     if reasons:
         table.caption, table.caption_justify = "\n".join(reasons), "left"
     return table
+
+
+class SweepProgress:
+    """A sweep's progress on stderr: a bar with rows/s and the last configuration at a terminal, a line every
+    few seconds in a log, nothing for a sweep with nothing to run.
+
+        with SweepProgress(err, "init", plan.rows_to_run) as progress:
+            run_sweep(plan, on_result=progress.advance)
+    """
+
+    EVERY = 5.0  # seconds between lines when stderr is not a terminal
+
+    def __init__(self, console, name: str, total: int):
+        self.console, self.name, self.total, self.done = console, name, total, 0
+        self._bar = None
+        self._last_line = 0.0
+
+    def __enter__(self) -> "SweepProgress":
+        import time
+
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
+
+        self._started = self._last_line = time.monotonic()
+        if self.total and self.console.is_terminal:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[now]}"), console=self.console, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.name, total=self.total, rate="", now="")
+        return self
+
+    def advance(self, result) -> None:
+        """One more row written (called with its RunResult)."""
+        import time
+
+        self.done += 1
+        now = time.monotonic()
+        rate = f"{self.done / max(now - self._started, 1e-9):,.0f} rows/s"
+        config = result.config
+        where = f"{result.block} d={config.d} batch={config.batch} depth={config.depth} seed={config.seed}"
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, rate=rate, now=where)
+        elif now - self._last_line >= self.EVERY and self.done < self.total:
+            self._last_line = now
+            self.console.print(f"{self.name}: {self.done} of {self.total} rows, {rate}, at {where}",
+                               highlight=False, soft_wrap=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+MAX_CONFIGURATIONS_SHOWN = 40  # rows of a sweep's table on screen; the CSV and `cnnexp summary` have them all
+
+
+def sweep_tables(pairs, title: str, path) -> list:
+    """A sweep's result on screen: a row per configuration (over seeds, with their mean and spread, when there
+    are several), only the first and last rows when there are many."""
+    from cnnexp.sweep import over_seeds
+
+    groups = over_seeds(pairs)
+    several = len(groups) < len(pairs)
+    shown = _head_and_tail(groups)
+    table = pairs_table(shown, f"{title}, mean over seeds ± relative standard deviation" if several else title)
+    if len(shown) < len(groups):
+        table.caption = "\n".join(filter(None, [table.caption, (
+            f"{len(groups) - len(shown):,} configurations between the first and last {len(shown) // 2} not shown; "
+            f"all rows are in {path} (cnnexp summary {path})")]))
+    return [table]
+
+
+def _head_and_tail(items: list) -> list:
+    half = MAX_CONFIGURATIONS_SHOWN // 2
+    return items if len(items) <= MAX_CONFIGURATIONS_SHOWN else [*items[:half], *items[-half:]]

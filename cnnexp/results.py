@@ -126,13 +126,15 @@ def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...]
     if len(kept) == len(rows):  # (a torn last line is cut when the file is started)
         return
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(columns)
-            writer.writerows([r[c] for c in columns] for r in kept)
+    write_atomically(path, lambda tmp: _write_rows(tmp, columns, kept))
 
-    write_atomically(path, write)
+
+def _write_rows(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
+    """A whole results CSV: the header, then the rows (as text)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([r[c] for c in columns] for r in rows)
 
 
 class ResultsFile:
@@ -170,11 +172,34 @@ class ResultsFile:
         _cut_partial_line(self._file)
         if self._file.seek(0, os.SEEK_END) == 0:
             self._write(self.columns)
+        self._written = self.size
         return self
+
+    def finish(self, order: dict[tuple, int], key_columns: tuple[str, ...]) -> None:
+        """Check that nobody changed the file while this sweep wrote it, then put its rows in grid order
+        (`order`: a row's `key_columns` cells -> its position; a run's several per-layer rows keep their order).
+
+        Raises:
+            ResultsError: the file was deleted, replaced, truncated or appended to by someone else.
+        """
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            now = None
+        mine = os.fstat(self._file.fileno())
+        if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino) or mine.st_size != self._written:
+            what = "was deleted or replaced" if now is None or now.st_ino != mine.st_ino else "was changed"
+            raise ResultsError(f"{self.path}: {what} by something else while this sweep wrote it; its rows cannot "
+                               "be trusted: check the file, then rerun the same command (or use --overwrite)")
+        rows = read_rows(self.path, self.columns)
+        ranked = sorted(rows, key=lambda r: order.get(row_key(r, key_columns), len(order)))
+        if ranked != rows:
+            write_atomically(self.path, lambda tmp: _write_rows(tmp, self.columns, ranked))
 
     def append(self, row: dict) -> None:
         """Write one row and flush it to the operating system."""
         self._write([format_value(row[c]) for c in self.columns])
+        self._written = self._file.tell()
 
     def _write(self, cells) -> None:
         self._writer.writerow(cells)

@@ -13,13 +13,14 @@ resumed by the sweep that wrote it (same fingerprint in its provenance file); an
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
 import socket
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +28,9 @@ from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
 from cnnexp.config import Sweep, Task, config_dict, expand, parse_blocks, parse_run
-from cnnexp.errors import ResultsError
+from cnnexp.engine import (UNIT_BYTES, Execution, device_info, execute, open_executor, plan_units, unit_bytes,
+                           use_threads, worker_count)
+from cnnexp.errors import Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
                             write_meta)
@@ -48,7 +51,8 @@ class SweepPlan:
     per_layer: Path | None = None  # the per-layer CSV, when asked for
     seen_size: int | None = None  # the CSV's size when planned (None: absent), checked again before writing
     meta: dict | None = None  # the provenance of the rows already there
-    threads: int | None = None  # torch threads for the runs (None: torch's default)
+    execution: Execution = Execution()  # engine, device, workers, threads, scheduler
+    warnings: tuple[str, ...] = ()  # what the user should know before the run starts (printed by the CLI)
 
     @property
     def rows_total(self) -> int:
@@ -84,7 +88,7 @@ def plan_sweep(
     *,
     overwrite: bool = False,
     per_layer: str | os.PathLike | None = None,
-    threads: int | None = None,
+    execution: Execution = Execution(),
 ) -> SweepPlan:
     """Decide what a sweep has left to run, reading (never writing) its results files.
 
@@ -93,7 +97,7 @@ def plan_sweep(
         out: the results CSV (default results/<name>.csv).
         overwrite: start the results afresh instead of resuming them.
         per_layer: also write one row per run and block index to this CSV.
-        threads: torch's intra-op thread count for the runs (default: torch's own).
+        execution: engine, device, workers, threads and scheduler for the runs.
 
     Raises:
         ConfigError: a configuration needs more memory than the machine has.
@@ -102,7 +106,7 @@ def plan_sweep(
     """
     path = Path(out) if out is not None else default_path(sweep)
     configs = expand(sweep)
-    check_memory(configs, len(sweep.blocks), sweep.name)
+    check_memory(configs, len(sweep.blocks), sweep.name, execution.workers or 1)
     per_layer = Path(per_layer) if per_layer is not None else None
     for p, flag in ((path, "--out"), (per_layer, "--per-layer")):
         if p is not None and p.is_dir():
@@ -122,26 +126,22 @@ def plan_sweep(
         missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
         if missing:
             tasks.append((config, missing))
-    if done and tasks:
-        _check_threads(path, meta, threads)
+    warnings = _execution_changes(path, meta, execution) if done and tasks else ()
     fresh = overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, threads)
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, execution, warnings)
 
 
-def _check_threads(path: Path, meta: dict | None, threads: int | None) -> None:
-    """Refuse to resume with another thread count: the last bits of a sum can depend on it, and one file
-    should not mix two."""
-    before = ((meta or {}).get("environment") or {}).get("threads")
-    if before is None:
-        return
-    if threads is None:
-        import torch
-
-        threads = torch.get_num_threads()
-    if before != threads:
-        raise ResultsError(f"{path}: was written with {before} torch threads, this run would use {threads}; "
-                           f"resume with --threads {before} (or --overwrite)")
+def _execution_changes(path: Path, meta: dict | None, execution: Execution) -> tuple[str, ...]:
+    """What a resume changes in how rows are computed: worth a word, not a refusal (the engines and thread
+    counts agree to rel 1e-6)."""
+    before = (meta or {}).get("environment") or {}
+    now = {"engine": execution.engine, "threads": execution.threads, "workers": execution.workers}
+    changed = [f"{k} {before[k]} -> {v}" for k, v in now.items() if v is not None and k in before and before[k] != v]
+    if not changed:
+        return ()
+    return (f"{path}: resuming with {', '.join(changed)}; rows agree with the earlier ones to rel 1e-6, not "
+            "always to the last bit",)
 
 
 def run_sweep(
@@ -149,41 +149,63 @@ def run_sweep(
     *,
     command: str | None = None,
     on_result: Callable[[object], None] | None = None,
-    executor: Callable[[Iterable[Task]], Iterator] | None = None,
 ) -> SweepReport:
     """Execute a plan: write the provenance, then append each result to the CSV as it arrives.
+
+    Units run in this process, in local worker processes or on a Dask cluster (plan.execution); only this
+    process writes files. A finished sweep's files are in grid order whatever order the rows arrived in.
 
     Args:
         plan: from `plan_sweep`.
         command: the command line to record (default: this process's argv).
         on_result: called with each RunResult after its row is written (e.g. to advance a progress bar).
-        executor: takes tasks and yields RunResults (default: `engine.run_serial`, in this process).
 
     Returns:
         The report, with every row of the sweep (those skipped as well as those run).
+
+    Raises:
+        ResultsError: a results file could not be written (disk full, ...) or changed underneath the sweep;
+            the rows written before stay, and a rerun resumes.
+        RunError: a unit failed (out of memory, a lost worker); the rows written before stay.
+        Interrupted: Ctrl-C; the rows written before stay.
     """
-    from cnnexp.engine import use_threads
-
-    threads = use_threads(plan.threads)
-    if executor is None:
-        from cnnexp.engine import run_serial as executor
-
+    execution, layers = plan.execution, plan.per_layer is not None
+    threads = use_threads(execution.threads)
+    units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers)
+    workers = worker_count(execution, sum(u.cost for u in units))
+    if workers > 1:  # smaller units, largest first, to balance the workers
+        units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
+                           workers=workers)
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    meta = _provenance(plan, command, started, threads)
     new: dict[tuple, dict] = {}
     with ExitStack() as files:
         csv_file, layer_file = _open_results(plan, files)
+        executor, where = files.enter_context(open_executor(execution, workers))
+        meta = _provenance(plan, command, started, threads, where)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
-        for result in executor(plan.tasks):
-            row = result.row()
+        try:
+            for results in execute(units, executor, where.get("window", 4)):
+                for result in results:
+                    row = result.row()
+                    if layer_file is not None:
+                        for layer_row in result.layer_rows():  # first, so a run in the results CSV is complete
+                            layer_file.append(layer_row)
+                    csv_file.append(row)
+                    new[row_key(row, CONFIG_COLUMNS)] = row
+                    if on_result is not None:
+                        on_result(result)
+            order = {_key(b, c): i for i, (c, b) in enumerate(itertools.product(plan.configs, plan.sweep.blocks))}
+            csv_file.finish(order, CONFIG_COLUMNS)
             if layer_file is not None:
-                for layer_row in result.layer_rows():  # first, so a run in the results CSV is complete
-                    layer_file.append(layer_row)
-            csv_file.append(row)
-            new[row_key(row, CONFIG_COLUMNS)] = row
-            if on_result is not None:
-                on_result(result)
+                layer_file.finish(order, CONFIG_COLUMNS)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {len(plan.done) + len(new)} of {plan.rows_total} rows written to "
+                              f"{plan.path}; rerun the same command to resume") from None
+        except OSError as e:  # the disk filled, a file-size limit, the folder vanished
+            raise ResultsError(f"{e.filename or plan.path}: cannot write: {e.strerror or e}; "
+                               f"{len(plan.done) + len(new)} of {plan.rows_total} rows are safe in {plan.path}; "
+                               "make room and rerun the same command to resume") from None
     meta["finished"] = meta["invocations"][-1]["finished"] = _now()
     write_meta(plan.path, meta)
     rows = [new.get(k) or _typed(plan.done[k], c, b) for c in plan.configs for b in plan.sweep.blocks
@@ -214,24 +236,27 @@ def _open_results(plan: SweepPlan, files: ExitStack):
     return opened[0], (opened[1] if len(opened) > 1 else None)
 
 
-def run_one(values: dict, blocks, threads: int | None = None) -> list:
+def run_one(values: dict, blocks, execution: Execution = Execution()) -> list:
     """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each."""
-    from cnnexp.engine import run_serial, use_threads
-
     config = parse_run(values, source="cnnexp run")
     blocks = parse_blocks(list(blocks), source="cnnexp run")
     check_memory([config], len(blocks), "cnnexp run")
-    use_threads(threads)
-    return list(run_serial([(config, blocks)]))
+    use_threads(execution.threads)
+    [unit] = plan_units([(config, blocks)], engine=execution.engine, device=execution.device)
+    [results] = execute([unit])
+    return results
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One configuration with each block's metrics side by side and the residual/plain ratios."""
+    """One configuration with each block's metrics side by side and the residual/plain ratios (or, from
+    `over_seeds`, a configuration's mean over seeds with the spread)."""
 
     config: dict
-    metrics: dict[str, dict[str, float]]  # block -> metric -> value
+    metrics: dict[str, dict[str, float]]  # block -> metric -> value (or mean over seeds)
     ratios: dict[str, float]  # metric -> residual / plain (only when both blocks ran)
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)  # block -> metric -> std / |mean| over seeds
+    seeds: int = 1
 
 
 def side_by_side(rows: list[dict]) -> list[Pair]:
@@ -249,6 +274,33 @@ def side_by_side(rows: list[dict]) -> list[Pair]:
     return list(grouped.values())
 
 
+def over_seeds(pairs: list[Pair]) -> list[Pair]:
+    """The configurations apart from their seed, each with its metrics' mean over seeds, their relative
+    standard deviation (ddof=1) and the ratio of the means; the pairs themselves when each has one seed."""
+    groups: dict[tuple, list[Pair]] = {}
+    for pair in pairs:
+        groups.setdefault(tuple(v for k, v in pair.config.items() if k != "seed"), []).append(pair)
+    if all(len(g) == 1 for g in groups.values()):
+        return pairs
+    merged = []
+    for group in groups.values():
+        config = {k: v for k, v in group[0].config.items() if k != "seed"}
+        metrics, spread = {}, {}
+        for block in dict.fromkeys(b for p in group for b in p.metrics):
+            for m in METRICS:
+                values = [p.metrics[block][m] for p in group if block in p.metrics]
+                mean = math.fsum(values) / len(values)
+                metrics.setdefault(block, {})[m] = mean
+                if len(values) > 1 and mean != 0 and math.isfinite(mean):
+                    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                    spread.setdefault(block, {})[m] = std / abs(mean)
+        top, bottom = RATIO_BLOCKS
+        ratios = ({m: ratio(metrics[top][m], metrics[bottom][m]) for m in FINDING_METRICS}
+                  if {top, bottom} <= metrics.keys() else {})
+        merged.append(Pair(config, metrics, ratios, spread, len(group)))
+    return merged
+
+
 def ratio(a: float, b: float) -> float:
     """a / b, with a nonzero a over a zero b as inf and 0/0 as nan (no ZeroDivisionError)."""
     if b == 0:
@@ -256,24 +308,15 @@ def ratio(a: float, b: float) -> float:
     return a / b
 
 
-def estimated_bytes(config, n_blocks: int) -> int:
-    """A generous estimate of the memory one configuration needs.
-
-    Per block of the network: two d x d weights, their gradients and the drawn copies (6 d^2), plus the
-    activations and their gradients at its input, a1, act(a1) and output (8 batch d); times the blocks
-    kinds run side by side, in the run's dtype (the draw is float32 but smaller than that).
-    """
-    d, batch = config.d, config.batch
-    itemsize = 8 if config.dtype == "float64" else 4
-    return itemsize * n_blocks * config.depth * (6 * d * d + 8 * batch * d)
-
-
-def check_memory(configs: list, n_blocks: int, source: str) -> None:
-    """Refuse configurations of which the largest would not fit in the memory available now."""
-    biggest = max(configs, key=lambda c: estimated_bytes(c, n_blocks))
-    refuse_beyond_memory(estimated_bytes(biggest, n_blocks),
+def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1) -> None:
+    """Refuse configurations of which the largest would not fit in the memory available now, in each of the
+    local worker processes at once (a unit holds up to UNIT_BYTES of configurations)."""
+    biggest = max(configs, key=lambda c: unit_bytes(c, n_blocks))
+    one = unit_bytes(biggest, n_blocks)
+    per_worker = max(one, min(UNIT_BYTES, one * len(configs)))
+    refuse_beyond_memory(workers * per_worker,
                          f"{source}: the configuration d={biggest.d}, batch={biggest.batch}, depth={biggest.depth}",
-                         "lower d, batch or depth")
+                         "lower d, batch or depth" + (", or --workers" if workers > 1 else ""))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,7 +344,7 @@ def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, 
     return {row_key(r, CONFIG_COLUMNS): r for r in rows}
 
 
-def _provenance(plan: SweepPlan, command: str, started: str, threads: int) -> dict:
+def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where: dict) -> dict:
     import torch
 
     previous = plan.meta if not plan.fresh else None
@@ -322,9 +365,11 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int) -> di
             "numpy": metadata.version("numpy"),
             "platform": platform.platform(),
             "host": socket.gethostname(),
-            "device": "cpu",
             "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
+            "engine": plan.execution.engine,
+            **device_info(plan.execution.device),
             "threads": threads,
+            **where,
         },
         "invocations": [*(previous or {}).get("invocations", []), invocation],
     }

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from cnnexp.config import parse_sweep
+from cnnexp.engine import Execution
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.probe import probe
+from cnnexp.schema import METRICS
 from cnnexp.sweep import plan_sweep, ratio, run_one, run_sweep, side_by_side
 
 SMALL = {"name": "small", "sweep": {"d": [8, 16], "batch": 4, "small_init": [1e-2, 1e-3], "seed": [0, 1]}}
@@ -34,7 +36,10 @@ def test_every_row_equals_a_direct_probe(tmp_path):
     from cnnexp.config import expand
 
     expected = [r.row() for c in expand(sweep_of()) for r in probe(c, ("plain", "residual"))]
-    assert report.rows == expected
+    assert [{k: v for k, v in r.items() if k not in METRICS} for r in report.rows] == \
+        [{k: v for k, v in r.items() if k not in METRICS} for r in expected]
+    for got, want in zip(report.rows, expected):  # the batched engine against the reference
+        assert {m: got[m] for m in METRICS} == pytest.approx({m: want[m] for m in METRICS}, rel=1e-6)
 
 
 def test_provenance_is_written_beside_the_csv(tmp_path):
@@ -154,18 +159,19 @@ def test_a_file_that_changed_since_planning_is_refused(tmp_path):
         run_sweep(plan, command="stale")
 
 
-def test_a_resume_with_another_thread_count_is_refused(tmp_path):
-    import torch
-
-    threads = torch.get_num_threads()
-    run(tmp_path)
+def test_a_resume_with_another_thread_or_worker_count_warns_and_runs(tmp_path):
+    run(tmp_path, execution=Execution(threads=1, workers=1))
     lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
     (tmp_path / "r.csv").write_text("".join(lines[:5]))
-    with pytest.raises(ResultsError, match=f"written with {threads} torch threads"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv", threads=threads + 1)
-    # nothing left to run: nothing to mix, so no refusal
-    run(tmp_path)
-    assert plan_sweep(sweep_of(), tmp_path / "r.csv", threads=threads + 1).tasks == []
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", execution=Execution(threads=2, workers=2))
+    [warning] = plan.warnings
+    assert "threads 1 -> 2" in warning and "workers 1 -> 2" in warning
+    assert run_sweep(plan, command="x").ran == 12
+    meta = json.loads((tmp_path / "r.csv.meta.json" if (tmp_path / "r.csv.meta.json").exists()
+                       else tmp_path / "r.meta.json").read_text())
+    assert meta["environment"]["threads"] == 2 and meta["environment"]["workers"] == 2
+    # nothing left to run: nothing to mix, nothing to say
+    assert plan_sweep(sweep_of(), tmp_path / "r.csv", execution=Execution(threads=1)).warnings == ()
 
 
 def test_a_refused_per_layer_file_leaves_nothing_behind(tmp_path):

@@ -1,14 +1,15 @@
-"""The serial executor: every task's blocks, in order, equal to probing them directly."""
+"""The reference engine: every task's blocks, in order, equal to probing them directly."""
 import torch
 
 from cnnexp.config import RunConfig
-from cnnexp.engine import run_serial, use_threads
+from cnnexp.engine import use_threads
+from cnnexp.engine.reference import run_reference
 from cnnexp.probe import probe
 
 
-def test_run_serial_yields_each_tasks_blocks_in_order():
+def test_run_reference_yields_each_tasks_blocks_in_order():
     tasks = [(RunConfig(d=4, batch=2, seed=1), ("plain", "residual")), (RunConfig(d=4, batch=2, seed=2), ("residual",))]
-    got = [(r.config.seed, r.block, r.metrics) for r in run_serial(tasks)]
+    got = [(r.config.seed, r.block, r.metrics) for r in run_reference(tasks)]
     want = [(c.seed, r.block, r.metrics) for c, blocks in tasks for r in probe(c, blocks)]
     assert got == want
 

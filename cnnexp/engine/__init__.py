@@ -1,0 +1,292 @@
+"""How runs execute: work units in, RunResults out, in any order. Only the writer process touches files.
+
+    tasks  (a configuration and the blocks it still needs)
+      -> plan_units   group by shape, cut by memory and cost, largest first        (pure, no torch)
+      -> execute      compute each unit in this process, a local process pool (`--workers`) or a Dask
+                      cluster (`--scheduler`): any concurrent.futures-style executor, one code path,
+                      at most `window` units in flight
+      -> lists of RunResults, one list per unit, as each unit finishes
+
+The engines (`--engine`) are interchangeable functions from a unit's tasks to RunResults: `batched` (the
+default, cnnexp/engine/batched.py) and `reference` (the notebook's method, cnnexp/engine/reference.py). Both
+take every metric through cnnexp.norms and agree to rel 1e-6.
+
+    >>> from cnnexp.config import RunConfig
+    >>> units = plan_units([(RunConfig(d=8, batch=4, seed=s), ("plain", "residual")) for s in range(3)])
+    >>> [u.rows for u in units]
+    [6]
+    >>> [len(results) for results in execute(units)]
+    [6]
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from cnnexp.config import Task
+from cnnexp.errors import CnnexpError, ConfigError
+
+ENGINES: dict[str, str] = {  # --engine name -> the module and function that computes a unit's tasks
+    "batched": "cnnexp.engine.batched:run_batched",
+    "reference": "cnnexp.engine.reference:run_reference",
+}
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps", "auto")
+UNIT_BYTES = 256 * 2**20  # the memory one unit may take; a larger group of configurations is cut
+DRAW_COST = 300  # one drawn number costs about as much as this many multiply-adds (bench/bench_sweep.py)
+UNIT_COST = 2e10  # about a second of one core: a unit is never longer, so a kill or Ctrl-C loses little
+POOL_COST = 5e9  # below this much work in all, worker processes cost more than they save
+
+
+class RunError(CnnexpError):
+    """A work unit could not be computed (out of memory, a worker lost): the rows already written stay."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Configurations of one shape and the blocks each still needs: computed together, in one process.
+
+    Attributes:
+        tasks: (configuration, blocks) pairs, all of one shape (d, batch, depth, activation, dtype).
+        engine: a key of ENGINES.
+        device: where the tensors live ("cpu", "cuda", "mps"); the draw is always on the CPU generator.
+        layers: also measure every block index (for --per-layer).
+    """
+
+    tasks: tuple[Task, ...]
+    engine: str = "batched"
+    device: str = "cpu"
+    layers: bool = False
+
+    @property
+    def rows(self) -> int:
+        return sum(len(blocks) for _, blocks in self.tasks)
+
+    @property
+    def cost(self) -> float:
+        return sum(run_cost(config, len(blocks)) for config, blocks in self.tasks)
+
+    def describe(self) -> str:
+        """The unit's configurations in a few words, for progress lines and error messages."""
+        first = self.tasks[0][0]
+        shape = f"d={first.d}, batch={first.batch}, depth={first.depth}, {first.activation}, {first.dtype}"
+        if len(self.tasks) == 1:
+            return f"{shape}, small_init={first.small_init!r}, seed={first.seed}"
+        return f"{shape} ({len(self.tasks)} configurations)"
+
+
+def shape_of(config) -> tuple:
+    """What configurations must share to be stacked: everything but seed, small_init and alpha_init."""
+    return (config.d, config.batch, config.depth, config.activation, config.dtype)
+
+
+def run_cost(config, n_blocks: int) -> float:
+    """Multiply-adds of one configuration, with its draw counted: the weight to balance work by."""
+    d, batch, depth = config.d, config.batch, config.depth
+    return depth * d * d * (2 * DRAW_COST + 6 * batch * n_blocks)
+
+
+def unit_bytes(config, n_blocks: int) -> int:
+    """A generous estimate of the memory one configuration takes inside a unit (batched or reference).
+
+    The float32 draw (2 depth d^2 + batch d), its copy in the run's dtype, gradients and float64 copies for
+    the norms (about 6 depth d^2 in all), and per block index the activations and their gradients (12 batch d),
+    for each block kind.
+    """
+    d, batch, depth = config.d, config.batch, config.depth
+    itemsize = 8 if config.dtype == "float64" else 4
+    draw = 4 * (2 * depth * d * d + batch * d)
+    return draw + 8 * n_blocks * depth * (6 * d * d + 12 * batch * d) + itemsize * 2 * depth * d * d
+
+
+def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = "cpu", layers: bool = False,
+               workers: int = 1) -> list[WorkUnit]:
+    """Cut tasks into work units: configurations of one shape together, each unit within UNIT_BYTES and, with
+    several workers, small enough to balance (about 4 units per worker), largest first.
+
+    The reference engine gets one configuration per unit: it has nothing to share between them.
+    """
+    groups: dict[tuple, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(shape_of(task[0]), []).append(task)
+    total = sum(run_cost(c, len(b)) for group in groups.values() for c, b in group)
+    target = min(total / (4 * workers), UNIT_COST) if workers > 1 else UNIT_COST
+    units = []
+    for group in groups.values():
+        chunk, cost, size = [], 0.0, 0
+        for config, blocks in group:
+            more, grow = run_cost(config, len(blocks)), unit_bytes(config, len(blocks))
+            full = engine == "reference" or cost + more > target or size + grow > UNIT_BYTES
+            if chunk and full:
+                units.append(WorkUnit(tuple(chunk), engine, device, layers))
+                chunk, cost, size = [], 0.0, 0
+            chunk.append((config, blocks))
+            cost, size = cost + more, size + grow
+        units.append(WorkUnit(tuple(chunk), engine, device, layers))
+    return sorted(units, key=lambda u: -u.cost) if workers > 1 else units
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a sweep's units run (flags, recorded in the provenance; never part of a row).
+
+    Attributes:
+        engine: `--engine`, a key of ENGINES.
+        device: `--device`, resolved (cpu, cuda or mps).
+        workers: `--workers`: processes on this machine (None: every core the process may use, when the
+            sweep is big enough to gain from them).
+        threads: `--threads`: torch threads in this process (workers use one each).
+        scheduler: `--scheduler` address of a Dask cluster (or None).
+        scheduler_file: `--scheduler-file` of a Dask cluster (or None).
+    """
+
+    engine: str = "batched"
+    device: str = "cpu"
+    workers: int | None = None
+    threads: int | None = None
+    scheduler: str | None = None
+    scheduler_file: str | None = None
+
+
+def worker_count(execution: Execution, total_cost: float) -> int:
+    """The local worker processes to use: as asked, or every core when the work is big enough to gain."""
+    if execution.workers is not None:
+        return execution.workers
+    if execution.device != "cpu" or total_cost < POOL_COST:
+        return 1  # one process drives a GPU; a small sweep is over before workers would start
+    return available_cores()
+
+
+def compute(unit: WorkUnit) -> list:
+    """Run one unit with its engine; one RunResult per configuration and block. Runs in any process."""
+    import importlib
+
+    module, function = ENGINES[unit.engine].split(":")
+    return getattr(importlib.import_module(module), function)(unit.tasks, unit.device, unit.layers)
+
+
+def execute(units: Iterable[WorkUnit], executor: Executor | None = None, window: int = 4) -> Iterator[list]:
+    """Compute units, yielding each unit's RunResults as it finishes.
+
+    Args:
+        units: from `plan_units`.
+        executor: a concurrent.futures-style executor (a local process pool, or Dask's
+            `Client.get_executor()`); None computes each unit here, in order.
+        window: the most units submitted and not yet collected, so a huge sweep holds few futures.
+
+    Raises:
+        RunError: a unit failed for a reason in its data (out of memory) or its worker was lost.
+    """
+    if executor is None:
+        for unit in units:
+            yield _collect(unit, lambda u=unit: compute(u))
+        return
+    pending: dict = {}
+    queue = iter(units)
+    try:
+        while True:
+            while len(pending) < window and (unit := next(queue, None)) is not None:
+                pending[executor.submit(compute, unit)] = unit
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield _collect(pending.pop(future), future.result)
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _collect(unit: WorkUnit, result) -> list:
+    """A unit's results, with a failure in its data (or a lost worker) as one RunError naming it."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return result()
+    except (MemoryError, RuntimeError) as e:  # torch reports an allocation failure as a RuntimeError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"{unit.describe()}: {type(e).__name__}: {first}") from None
+    except BrokenProcessPool:
+        raise RunError(f"{unit.describe()}: a worker process died (killed, or out of memory)") from None
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_device(name: str) -> str:
+    """The device to compute on: cpu, cuda or mps; `auto` picks cuda, then mps, then cpu.
+
+    Raises:
+        ConfigError: the device is unknown or this machine does not have it.
+    """
+    import torch
+
+    if name not in DEVICES:
+        raise ConfigError(f"--device {name!r}: expected one of {', '.join(DEVICES)}")
+    have = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if name == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if have[d])
+    if not have[name]:
+        raise ConfigError(f"--device {name}: this machine has no {name} device that torch can use "
+                          f"(torch {torch.__version__}); use --device cpu or auto")
+    return name
+
+
+def use_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (None keeps torch's default) and return the count in force.
+
+    The study's tensors are small: one thread is as fast as two or faster (bench/bench_sweep.py), and immune
+    to other processes' load; workers run one thread each.
+    """
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+@contextmanager
+def open_executor(execution: Execution, workers: int) -> Iterator[tuple[Executor | None, dict]]:
+    """The executor for a sweep's units and what to record of it in the provenance.
+
+    Yields (None, ...) for this process alone, a local process pool for several workers, or a Dask cluster's
+    executor for a scheduler (cnnexp/engine/cluster.py). On an error or Ctrl-C the units not yet started are
+    cancelled and the workers stopped at once.
+    """
+    if execution.scheduler or execution.scheduler_file:
+        from cnnexp.engine.cluster import cluster_executor
+
+        with cluster_executor(execution) as (executor, info):
+            yield executor, info
+        return
+    if workers <= 1:
+        yield None, {"workers": 1}
+        return
+    from cnnexp.engine.pool import process_pool, stop
+
+    pool = process_pool(workers)
+    try:
+        yield pool, {"workers": workers, "window": 2 * workers}
+    except BaseException:
+        stop(pool)
+        raise
+    pool.shutdown()
+
+
+def device_info(device: str) -> dict:
+    """What the provenance records of the device: its name and the torch/CUDA versions."""
+    import torch
+
+    info = {"device": device, "torch": torch.__version__}
+    if device == "cuda":
+        info.update(device_name=torch.cuda.get_device_name(), cuda=torch.version.cuda)
+    elif device == "mps":
+        info.update(device_name="Apple MPS")
+    return info

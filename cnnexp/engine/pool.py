@@ -1,0 +1,39 @@
+"""The local process pool (`--workers N`): units computed in N worker processes, one torch thread each.
+
+Workers are forked from the writer after `import torch` (on Linux), so none pays for importing torch again.
+They ignore Ctrl-C, which is the writer's to handle: it stops, says how many rows are safe, and the pool is
+shut down with the units not yet started cancelled.
+
+    >>> with process_pool(2) as pool:                                      # doctest: +SKIP
+    ...     for results in execute(plan_units(tasks, workers=2), pool):
+    ...         ...
+"""
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` processes, forked where the platform allows it (else spawned)."""
+    import torch  # noqa: F401  (imported before the fork, so every worker starts with it)
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
+
+
+def _start_worker() -> None:
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the units not yet started and end the workers now, not after the units they are computing."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # private, but the only handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()

@@ -1,0 +1,78 @@
+"""Underflow-free norms and cosines against Python's math (hypot scales its arguments; fsum is exact)."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cnnexp import norms
+
+
+def hypot(values) -> float:
+    return math.hypot(*values)
+
+
+@pytest.mark.parametrize("dtype, scale", [
+    (torch.float32, 1e-30),   # squares 1e-60: below float32's range
+    (torch.float32, 1e-40),   # subnormal float32 elements
+    (torch.float64, 1e-237),  # squares below float64's range (a depth-50 plain stack)
+    (torch.float64, 1e-300),
+    (torch.float64, 1e200),   # squares beyond float64's range
+    (torch.float32, 1e30),
+])
+def test_norm_neither_underflows_nor_overflows(dtype, scale):
+    torch.manual_seed(0)
+    t = (torch.randn(3, 50, dtype=torch.float64) * scale).to(dtype)
+    assert (t != 0).all() and torch.isfinite(t).all()
+    got = norms.norm(t).tolist()
+    want = [hypot(row) for row in t.double().tolist()]
+    assert got == pytest.approx(want, rel=1e-6 if scale < 1e-38 and dtype == torch.float32 else 1e-12)
+
+
+def test_norm_of_several_tensors_is_the_norm_of_all_their_elements():
+    torch.manual_seed(1)
+    a, b = torch.randn(2, 3, 4, dtype=torch.float64) * 1e-200, torch.randn(2, 7, dtype=torch.float64) * 1e-190
+    got = norms.norm(a, b).tolist()
+    want = [hypot(a[i].flatten().tolist() + b[i].flatten().tolist()) for i in range(2)]
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_zero_rows_give_zero_norm_and_nan_cosine():
+    z, t = torch.zeros(2, 5), torch.ones(2, 5)
+    assert norms.norm(z).tolist() == [0.0, 0.0]
+    assert all(math.isnan(c) for c in norms.cosine(z, t).tolist())
+    assert norms.mean_square(z).tolist() == [0.0, 0.0]
+
+
+def test_mean_square_equals_the_mean_of_squares():
+    torch.manual_seed(2)
+    t = torch.randn(4, 6, 5, dtype=torch.float64)
+    assert norms.mean_square(t).tolist() == pytest.approx(t.pow(2).mean(dim=(1, 2)).tolist(), rel=1e-14)
+
+
+finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_subnormal=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.lists(finite, min_size=2, max_size=12), b=st.lists(finite, min_size=2, max_size=12),
+       exponent=st.integers(-300, 300))
+def test_cosine_is_the_true_cosine_at_any_scale_and_stays_in_range(a, b, exponent):
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    if not any(a) or not any(b):
+        return
+    scale = 10.0 ** exponent
+    ta = torch.tensor([a], dtype=torch.float64) * scale
+    tb = torch.tensor([b], dtype=torch.float64) * scale
+    [got] = norms.cosine(ta, tb).tolist()
+    want = math.fsum(x * y for x, y in zip(a, b)) / (hypot(a) * hypot(b))
+    assert -1.0 <= got <= 1.0
+    if ta.abs().max() > 0 and tb.abs().max() > 0 and (ta != 0).sum() == (torch.tensor(a) != 0).sum():
+        assert got == pytest.approx(max(-1.0, min(1.0, want)), abs=1e-12)
+
+
+def test_cosine_of_a_vector_with_itself_is_one_not_more():
+    torch.manual_seed(3)
+    t = torch.randn(5, 1000)
+    assert norms.cosine(t, t).max() <= 1.0
+    assert norms.cosine(t, t).tolist() == pytest.approx([1.0] * 5, abs=1e-15)
