@@ -1,0 +1,109 @@
+"""The batched engine against the reference engine (modules and hooks) and the notebook's numbers."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cnnexp.config import RunConfig
+from cnnexp.engine.batched import draw_stack, run_batched
+from cnnexp.engine.reference import run_reference
+from cnnexp.probe import draw
+from cnnexp.schema import AXIS, BLOCKS
+
+NOTEBOOK = {  # printed by the notebook for d=256, batch=64, small_init=1e-4, seed=123
+    "plain": dict(loss=3.3215e-12, x_grad_norm=1.02284e-13, a1_grad_norm=5.57527e-11, w_norm=0.0362999,
+                  param_grad_norm=1.71966e-09),
+    "residual": dict(loss=1.00448, x_grad_norm=0.0156599, a1_grad_norm=1.75803e-05, w_norm=0.0362999,
+                     param_grad_norm=0.000428953),
+}
+
+
+def test_reproduces_the_notebook():
+    results = run_batched([(RunConfig(d=256, batch=64, small_init=1e-4, seed=123), ("plain", "residual"))])
+    for result in results:
+        for name, value in NOTEBOOK[result.block].items():
+            assert result.metrics[name] == pytest.approx(value, rel=1e-5), (result.block, name)
+
+
+def test_the_stacked_draw_is_each_configurations_own_draw_bit_for_bit():
+    configs = [RunConfig(d=6, batch=3, small_init=si, seed=s, depth=2) for s in (0, 7) for si in (1e-2, 0.5)]
+    x, weights = draw_stack(configs)
+    for b, config in enumerate(configs):
+        want_x, want_w = draw(config, [torch.Size([6, 6])] * 4)
+        assert torch.equal(x[b], want_x)
+        assert all(torch.equal(w[b], v) for w, v in zip(weights, want_w))
+
+
+def close(got: float, want: float, rel: float) -> bool:
+    if want != want:  # NaN: a cosine with a zero gradient
+        return got != got
+    return got == pytest.approx(want, rel=rel, abs=0.0)
+
+
+configs = st.builds(
+    RunConfig,
+    d=st.integers(1, 12), batch=st.integers(1, 5), depth=st.integers(1, 4),
+    small_init=st.sampled_from([0.0, 1e-12, 1e-6, 1e-3, 0.05, 0.3, 1.0, 2.0]),
+    seed=st.integers(0, 2**32), activation=st.sampled_from(AXIS["activation"].choices),
+    dtype=st.sampled_from(AXIS["dtype"].choices), alpha_init=st.sampled_from([0.0, 0.25, -1.5]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=configs, seeds=st.lists(st.integers(0, 2**32), min_size=1, max_size=4, unique=True),
+       blocks=st.lists(st.sampled_from(BLOCKS), min_size=1, max_size=4, unique=True))
+def test_every_metric_and_layer_equals_the_reference_engine(shape, seeds, blocks):
+    """A stack of configurations of one shape (several seeds and small_init values) against the reference,
+    one configuration at a time, to rel 1e-6 (float32 matmuls of another shape may round differently)."""
+    from dataclasses import replace
+
+    tasks = [(replace(shape, seed=s, small_init=shape.small_init * (1 + i)), tuple(b for b in BLOCKS if b in blocks))
+             for i, s in enumerate(seeds)]
+    got, want = run_batched(tasks), run_reference(tasks)
+    assert [(r.config, r.block) for r in got] == [(r.config, r.block) for r in want]
+    for g, w in zip(got, want):
+        for name, value in w.metrics.items():
+            assert close(g.metrics[name], value, 1e-6), (g.block, name, g.metrics[name], value)
+        assert len(g.layers) == len(w.layers) == shape.depth
+        for gl, wl in zip(g.layers, w.layers):
+            for name, value in wl.items():
+                assert close(gl[name], value, 1e-6), (g.block, name)
+
+
+def test_blocks_needed_by_some_configurations_only():
+    a, b = RunConfig(d=4, batch=2, seed=1), RunConfig(d=4, batch=2, seed=2)
+    got = run_batched([(a, ("plain", "residual")), (b, ("residual",))])
+    assert [(r.config.seed, r.block) for r in got] == [(1, "plain"), (1, "residual"), (2, "residual")]
+    assert got[2].metrics == run_batched([(b, ("residual",))])[0].metrics
+
+
+def test_without_layers_no_layer_metrics_are_taken():
+    [result] = run_batched([(RunConfig(d=4, batch=2, depth=3), ("plain",))], layers=False)
+    assert result.layers == ()
+
+
+def test_refuses_configurations_of_several_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        run_batched([(RunConfig(d=4), ("plain",)), (RunConfig(d=5), ("plain",))])
+
+
+@pytest.mark.parametrize("config", [
+    RunConfig(d=32, batch=8, small_init=1e-6, seed=3),  # float32: the squares of the gradient underflow
+    RunConfig(d=16, batch=4, small_init=1e-2, seed=4, depth=50, dtype="float64"),  # float64, elements ~1e-237
+])
+def test_tiny_gradients_are_measured_not_zeroed(config):
+    """The plain input gradient's norm by the engine equals math.hypot over its elements (an oracle that
+    scales), where torch's own norm reads too small or 0."""
+    import math
+
+    x, weights = draw_stack([config])
+    x = x[0].to(torch.float64 if config.dtype == "float64" else torch.float32).requires_grad_()
+    ws = [w[0].to(x.dtype) for w in weights]
+    h = x
+    for w1, w2 in zip(ws[0::2], ws[1::2]):
+        h = torch.relu(h @ w1.T) @ w2.T
+    [gx] = torch.autograd.grad(h.pow(2).mean(), [x])
+    assert (gx != 0).all()
+    oracle = math.hypot(*gx.double().flatten().tolist())
+    [plain] = run_batched([(config, ("plain",))])
+    assert plain.metrics["x_grad_norm"] == pytest.approx(oracle, rel=1e-12)
+    assert float(gx.norm()) < 0.5 * oracle  # what the notebook's norm would have said
