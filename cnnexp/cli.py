@@ -10,6 +10,7 @@ need them, so `conv-shape` starts as fast as Typer itself.
 
 import functools
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -55,6 +56,8 @@ def main() -> None:
     line on stderr like every other bad input, exit status 2."""
     import click
 
+    if hasattr(signal, "SIGPIPE"):  # stdout closed early (`cnnexp run | head -1`): end quietly, as `cat` does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if len(sys.argv) <= 1:
         app()  # `cnnexp` alone: Typer prints the help
     try:
@@ -69,11 +72,6 @@ def main() -> None:
     except click.exceptions.Abort:  # Ctrl-C before any row was written
         err.print("interrupted")
         raise SystemExit(130) from None
-    except BrokenPipeError:  # stdout closed early (`cnnexp run | head -1`): end quietly, as `cat` does
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-        raise SystemExit(141) from None
     raise SystemExit(code or 0)
 
 
@@ -108,7 +106,7 @@ def sweep(
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
     workers: Annotated[Optional[int], typer.Option(
-        min=1, max=1024, help="Worker processes, one torch thread each [default: every core the process may use, "
+        min=1, max=256, help="Worker processes, one torch thread each [default: every core the process may use, "
                               "for a sweep big enough to gain].", show_default=False)] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     scheduler: Annotated[Optional[str], typer.Option(

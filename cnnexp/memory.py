@@ -11,7 +11,30 @@ from cnnexp.errors import ConfigError
 
 
 def available_bytes() -> int | None:
-    """Memory available to a new allocation now, from /proc/meminfo (None where that is unknown)."""
+    """Memory available to a new allocation now: the machine's (/proc/meminfo), and no more than this
+    process's address-space limit leaves (`ulimit -v`, RLIMIT_AS). None where neither is known."""
+    limits = [v for v in (_machine_available(), _address_space_left()) if v is not None]
+    return min(limits) if limits else None
+
+
+def _address_space_left() -> int | None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        used = 0
+    return max(soft - used, 0)
+
+
+def _machine_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -308,7 +308,7 @@ class SweepProgress:
 
         self.done += 1
         now = time.monotonic()
-        rate = f"{self.done / max(now - self._started, 1e-9):,.0f} rows/s"
+        rate = f"{self.done / max(now - self._started, 1e-9):,.3g} rows/s"
         config = result.config
         where = f"{result.block} d={config.d} batch={config.batch} depth={config.depth} seed={config.seed}"
         if self._bar is not None:

@@ -149,17 +149,19 @@ class ResultsFile:
     def __init__(self, path: Path, columns: tuple[str, ...]):
         self.path, self.columns = path, columns
         self.created = not path.exists()
+        self._open()
+
+    def _open(self) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a+", newline="", encoding="utf-8")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab+", buffering=0)  # unbuffered: a failed write leaves nothing pending
         except OSError as e:
-            raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from None
+            raise ResultsError(f"{self.path}: cannot write: {e.strerror or e}") from None
         try:
-            _lock(self._file, path)
+            _lock(self._file, self.path)
         except BaseException:
             self._file.close()
             raise
-        self._writer = csv.writer(self._file, lineterminator="\n")
 
     @property
     def size(self) -> int:
@@ -174,6 +176,17 @@ class ResultsFile:
             self._write(self.columns)
         self._written = self.size
         return self
+
+    def keep(self, keys: set[tuple], key_columns: tuple[str, ...]) -> None:
+        """Drop the complete rows whose key is not in `keys`: the file is rewritten atomically (a kill leaves
+        the old file or the new) and locked again."""
+        rows = read_rows(self.path, self.columns)
+        kept = [r for r in rows if row_key(r, key_columns) in keys]
+        if len(kept) == len(rows):
+            return
+        write_atomically(self.path, lambda tmp: _write_rows(tmp, self.columns, kept))
+        self._file.close()
+        self._open()  # the new file, locked
 
     def finish(self, order: dict[tuple, int], key_columns: tuple[str, ...]) -> None:
         """Check that nobody changed the file while this sweep wrote it, then put its rows in grid order
@@ -199,11 +212,14 @@ class ResultsFile:
     def append(self, row: dict) -> None:
         """Write one row and flush it to the operating system."""
         self._write([format_value(row[c]) for c in self.columns])
-        self._written = self._file.tell()
+        self._written = self._file.seek(0, os.SEEK_END)
 
     def _write(self, cells) -> None:
-        self._writer.writerow(cells)
-        self._file.flush()
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow(cells)
+        data = line.getvalue().encode("utf-8")
+        while data:  # one row in one write, the rest if the system took only part of it
+            data = data[self._file.write(data):]
 
     def close(self) -> None:
         self._file.close()

@@ -31,6 +31,14 @@ def _at_least_one(v) -> str | None:
     return None if v >= 1 else "must be at least 1"
 
 
+MAX_DEPTH = 10_000  # autograd through a deeper stack crashed the interpreter (the reference engine, at 15,000)
+
+
+def _depth(v) -> str | None:
+    return _at_least_one(v) or (None if v <= MAX_DEPTH else f"must be at most {MAX_DEPTH:,} (deeper stacks "
+                                                             "exhaust what torch's autograd can do)")
+
+
 def _seed_range(v) -> str | None:
     # torch.manual_seed takes 0 .. 2**64-1; a negative seed would alias one of those
     return None if 0 <= v < 2**64 else "must be between 0 and 2**64 - 1 (torch.manual_seed's range)"
@@ -49,7 +57,7 @@ AXES: tuple[Axis, ...] = (
     Axis("batch", int, 64, "rows of the random input x", _at_least_one),
     Axis("small_init", float, 1e-4, "std of the Gaussian every weight is redrawn from", _finite_non_negative),
     Axis("seed", int, 123, "torch.manual_seed for x and the weights", _seed_range),
-    Axis("depth", int, 1, "number of blocks of the same kind in sequence", _at_least_one),
+    Axis("depth", int, 1, "number of blocks of the same kind in sequence", _depth),
     Axis("activation", str, "relu", "the nonlinearity inside F", choices=("relu", "tanh", "gelu")),
     Axis("dtype", str, "float32", "precision of the run (x and weights are drawn in float32, then converted)",
          choices=("float32", "float64")),

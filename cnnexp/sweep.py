@@ -116,17 +116,20 @@ def plan_sweep(
                            "provenance")
     meta = None if overwrite else read_meta(path)
     done = {} if overwrite else _resumable_rows(path, sweep, meta)
+    warnings: tuple[str, ...] = ()
     if per_layer is not None and not overwrite:
         layer_rows = read_rows(per_layer, LAYER_COLUMNS)  # refuses a file that is not a per-layer CSV
-        if done and not layer_rows:
-            raise ResultsError(f"{path}: already holds {len(done)} rows without per-layer rows in {per_layer}; "
-                               "ask for --per-layer from the start, or use --overwrite to start afresh")
+        incomplete = _runs_without_layers(done, layer_rows)
+        if incomplete:  # e.g. resumed once without --per-layer: those runs run again, in both files
+            done = {k: row for k, row in done.items() if k not in incomplete}
+            warnings += (f"{per_layer}: {len(incomplete)} of the runs already in {path} lack their per-layer rows; "
+                         "they run again",)
     tasks = []
     for config in configs:
         missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
         if missing:
             tasks.append((config, missing))
-    warnings = _execution_changes(path, meta, execution) if done and tasks else ()
+    warnings += _execution_changes(path, meta, execution) if done and tasks else ()
     fresh = overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
     return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, execution, warnings)
@@ -172,7 +175,7 @@ def run_sweep(
     execution, layers = plan.execution, plan.per_layer is not None
     threads = use_threads(execution.threads)
     units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers)
-    workers = worker_count(execution, sum(u.cost for u in units))
+    workers = min(worker_count(execution, sum(u.cost for u in units)), max(len(plan.tasks), 1))
     if workers > 1:  # smaller units, largest first, to balance the workers
         units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
                            workers=workers)
@@ -180,8 +183,9 @@ def run_sweep(
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     new: dict[tuple, dict] = {}
     with ExitStack() as files:
-        csv_file, layer_file = _open_results(plan, files)
+        # workers first: forked after the results files were opened, they would hold their locks past a kill
         executor, where = files.enter_context(open_executor(execution, workers))
+        csv_file, layer_file = _open_results(plan, files)
         meta = _provenance(plan, command, started, threads, where)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         try:
@@ -223,6 +227,8 @@ def _open_results(plan: SweepPlan, files: ExitStack):
         if opened[0].size != (plan.seen_size or 0):
             raise ResultsError(f"{plan.path}: changed since this sweep read it (another process wrote it?); "
                                "run the command again")
+        if plan.per_layer is not None and not plan.fresh:  # runs whose per-layer rows are missing run again
+            opened[0].keep(set(plan.done), CONFIG_COLUMNS)
         if plan.per_layer is not None:
             if not plan.fresh:  # rows of runs that never reached the results CSV (a kill between the two) run again
                 keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
@@ -329,6 +335,15 @@ def _key(block: str, config) -> tuple:
 def _typed(text_row: dict[str, str], config, block: str) -> dict:
     """A row read back from the CSV, with the numbers of its configuration and metrics."""
     return {"block": block, **config_dict(config), **{m: float(text_row[m]) for m in METRICS}}
+
+
+def _runs_without_layers(done: dict[tuple, dict], layer_rows: list[dict[str, str]]) -> set[tuple]:
+    """The runs in the results CSV that do not have one per-layer row per block index."""
+    counts: dict[tuple, int] = {}
+    for row in layer_rows:
+        key = row_key(row, CONFIG_COLUMNS)
+        counts[key] = counts.get(key, 0) + 1
+    return {key for key, row in done.items() if counts.get(key, 0) != int(row["depth"])}
 
 
 def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, dict[str, str]]:

@@ -33,9 +33,11 @@ def test_the_stacked_draw_is_each_configurations_own_draw_bit_for_bit():
         assert all(torch.equal(w[b], v) for w, v in zip(weights, want_w))
 
 
-def close(got: float, want: float, rel: float) -> bool:
+def close(got: float, want: float, rel: float, name: str = "") -> bool:
     if want != want:  # NaN: a cosine with a zero gradient
         return got != got
+    if name == "cos_x_out":  # a cosine lives in [-1, 1]: near 0, float32 rounding is an absolute error
+        return got == pytest.approx(want, abs=rel)
     return got == pytest.approx(want, rel=rel, abs=0.0)
 
 
@@ -62,7 +64,7 @@ def test_every_metric_and_layer_equals_the_reference_engine(shape, seeds, blocks
     assert [(r.config, r.block) for r in got] == [(r.config, r.block) for r in want]
     for g, w in zip(got, want):
         for name, value in w.metrics.items():
-            assert close(g.metrics[name], value, 1e-6), (g.block, name, g.metrics[name], value)
+            assert close(g.metrics[name], value, 1e-6, name), (g.block, name, g.metrics[name], value)
         assert len(g.layers) == len(w.layers) == shape.depth
         for gl, wl in zip(g.layers, w.layers):
             for name, value in wl.items():

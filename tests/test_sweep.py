@@ -201,3 +201,123 @@ def test_overwrite_refused_by_a_foreign_per_layer_file_keeps_the_results_csv(tmp
     report = run_sweep(plan, command="x")  # --overwrite starts both files afresh
     assert report.ran == 16 and (tmp_path / "r.csv").read_bytes() == before
     assert (tmp_path / "layers.csv").read_text().startswith("block,")
+
+
+# --- workers, faults, interrupts -------------------------------------------------------------------------
+
+KILL = {"name": "kill", "sweep": {"d": 32, "batch": 8, "small_init": [1e-2, 1e-3], "seed": {"range": [0, 150]}}}
+
+
+def start_sweep(tmp_path, *flags, preexec_fn=None):
+    (tmp_path / "kill.yaml").write_text(json.dumps(KILL))  # JSON is YAML
+    cmd = [sys.executable, "-m", "cnnexp", "sweep", str(tmp_path / "kill.yaml"), "--out", str(tmp_path / "kill.csv"),
+           *flags]
+    return cmd, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=preexec_fn)
+
+
+def wait_for_rows(path: Path, rows: int, proc) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and \
+            (not path.exists() or path.read_text().count("\n") < rows):
+        time.sleep(0.01)
+
+
+def reference_rows(tmp_path) -> bytes:
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    run_sweep(plan_sweep(sweep_of(KILL), reference / "kill.csv", execution=Execution(workers=1)), command="ref")
+    return (reference / "kill.csv").read_text()
+
+
+def assert_same_rows(got_text: str, want_text: str) -> None:
+    """Every row once, in grid order, with the same configuration and metrics to rel 1e-6."""
+    got, want = [line.split(",") for line in got_text.splitlines()], [line.split(",") for line in want_text.splitlines()]
+    assert [r[:9] for r in got] == [r[:9] for r in want]
+    for g, w in zip(got[1:], want[1:]):
+        assert [float(v) for v in g[9:]] == pytest.approx([float(v) for v in w[9:]], rel=1e-6, nan_ok=True)
+
+
+def test_a_sweep_with_two_workers_killed_mid_way_resumes_to_the_uninterrupted_rows(tmp_path):
+    cmd, proc = start_sweep(tmp_path, "--workers", "2")
+    wait_for_rows(tmp_path / "kill.csv", 30, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = (tmp_path / "kill.csv").read_text().count("\n") - 1
+    assert 0 < written < 600, "the kill should land mid-sweep"
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_same_rows((tmp_path / "kill.csv").read_text(), reference_rows(tmp_path))
+
+
+def test_ctrl_c_says_how_many_rows_are_safe_and_a_rerun_resumes(tmp_path):
+    cmd, proc = start_sweep(tmp_path, "--workers", "2")
+    wait_for_rows(tmp_path / "kill.csv", 30, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    written = (tmp_path / "kill.csv").read_text().count("\n") - 1
+    assert lines[0] == f"error: interrupted: {written} of 600 rows written to {tmp_path / 'kill.csv'}; rerun the same " \
+                       "command to resume"
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert_same_rows((tmp_path / "kill.csv").read_text(), reference_rows(tmp_path))
+
+
+def test_a_file_size_limit_mid_sweep_is_one_line_and_a_rerun_resumes(tmp_path):
+    import resource
+
+    def limit_file_size():  # like a disk that fills: writes past 12 KiB fail with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, 12 * 1024))
+
+    cmd, proc = start_sweep(tmp_path, "--workers", "1", preexec_fn=limit_file_size)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "Traceback" not in err and "cannot write: File too large" in line and "rerun the same command" in line
+    safe = int(line.split(" of 600 rows are safe")[0].rsplit(" ", 1)[1])
+    assert (tmp_path / "kill.csv").read_text().count("\n") - 1 >= safe > 0
+    assert subprocess.run(cmd, capture_output=True).returncode == 0  # the torn row is cut, the rest resumes
+    assert_same_rows((tmp_path / "kill.csv").read_text(), reference_rows(tmp_path))
+
+
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "cnnexp", "run", "--d", "8"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is printed
+    err = proc.stderr.read()
+    assert proc.wait() in (0, -signal.SIGPIPE) and err == b""
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "append"])
+def test_a_results_file_changed_underneath_a_running_sweep_is_reported(tmp_path, damage):
+    path = tmp_path / "r.csv"
+    plan = plan_sweep(sweep_of(), path, execution=Execution(workers=1))
+    calls = []
+
+    def meddle(result):
+        calls.append(result)
+        if len(calls) == 3:
+            {"truncate": lambda: path.write_text(""), "delete": path.unlink,
+             "append": lambda: path.open("a").write("junk,1,2\n")}[damage]()
+
+    with pytest.raises(ResultsError, match="while this sweep wrote it"):
+        run_sweep(plan, command="x", on_result=meddle)
+
+
+def test_per_layer_rows_of_runs_resumed_without_them_are_run_again(tmp_path):
+    raw = {"name": "pl", "sweep": {"d": 8, "batch": 2, "depth": [1, 3], "seed": [0, 1, 2]}}
+    full = run_sweep(plan_sweep(sweep_of(raw), tmp_path / "ref.csv", per_layer=tmp_path / "refL.csv"), command="x")
+    assert full.ran == 12
+    # a first run killed after 4 rows, resumed without --per-layer, then resumed with it
+    run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv", per_layer=tmp_path / "L.csv"), command="x")
+    lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "r.csv").write_text("".join(lines[:5]))
+    run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv"), command="x")
+    plan = plan_sweep(sweep_of(raw), tmp_path / "r.csv", per_layer=tmp_path / "L.csv")
+    assert plan.rows_to_run == 8 and "8 of the runs" in plan.warnings[0]
+    run_sweep(plan, command="x")
+    assert (tmp_path / "r.csv").read_text() == (tmp_path / "ref.csv").read_text()
+    assert (tmp_path / "L.csv").read_text() == (tmp_path / "refL.csv").read_text()

@@ -37,6 +37,7 @@ DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps", "auto")
 UNIT_BYTES = 256 * 2**20  # the memory one unit may take; a larger group of configurations is cut
 DRAW_COST = 300  # one drawn number costs about as much as this many multiply-adds (bench/bench_sweep.py)
 UNIT_COST = 2e10  # about a second of one core: a unit is never longer, so a kill or Ctrl-C loses little
+BLOCK_OVERHEAD = 32 * 2**10  # bytes of autograd graph and tensors' headers per block, whatever its size
 POOL_COST = 5e9  # below this much work in all, worker processes cost more than they save
 
 
@@ -92,13 +93,14 @@ def unit_bytes(config, n_blocks: int) -> int:
     """A generous estimate of the memory one configuration takes inside a unit (batched or reference).
 
     The float32 draw (2 depth d^2 + batch d), its copy in the run's dtype, gradients and float64 copies for
-    the norms (about 6 depth d^2 in all), and per block index the activations and their gradients (12 batch d),
-    for each block kind.
+    the norms (about 6 depth d^2 in all), and per block index the activations and their gradients (12 batch d)
+    and autograd's own bookkeeping (about 32 KiB, measured at depth 15,000 with d=1), for each block kind.
     """
     d, batch, depth = config.d, config.batch, config.depth
     itemsize = 8 if config.dtype == "float64" else 4
     draw = 4 * (2 * depth * d * d + batch * d)
-    return draw + 8 * n_blocks * depth * (6 * d * d + 12 * batch * d) + itemsize * 2 * depth * d * d
+    per_block = 8 * (6 * d * d + 12 * batch * d) + BLOCK_OVERHEAD
+    return draw + n_blocks * depth * per_block + itemsize * 2 * depth * d * d
 
 
 def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = "cpu", layers: bool = False,
@@ -153,7 +155,7 @@ class Execution:
 def worker_count(execution: Execution, total_cost: float) -> int:
     """The local worker processes to use: as asked, or every core when the work is big enough to gain."""
     if execution.workers is not None:
-        return execution.workers
+        return execution.workers  # (the sweep never starts more than it has units)
     if execution.device != "cpu" or total_cost < POOL_COST:
         return 1  # one process drives a GPU; a small sweep is over before workers would start
     return available_cores()

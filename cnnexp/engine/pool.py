@@ -16,19 +16,35 @@ from concurrent.futures import ProcessPoolExecutor
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of `workers` processes, forked where the platform allows it (else spawned)."""
+    """A pool of `workers` processes, forked where the platform allows it (else spawned), started now."""
     import torch  # noqa: F401  (imported before the fork, so every worker starts with it)
 
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
+    pool.submit(int).result()  # a forking pool starts every worker at its first task: now, before files open
+    return pool
 
 
 def _start_worker() -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     torch.set_num_threads(1)
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel end this worker when the writer dies (a SIGKILLed sweep leaves no orphans
+    computing units whose rows nobody will write)."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def stop(pool: ProcessPoolExecutor) -> None:
