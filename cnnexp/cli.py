@@ -239,11 +239,14 @@ def plot(
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y...>_vs_<x>.png).",
         show_default=False)] = None,
+    fit: Annotated[bool, typer.Option(
+        "--fit", help="Also draw each line's fitted law (dashed, slope and 95% interval in the legend) and the "
+                      "theory's slope (dotted) where derived; see `cnnexp fit`.")] = False,
 ) -> None:
     """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max."""
     from cnnexp.plot import plot_results
 
-    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path)
+    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit)
     err.print(f"wrote {written}", soft_wrap=True)
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import types
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -53,6 +55,12 @@ class FitLaw:
     formula: str
     log_x: bool
     log_y: bool
+
+    def predict(self, intercept: float, slope: float, x) -> np.ndarray:
+        """The metric the line gives at axis values x (back through the law's change of variables)."""
+        x = np.asarray(x, dtype=float)
+        v = intercept + slope * (np.log10(x) if self.log_x else x)
+        return 10.0 ** v if self.log_y else v
 
 
 LAWS = {law.name: law for law in (
@@ -265,3 +273,15 @@ def sweep_exponents(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     metrics = [m for m in FINDING_METRICS if m in df]
     return fit(df, "small_init", metrics) if metrics else pd.DataFrame()
+
+
+class _CallableModule(types.ModuleType):
+    """`cnnexp.fit` names both this module and its function `fit` (public beside `load_results`). Importing the
+    module makes the package attribute the module, so the module calls `fit` itself: `cnnexp.fit(df, "d")`
+    works whether or not `cnnexp.fit` was imported first."""
+
+    def __call__(self, *args, **kwargs):
+        return fit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
