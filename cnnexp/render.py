@@ -344,10 +344,10 @@ def fit_lines(fits) -> list[str]:
             text = f"{fit_title(r['metric'], r['x'], r['law']).replace('slope', _slope(r['slope']))}"
             if not math.isnan(r["slope"]):
                 text += f" [{r['slope_low']:.4f}, {r['slope_high']:.4f}]"
-            theory = _theory_cell(r)
-            if theory:
-                holds = _holds_cell(r)
-                text += f" (theory {theory}{': ' + holds.split(' (')[0] if holds else ''})"
+            if not math.isnan(r["theory"]):
+                limit = " as small_init -> 0" if r["theory_kind"] == "limit" else ""
+                holds = _holds_cell(r).split(" (")[0]
+                text += f" (theory {r['theory']:g}{limit}{': ' + holds if holds else ''})"
             parts.append(text)
         lines.append(f"{label}: {', '.join(parts)}")
     return lines
