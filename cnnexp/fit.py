@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from cnnexp import theory
-from cnnexp.analysis import (Results, as_frame, load_results, refuse_overwrite, require_numeric, source,
-                             split_columns, write_csv)
+from cnnexp.analysis import (Results, as_frame, load_results, refuse_overwrite, source, split_columns,
+                             write_csv)
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.schema import FINDING_METRICS
 
@@ -114,13 +114,14 @@ def law_for(axis: str, law: str | None) -> FitLaw:
     return LAWS[name]
 
 
-def usable(law: FitLaw, axis: str, u: pd.Series, v: pd.Series) -> tuple[np.ndarray, str]:
-    """Which rows the law can take, and why the others are left out ("3 values 0: underflow; ...")."""
+def usable(law: FitLaw, axis: str, u: pd.Series, v: pd.Series, zero: str = "underflow") -> tuple[np.ndarray, str]:
+    """Which rows the law can take, and why the others are left out ("3 values 0: underflow; ..."); `zero`
+    says why a metric is 0 (underflow, unless theory says it vanishes)."""
     u, v = u.to_numpy(dtype=float), v.to_numpy(dtype=float)
     reasons = []  # (mask of rows left out for this reason, text), the first reason that applies wins
     reasons.append((~np.isfinite(v), "not finite"))
     if law.log_y:
-        reasons += [(v == 0, "0: underflow"), (v < 0, "negative")]
+        reasons += [(v == 0, f"0: {zero}"), (v < 0, "negative")]
     reasons.append((~np.isfinite(u), f"{axis} not finite"))
     if law.log_x:
         reasons.append((u <= 0, f"{axis} <= 0"))
@@ -198,10 +199,11 @@ def fit_file(path: str | os.PathLike, x: str, y: Sequence[str] | str | None = No
 def fit_group(group: pd.DataFrame, x: str, metric: str, law: FitLaw, config: dict) -> dict:
     """The fit of one group's `metric` against `x`: the FIT_COLUMNS and DETAIL_COLUMNS of its row (without
     limit_ratio), from the rows the law can take."""
-    keep, why = usable(law, x, group[x], group[metric])
+    block = str(config.get("block"))
+    keep, why = usable(law, x, group[x], group[metric], theory.vanishes(block, metric, config) or "underflow")
     u, v = transform(law, group[x].to_numpy(dtype=float)[keep], group[metric].to_numpy(dtype=float)[keep])
     line = ols(u, v)
-    derived = theory.law(str(config.get("block")), metric, x, law.name, config)
+    derived = theory.law(block, metric, x, law.name, config)
     holds = math.nan
     if derived is not None and not math.isnan(line.slope):
         off = abs(line.slope - derived.value)
@@ -220,10 +222,12 @@ def _check(df: pd.DataFrame, config: list[str], metrics: list[str], x: str, y) -
     if x not in axes:
         why = "seeds are pooled, not fitted" if x == "seed" else f"not a configuration axis of {name}"
         raise ResultsError(f"--x {x}: {why} (its axes: {', '.join(axes) or 'none'})")
-    require_numeric(df, x, name)
+    if not pd.api.types.is_numeric_dtype(df[x]) or pd.api.types.is_bool_dtype(df[x]):
+        numeric = [a for a in axes if pd.api.types.is_numeric_dtype(df[a])]
+        raise ResultsError(f"--x {x}: not a numeric axis (numeric axes of {name}: {', '.join(numeric)})")
     values = df[x].unique()
     if len(values) < 2:
-        raise ResultsError(f"--x {x}: has one value in {name} ({values[0]!r}); a fit needs at least 2 values")
+        raise ResultsError(f"--x {x}: has one value in {name} ({values[0].item()!r}); a fit needs at least 2 values")
     if y is None:
         chosen = [m for m in SCALE_METRICS if m in metrics] or metrics
     else:

@@ -103,6 +103,15 @@ def _law(exponents: dict, metric: str, kind: str, why: str) -> Law | None:
     return Law(float(exponents[metric]), kind, why) if metric in exponents else None
 
 
+def vanishes(block: str, metric: str, config: dict) -> str | None:
+    """Why `metric` is exactly 0 for every small_init, or None: rezero's a1 gradient at alpha_init 0 (d out / d a1
+    carries the factor alpha), whatever the activation and depth."""
+    alpha_init = float({**DEFAULTS, **config}["alpha_init"])
+    if block == "rezero" and alpha_init == 0 and metric == "a1_grad_norm":
+        return "exactly 0 at alpha_init 0"
+    return None
+
+
 def x_grad_limit(norm_x: float, batch: int, d: int) -> float:
     """The input gradient's norm when the network is the identity: d mean(x^2) / dx = 2 x / (batch d).
 

@@ -153,9 +153,9 @@ def test_too_few_points_or_one_axis_value_gives_no_slope_not_an_error():
     ("width", None, None, ["--x width", "not a configuration axis", "small_init"]),
     ("seed", None, None, ["--x seed", "seeds are pooled"]),
     ("block", None, None, ["--x block"]),
-    ("activation", None, None, ["column activation is not numeric"]),
+    ("activation", None, None, ["--x activation: not a numeric axis", "small_init"]),
     ("d", None, None, []),  # fine: d has two values
-    ("batch", None, None, ["--x batch", "has one value", "4"]),
+    ("batch", None, None, ["--x batch", "has one value", "(4)"]),
     ("small_init", ["grad_norm"], None, ["--y grad_norm", "not a metric", "x_grad_norm"]),
     ("small_init", None, "log", ["--law log", "unknown law", "power or exponential"]),
 ])
@@ -196,6 +196,7 @@ def test_exact_plain_laws_hold_on_a_real_float64_sweep(real):
     check_against_reference(fits, cnnexp.load_results(real), "small_init")
     rezero = fits[fits["block"] == "rezero"].set_index(["depth", "metric"])
     assert (rezero.loc[(2, "a1_grad_norm"), ["n", "excluded"]] == [0, 8]).all()  # exactly 0: all left out
+    assert rezero.loc[(2, "a1_grad_norm"), "excluded_why"] == "8 values 0: exactly 0 at alpha_init 0"
     assert abs(rezero.loc[(2, "param_grad_norm"), "slope"] - 2) < 1e-6
     assert rezero.loc[(1, "x_grad_norm"), "limit_ratio"] == pytest.approx(1, abs=1e-12)
     for block in ("residual", "prenorm"):

@@ -72,6 +72,8 @@ def test_rezero_at_alpha_0_is_exactly_the_identity(depth, seed):
         assert law.kind == "exact" and abs(measured[m] - law.value) < 1e-6, (m, measured[m], law.value)
     assert "a1_grad_norm" not in measured  # exactly 0: no law, every value left out by a fit
     assert theory.law("rezero", "a1_grad_norm", "small_init", "power", config(depth)) is None
+    assert theory.vanishes("rezero", "a1_grad_norm", config(depth)) and not theory.vanishes("residual", "a1_grad_norm", {})
+    assert not theory.vanishes("rezero", "a1_grad_norm", config(depth, alpha_init=0.5))
     # in depth too: the identity at every depth
     assert theory.law("rezero", "x_grad_norm", "depth", "exponential", config()).value == 0
 
