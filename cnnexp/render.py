@@ -320,7 +320,8 @@ def fit_tables(fits) -> list:
         table.caption = (f"least squares over the seeds pooled; interval: slope +- t(0.975, n-2) * se; "
                          f"max resid. in {unit}")
         if ratio:
-            table.caption += "; x_grad / limit: x_grad_norm over 2||x||/(batch*d) at the smallest small_init"
+            table.caption += ("; x_grad / limit: x_grad_norm over 2||x||/(batch*d), mean over the rows at the "
+                              "smallest small_init")
         tables.append(table)
     return tables
 

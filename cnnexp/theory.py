@@ -86,8 +86,9 @@ def _small_init(block: str, metric: str, depth: int, activation: str, alpha_init
         return _law({"loss": 0, "x_grad_norm": 0, "w_norm": 1}, metric, "exact", why)
     if block in IDENTITY_PATH or block == "rezero":
         # F = O(c^2) so out -> x; a1 and weight gradients carry one factor c; a nonzero gate keeps w_norm
-        exponents = {"loss": 0, "x_grad_norm": 0, "a1_grad_norm": 1, "param_grad_norm": 1,
-                     "w_norm": 0 if block == "rezero" else 1}
+        if metric == "w_norm" and block != "rezero":
+            return Law(1.0, "exact", f"{block}: every parameter is small_init times its draw")
+        exponents = {"loss": 0, "x_grad_norm": 0, "a1_grad_norm": 1, "param_grad_norm": 1, "w_norm": 0}
         return _law(exponents, metric, "limit", f"{block}: out -> x as small_init -> 0")
     return None
 
