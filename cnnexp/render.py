@@ -213,53 +213,6 @@ def summary_tables(table) -> list:
     return tables
 
 
-def print_chain(out, net, single: bool) -> None:
-    """The conv-shape answer: for one layer the arithmetic, then a row per layer, totals, and the
-    comparison with a fully-connected layer."""
-
-    def dims(shape) -> str:
-        return " x ".join(str(n) for n in shape)
-
-    def pair(values) -> str:
-        return " x ".join(f"{v:g}" for v in values) if values[0] != values[1] else f"{values[0]:g}"
-
-    if single:  # one layer: show the arithmetic, the point of the calculator
-        for name, formula in zip("HW", net.layers[0].formula):
-            out.print(f"{name}_out = {formula}", highlight=False)
-    rows = [[str(i), row.layer, dims(row.output), f"{row.params:,}", f"{row.macs:,}",
-             pair(row.receptive_field), pair(row.jump)] for i, row in enumerate(net.layers, 1)]
-    last = net.layers[-1]
-    total = ["", "total", dims(net.output), f"{net.params:,}", f"{net.macs:,}", pair(last.receptive_field),
-             pair(last.jump)]
-    table = _table(f"input {dims(net.input)}", ["#", "layer", "C x H x W", "params", "MACs", "RF", "jump"],
-                   [*rows, total], left=("layer", "C x H x W"))
-    table.rows[-2].end_section = True  # a rule above the totals
-    table.caption, table.caption_justify = "RF: receptive field, jump: effective stride (input pixels)", "left"
-    show(out, table)
-    # rounded in integers: a float quotient would print noise digits for the huge counts of huge inputs
-    ratio = (2 * net.dense_params + net.params) // (2 * net.params) if net.params else 0
-    out.print(
-        f"A fully-connected layer from {dims(net.input)} to {dims(net.output)} would need "
-        f"{net.dense_params:,} weights and biases"
-        + (f", {ratio:,}x the {net.params:,} here." if net.params else "; these layers have none."),
-        highlight=False, soft_wrap=True,
-    )
-
-
-def check_table(check):
-    """conv-check's answer: each method's largest error against torch and its time."""
-    torch_seconds = next(r.seconds for r in check.results if r.method == "torch")
-    rows = [[r.method, "skipped", MISSING, MISSING] if r.skipped else
-            [r.method, f"{r.max_abs_error:.2e}", f"{r.seconds * 1e3:.3f} ms", f"{r.seconds / torch_seconds:.2f}x"]
-            for r in check.results]
-    title = f"x {tuple(check.input)} * w {tuple(check.weight)} -> y {tuple(check.output)}"
-    table = _table(title, ["method", "max abs error vs torch", "median time", "time / torch"], rows, left=("method",))
-    reasons = [r.skipped for r in check.results if r.skipped]
-    if reasons:
-        table.caption, table.caption_justify = "\n".join(reasons), "left"
-    return table
-
-
 def _slope(value: float) -> str:
     return MISSING if math.isnan(value) else f"{value:.4f}"
 
@@ -363,3 +316,51 @@ def fits_json(fits) -> str:
         records.append({k: (None if isinstance(v, float) and math.isnan(v) else
                             v.item() if hasattr(v, "item") else v) for k, v in record.items()})
     return json.dumps(records, indent=2, allow_nan=False)
+
+
+def print_chain(out, net, single: bool) -> None:
+    """The conv-shape answer: for one layer the arithmetic, then a row per layer, totals, and the
+    comparison with a fully-connected layer."""
+
+    def dims(shape) -> str:
+        return " x ".join(str(n) for n in shape)
+
+    def pair(values) -> str:
+        return " x ".join(f"{v:g}" for v in values) if values[0] != values[1] else f"{values[0]:g}"
+
+    if single:  # one layer: show the arithmetic, the point of the calculator
+        for name, formula in zip("HW", net.layers[0].formula):
+            out.print(f"{name}_out = {formula}", highlight=False)
+    rows = [[str(i), row.layer, dims(row.output), f"{row.params:,}", f"{row.macs:,}",
+             pair(row.receptive_field), pair(row.jump)] for i, row in enumerate(net.layers, 1)]
+    last = net.layers[-1]
+    total = ["", "total", dims(net.output), f"{net.params:,}", f"{net.macs:,}", pair(last.receptive_field),
+             pair(last.jump)]
+    table = _table(f"input {dims(net.input)}", ["#", "layer", "C x H x W", "params", "MACs", "RF", "jump"],
+                   [*rows, total], left=("layer", "C x H x W"))
+    table.rows[-2].end_section = True  # a rule above the totals
+    table.caption, table.caption_justify = "RF: receptive field, jump: effective stride (input pixels)", "left"
+    show(out, table)
+    # rounded in integers: a float quotient would print noise digits for the huge counts of huge inputs
+    ratio = (2 * net.dense_params + net.params) // (2 * net.params) if net.params else 0
+    out.print(
+        f"A fully-connected layer from {dims(net.input)} to {dims(net.output)} would need "
+        f"{net.dense_params:,} weights and biases"
+        + (f", {ratio:,}x the {net.params:,} here." if net.params else "; these layers have none."),
+        highlight=False, soft_wrap=True,
+    )
+
+
+def check_table(check):
+    """conv-check's answer: each method's largest error against torch and its time."""
+    torch_seconds = next(r.seconds for r in check.results if r.method == "torch")
+    rows = [[r.method, "skipped", MISSING, MISSING] if r.skipped else
+            [r.method, f"{r.max_abs_error:.2e}", f"{r.seconds * 1e3:.3f} ms", f"{r.seconds / torch_seconds:.2f}x"]
+            for r in check.results]
+    title = f"x {tuple(check.input)} * w {tuple(check.weight)} -> y {tuple(check.output)}"
+    table = _table(title, ["method", "max abs error vs torch", "median time", "time / torch"], rows, left=("method",))
+    reasons = [r.skipped for r in check.results if r.skipped]
+    if reasons:
+        table.caption, table.caption_justify = "\n".join(reasons), "left"
+    return table
+
