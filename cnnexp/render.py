@@ -363,4 +363,3 @@ def check_table(check):
     if reasons:
         table.caption, table.caption_justify = "\n".join(reasons), "left"
     return table
-
