@@ -59,8 +59,11 @@ def law(block: str, metric: str, axis: str, law_name: str, config: dict) -> Law 
     Returns:
         The law, or None where none is derived (then the fits table leaves `theory` empty).
     """
+    index = config.get("block_index")  # a per-layer file: the block's index, 0 next to the input
     config = {**DEFAULTS, **{k: v for k, v in config.items() if k in DEFAULTS}}
     if axis == "small_init" and law_name == "power":
+        if index is not None:
+            return _per_layer(block, metric, int(config["depth"]), str(config["activation"]), int(index))
         return _small_init(block, metric, int(config["depth"]), str(config["activation"]),
                            float(config["alpha_init"]))
     if axis == "depth" and law_name == "exponential":
@@ -91,6 +94,16 @@ def _small_init(block: str, metric: str, depth: int, activation: str, alpha_init
         exponents = {"loss": 0, "x_grad_norm": 0, "a1_grad_norm": 1, "param_grad_norm": 1, "w_norm": 0}
         return _law(exponents, metric, "limit", f"{block}: out -> x as small_init -> 0")
     return None
+
+
+def _per_layer(block: str, metric: str, depth: int, activation: str, k: int) -> Law | None:
+    if block != "plain" or activation not in HOMOGENEOUS:
+        return None
+    # block k's input is c^(2k) times its c = 1 value and d out / d (its output) ~ c^(2(L-k-1)); every
+    # gradient is that Jacobian times out ~ c^(2L)
+    exponents = {"a1_grad_norm": 4 * depth - 2 * k - 1, "fc1_grad_norm": 4 * depth - 1,
+                 "fc2_grad_norm": 4 * depth - 1, "out_grad_norm": 4 * depth - 2 * k - 2}
+    return _law(exponents, metric, "exact", f"plain {activation} stack, depth {depth}, block {k}")
 
 
 def _depth(block: str, metric: str, alpha_init: float) -> Law | None:

@@ -10,7 +10,7 @@ import torch
 from cnnexp import theory
 from cnnexp.config import RunConfig
 from cnnexp.probe import probe
-from cnnexp.schema import BLOCKS
+from cnnexp.schema import BLOCKS, LAYER_METRICS
 
 SCALE = ("loss", "x_grad_norm", "a1_grad_norm", "param_grad_norm", "w_norm")
 SEEDS = (0, 1, 2)
@@ -99,6 +99,21 @@ def test_input_gradient_limit_is_autograds_gradient_of_the_identity_network(seed
     [residual] = probe(RunConfig(d=8, batch=4, small_init=1e-4, seed=seed, dtype="float64"), ("residual",))
     assert residual.metrics["x_grad_norm"] / limit == pytest.approx(1, abs=1e-6)
     assert all(theory.has_x_grad_limit(b) == (b != "plain") for b in BLOCKS)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_plain_per_layer_exponents_are_exact(seed):
+    depth, inits = 3, [1e-2, 0.3, 2.0]
+    runs = [probe(RunConfig(d=8, batch=4, small_init=c, seed=seed, depth=depth, dtype="float64"), ("plain",))[0]
+            for c in inits]
+    for k in range(depth):
+        for m in LAYER_METRICS:
+            measured = np.polyfit(np.log10(inits), np.log10([r.layers[k][m] for r in runs]), 1)[0]
+            law = theory.law("plain", m, "small_init", "power", {**config(depth), "block_index": k})
+            assert law.kind == "exact" and abs(measured - law.value) < 1e-6, (k, m, measured, law.value)
+        assert theory.law("residual", "a1_grad_norm", "small_init", "power", {**config(depth), "block_index": k}) is None
+    # block 0's a1 gradient is the results file's a1_grad_norm: the same exponent, 4L - 1
+    assert theory.law("plain", "a1_grad_norm", "small_init", "power", {**config(depth), "block_index": 0}).value == 11
 
 
 def test_no_law_where_none_is_derived():
