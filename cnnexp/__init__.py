@@ -3,6 +3,7 @@
     $ cnnexp sweep configs/init.yaml          # run a YAML sweep, write results/init.csv
     >>> import cnnexp
     >>> df = cnnexp.load_results("results/init.csv")   # doctest: +SKIP
+    >>> fits = cnnexp.fit(df, "small_init")            # doctest: +SKIP
 
 The public names are imported lazily, so `import cnnexp` (and the `conv-shape` calculator) stays free of
 torch and pandas until they are needed.
@@ -11,6 +12,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "load_results": "cnnexp.analysis",
+    "fit": "cnnexp.fit",
     "conv2d_numpy": "cnnexp.conv",
 }
 __all__ = [*_PUBLIC, "__version__"]

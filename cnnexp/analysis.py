@@ -347,12 +347,13 @@ def refuse_overwrite(out: str | os.PathLike, inputs: Sequence[str | os.PathLike]
                                    "choose another file name")
 
 
-def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = ()) -> Path:
-    """Write a frame as CSV atomically: floats as repr (exact), NaN as `nan`, no index.
+def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (),
+              na_rep: str = "nan") -> Path:
+    """Write a frame as CSV atomically: floats as repr (exact), NaN as `na_rep` (`nan`), no index.
 
     Raises:
         ResultsError: `path` is one of `inputs` or the provenance file of one (see `refuse_overwrite`),
             or a directory.
     """
     refuse_overwrite(path, inputs)
-    return write_atomically(path, lambda tmp: df.to_csv(tmp, index=False, na_rep="nan", lineterminator="\n"))
+    return write_atomically(path, lambda tmp: df.to_csv(tmp, index=False, na_rep=na_rep, lineterminator="\n"))

@@ -146,6 +146,10 @@ def sweep(
         from cnnexp.plot import sweep_figure
 
         err.print(f"wrote {sweep_figure(report.path)}", soft_wrap=True)
+    from cnnexp.fit import sweep_exponents  # the finding as numbers, when small_init has 3+ values
+
+    for line in render.fit_lines(sweep_exponents(report.rows)):
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 def _with_axis_options(fn):
@@ -265,12 +269,44 @@ def plot(
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y...>_vs_<x>.png).",
         show_default=False)] = None,
+    fit: Annotated[bool, typer.Option(
+        "--fit", help="Also draw each line's fitted law (dashed, slope and 95% interval in the legend) and the "
+                      "theory's slope (dotted) where derived; see `cnnexp fit`.")] = False,
 ) -> None:
     """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max."""
     from cnnexp.plot import plot_results
 
-    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path)
+    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit)
     err.print(f"wrote {written}", soft_wrap=True)
+
+
+@command("fit")
+def fit_command(
+    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    x: Annotated[str, typer.Option(
+        help="The axis to fit against, e.g. small_init, d, batch or depth.", show_default=False)],
+    y: Annotated[Optional[list[str]], typer.Option(
+        help="Metric to fit (repeatable or comma-separated) (default: loss, x_grad_norm, a1_grad_norm, "
+             "param_grad_norm, w_norm).", show_default=False)] = None,
+    law: Annotated[Optional[str], typer.Option(
+        help="power: log10(metric) on log10(x); exponential: log10(metric) on x (default: exponential for "
+             "depth, power for any other axis).", show_default=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write the fits as CSV: the group's configuration columns, then metric, x, law, slope, "
+                      "slope_low, slope_high, intercept, r2, n, excluded, theory, ...", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the fits as JSON records, for scripts.")] = False,
+) -> None:
+    """Fit a law per group (seeds pooled): slope with its 95% interval, R^2, and the theory beside it."""
+    from cnnexp.fit import fit_file
+
+    fits = fit_file(path, x, _names(y) or None, law=law, out=out_path)
+    if as_json:
+        print(render.fits_json(fits))
+    else:
+        for table in render.fit_tables(fits):
+            render.show(out, table)
+    if out_path is not None:
+        err.print(f"wrote {len(fits)} fits to {out_path}", soft_wrap=True)
 
 
 # --- CNN shapes and convolution ---

@@ -66,7 +66,7 @@ class Layout:
 
 
 def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str | None = None, *,
-                 facet: str | None = None, out: str | os.PathLike | None = None) -> Path:
+                 facet: str | None = None, out: str | os.PathLike | None = None, fit: bool = False) -> Path:
     """Draw `y` against `x` and write the figure; its format follows the extension of `out`.
 
     Args:
@@ -77,6 +77,8 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         facet: a column whose values each get a column of panels [default: chosen from the data].
         out: .png, .svg or .pdf [default: beside the CSV, <stem>_<y...>_vs_<x>.png, and _by_<facet>
             when `facet` is given].
+        fit: also draw each line's fitted law (`cnnexp.fit`) dashed over the points it was fitted on, with
+            its slope and 95% interval in the panel's legend, and the theory's slope dotted where derived.
 
     Returns:
         The path written.
@@ -93,7 +95,7 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         csv_path = Path(source(df))
         name = "_".join([csv_path.stem, *layout.ys, "vs", layout.x, *(["by", facet] if facet else [])])
         out = csv_path.with_name(name + ".png")
-    fig = draw(df, layout)
+    fig = draw(df, layout, fit=fit)
     return write_atomically(out, lambda tmp: fig.savefig(tmp, format=file_format(out), dpi=DPI))
 
 
@@ -173,7 +175,7 @@ def figure(results: Results, x: str | None = None, ys: Sequence[str] | str | Non
     return draw(df, choose_layout(df, x, ys, facet))
 
 
-def draw(df: pd.DataFrame, layout: Layout):
+def draw(df: pd.DataFrame, layout: Layout, *, fit: bool = False):
     """A matplotlib Figure: a row of panels per y, a column per facet value, a line per line key; the
     legend below the panels and the title wrapped to the figure's width."""
     from matplotlib.figure import Figure
@@ -200,6 +202,8 @@ def draw(df: pd.DataFrame, layout: Layout):
                 [handles[style["label"]]] = ax.plot(stats.index, stats["mean"], **style)
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2,
                                 linewidth=0)
+            if fit:
+                draw_fits(ax, panel, x, y, lines, keys)
             _set_scale(ax.set_yscale, df[y])
             _set_scale(ax.set_xscale, df[x])
             ax.grid(True, which="major", alpha=0.3)
@@ -213,6 +217,37 @@ def draw(df: pd.DataFrame, layout: Layout):
                fontsize="small", ncols=min(len(handles), LEGEND_COLUMNS))
     fig.suptitle(title, fontsize="medium")
     return fig
+
+
+def draw_fits(ax, panel: pd.DataFrame, x: str, y: str, lines: list[str], keys: list) -> None:
+    """Each line's fitted law (the axis' default law, seeds pooled) dashed over the points it was fitted on,
+    the theory's slope dotted through their centroid where one is derived; slopes and intervals in a legend
+    inside the panel."""
+    from cnnexp.fit import fit_group, law_for, transform, usable
+
+    law = law_for(x, None)
+    config, _ = split_columns(panel)
+    handles = []
+    for key, group in panel.groupby(lines, sort=False, dropna=False):
+        style = _style(key, keys, lines)
+        row = fit_group(group, x, y, law, group.iloc[0][config].to_dict())
+        if math.isnan(row["slope"]):
+            continue
+        keep, _ = usable(law, x, group[x], group[y])
+        used = group[x].to_numpy(dtype=float)[keep]
+        grid = (np.geomspace if law.log_x else np.linspace)(used.min(), used.max(), 50)
+        label = f"{style['label']}: {row['slope']:.4f} [{row['slope_low']:.4f}, {row['slope_high']:.4f}]"
+        if not math.isnan(row["theory"]):
+            u, v = transform(law, used, group[y].to_numpy(dtype=float)[keep])
+            through = v.mean() - row["theory"] * u.mean()  # the line of that slope closest to the points
+            ax.plot(grid, law.predict(through, row["theory"], grid), color=style["color"], linestyle=":",
+                    linewidth=1.5)
+            label += f", theory {row['theory']:g}{' (limit)' if row['theory_kind'] == 'limit' else ''}"
+        handles += ax.plot(grid, law.predict(row["intercept"], row["slope"], grid), color=style["color"],
+                           linestyle="--", linewidth=1, label=label)
+    if handles:
+        ax.legend(handles=handles, fontsize="x-small", frameon=False, title_fontsize="x-small",
+                  title=f"{law.name} law, 95% interval (dashed); theory (dotted)")
 
 
 def _is_numeric(values: pd.Series) -> bool:

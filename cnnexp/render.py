@@ -226,6 +226,111 @@ def summary_tables(table) -> list:
     return tables
 
 
+def _slope(value: float) -> str:
+    return MISSING if math.isnan(value) else f"{value:.4f}"
+
+
+def _theory_cell(row) -> str:
+    if math.isnan(row["theory"]):
+        return ""
+    return f"{row['theory']:g}" + (" (limit)" if row["theory_kind"] == "limit" else "")
+
+
+def _holds_cell(row) -> str:
+    """yes / NO with how far off, for a fit beside a derived law; empty without one or without a slope."""
+    holds = row["holds"]
+    if holds is None or isinstance(holds, float):  # NaN: no law, or no slope
+        return ""
+    if holds:
+        return "yes"
+    from cnnexp.theory import EXACT_TOLERANCE, LIMIT_TOLERANCE
+
+    off = row["slope"] - row["theory"]
+    if row["theory_kind"] == "limit":
+        return f"NO: {off:+.3g} (beyond {LIMIT_TOLERANCE:g}; the range is far from small_init -> 0)"
+    return f"NO: {off:+.3g} (outside the interval and beyond {EXACT_TOLERANCE:g})"
+
+
+def fit_title(metric: str, x: str, law: str) -> str:
+    """How a fitted law reads: metric ~ x^slope (power) or metric ~ 10^(slope * x) (exponential)."""
+    return f"{metric} ~ {x}^slope" if law == "power" else f"{metric} ~ 10^(slope * {x})"
+
+
+def fit_tables(fits) -> list:
+    """One table per metric: a row per group (block first), the slope with its 95% interval, the theory and
+    whether the fit holds it, R^2, the largest residual, and the points used and left out (and why)."""
+    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS
+
+    config = [c for c in fits.columns if c not in (*FIT_COLUMNS, *DETAIL_COLUMNS)]
+    varying, fixed = _varying(fits, config)
+    if "block" in config and "block" not in varying:
+        varying = ["block", *varying]
+    tables = []
+    for metric, rows in fits.groupby("metric", sort=False):
+        x, law = rows["x"].iloc[0], rows["law"].iloc[0]
+        ratio = rows["limit_ratio"].notna().any()
+        columns = [*varying, "slope", "95% interval", "theory", "holds", "R^2", "max resid.", "n", "excluded",
+                   *(["x_grad / limit"] if ratio else [])]
+        cells = []
+        for _, r in rows.iterrows():
+            interval = MISSING if math.isnan(r["slope"]) else f"[{r['slope_low']:.4f}, {r['slope_high']:.4f}]"
+            excluded = f"{r['excluded']} ({r['excluded_why']})" if r["excluded"] else "0"
+            cells.append([*(_exact(r[c]) for c in varying), _slope(r["slope"]), interval, _theory_cell(r),
+                          _holds_cell(r), MISSING if math.isnan(r["r2"]) else f"{r['r2']:.6f}",
+                          _num(r["max_residual"], 3), str(r["n"]), excluded,
+                          *([_num(r["limit_ratio"], 7)] if ratio else [])])
+        unit = "decades" if law in ("power", "exponential") else "units"
+        table = _table(f"{fit_title(metric, x, law)}  ({law} law)  {fixed}".strip(), columns, cells,
+                       left=("block", "holds", "excluded"))
+        table.caption_justify = "left"
+        table.caption = (f"least squares over the seeds pooled; interval: slope +- t(0.975, n-2) * se; "
+                         f"max resid. in {unit}")
+        if ratio:
+            table.caption += ("; x_grad / limit: x_grad_norm over 2||x||/(batch*d), mean over the rows at the "
+                              "smallest small_init")
+        tables.append(table)
+    return tables
+
+
+def fit_lines(fits) -> list[str]:
+    """A sentence per group: the fitted exponents of each metric with their intervals and theory, e.g.
+    `plain depth=2: x_grad_norm ~ small_init^8.0000 [7.9135, 8.0865] (theory 8: holds)`."""
+    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS
+
+    if fits.empty:
+        return []
+    config = [c for c in fits.columns if c not in (*FIT_COLUMNS, *DETAIL_COLUMNS)]
+    varying, _ = _varying(fits, config)
+    varying = [c for c in varying if c != "block"]
+    lines = []
+    for _, rows in fits.groupby([c for c in config], sort=False, dropna=False):
+        first = rows.iloc[0]
+        label = " ".join([str(first.get("block", "")), *(f"{c}={_exact(first[c])}" for c in varying)]).strip()
+        parts = []
+        for _, r in rows.iterrows():
+            text = f"{fit_title(r['metric'], r['x'], r['law']).replace('slope', _slope(r['slope']))}"
+            if not math.isnan(r["slope"]):
+                text += f" [{r['slope_low']:.4f}, {r['slope_high']:.4f}]"
+            if not math.isnan(r["theory"]):
+                limit = " as small_init -> 0" if r["theory_kind"] == "limit" else ""
+                holds = _holds_cell(r).split(" (")[0]
+                text += f" (theory {r['theory']:g}{limit}{': ' + holds if holds else ''})"
+            parts.append(text)
+        lines.append(f"{label}: {', '.join(parts)}")
+    return lines
+
+
+def fits_json(fits) -> str:
+    """The fits as a JSON list of records (strict JSON: a missing number is null, floats exact)."""
+    import json
+
+    records = []
+    for record in fits.to_dict("records"):
+        records.append({k: (None if isinstance(v, float) and math.isnan(v) else
+                            v.item() if hasattr(v, "item") else v) for k, v in record.items()})
+    return json.dumps(records, indent=2, allow_nan=False)
+
+
 def print_chain(out, net, single: bool) -> None:
     """The conv-shape answer: for one layer the arithmetic, then a row per layer, totals, and the
     comparison with a fully-connected layer."""
