@@ -1,6 +1,7 @@
 """cnnexp.shapes against PyTorch itself: real modules on random chains, autograd for receptive fields,
 torch's flop counter for MACs. Expected values always come from torch, never from cnnexp."""
 import subprocess
+from pathlib import Path
 import sys
 import warnings
 
@@ -441,3 +442,177 @@ def test_shapes_imports_no_heavy_library():
     code = "import sys, cnnexp.shapes; print(sorted({'torch', 'numpy', 'pandas'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------- whole networks, built here in torch
+# The five shipped networks, written the way torchvision writes them (its BasicBlock, Bottleneck,
+# InvertedResidual, features + classifier), without torchvision. `probe=True` builds the same geometry with
+# one channel, averaging weights and ReLU everywhere, for the autograd receptive fields.
+
+NETS = Path(__file__).resolve().parent.parent / "configs" / "nets"
+TORCHVISION_PARAMS = {"alexnet": 61_100_840, "vgg16": 138_357_544, "resnet18": 11_689_512,
+                      "resnet50": 25_557_032, "mobilenet_v2": 3_504_872}
+
+
+class Add(nn.Module):
+    """branch(x) + shortcut(x), the shortcut being the identity when it has no layers."""
+
+    def __init__(self, branch, shortcut=()):
+        super().__init__()
+        self.branch, self.shortcut = nn.Sequential(*branch), nn.Sequential(*shortcut)
+
+    def forward(self, x):
+        return self.branch(x) + self.shortcut(x)
+
+
+class Builder:
+    """nn modules for the networks; with `probe`, the one-channel stand-ins (a max pool becomes an averaging
+    convolution of the same window: a max routes its gradient to one pixel only)."""
+
+    def __init__(self, probe: bool = False):
+        self.probe = probe
+
+    def ch(self, c: int) -> int:
+        return 1 if self.probe else c
+
+    def conv(self, c_in, c_out, k, s=1, p=0, groups=1, bias=True):
+        groups = 1 if self.probe else groups
+        return nn.Conv2d(self.ch(c_in), self.ch(c_out), k, s, p, groups=groups, bias=bias)
+
+    def maxpool(self, k, s, p=0):
+        return self.conv(1, 1, k, s, p, bias=False) if self.probe else nn.MaxPool2d(k, s, p)
+
+    def bn(self, c):
+        return nn.BatchNorm2d(self.ch(c))
+
+    def act(self, six: bool = False):
+        return nn.ReLU6(inplace=True) if six and not self.probe else nn.ReLU(inplace=True)
+
+    def alexnet(self):
+        b = self
+        return nn.Sequential(
+            b.conv(3, 64, 11, 4, 2), b.act(), b.maxpool(3, 2), b.conv(64, 192, 5, p=2), b.act(), b.maxpool(3, 2),
+            b.conv(192, 384, 3, p=1), b.act(), b.conv(384, 256, 3, p=1), b.act(), b.conv(256, 256, 3, p=1),
+            b.act(), b.maxpool(3, 2), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
+            nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(True), nn.Dropout(0.5), nn.Linear(4096, 4096),
+            nn.ReLU(True), nn.Linear(4096, 1000))
+
+    def vgg16(self):
+        layers, c_in = [], 3
+        for v in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
+            if v == "M":
+                layers.append(self.maxpool(2, 2))
+            else:
+                layers += [self.conv(c_in, v, 3, p=1), self.act()]
+                c_in = v
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(), nn.Linear(512 * 7 * 7, 4096),
+                             nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
+                             nn.Linear(4096, 1000))
+
+    def resnet(self, bottleneck: bool, counts):
+        b, expansion = self, 4 if bottleneck else 1
+        layers = [b.conv(3, 64, 7, 2, 3, bias=False), b.bn(64), b.act(), b.maxpool(3, 2, 1)]
+        inplanes = 64
+        for planes, n, stride in zip((64, 128, 256, 512), counts, (1, 2, 2, 2)):
+            for i in range(n):
+                s = stride if i == 0 else 1
+                if bottleneck:  # torchvision's v1.5: the stride sits on the 3x3 conv
+                    branch = [b.conv(inplanes, planes, 1, bias=False), b.bn(planes), b.act(),
+                              b.conv(planes, planes, 3, s, 1, bias=False), b.bn(planes), b.act(),
+                              b.conv(planes, planes * 4, 1, bias=False), b.bn(planes * 4)]
+                else:
+                    branch = [b.conv(inplanes, planes, 3, s, 1, bias=False), b.bn(planes), b.act(),
+                              b.conv(planes, planes, 3, 1, 1, bias=False), b.bn(planes)]
+                shortcut = ([b.conv(inplanes, planes * expansion, 1, s, bias=False), b.bn(planes * expansion)]
+                            if s != 1 or inplanes != planes * expansion else [])
+                layers += [Add(branch, shortcut), b.act()]
+                inplanes = planes * expansion
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(inplanes, 1000))
+
+    def mobilenet_v2(self):
+        b = self
+        layers, c_in = [b.conv(3, 32, 3, 2, 1, bias=False), b.bn(32), b.act(True)], 32
+        for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                           (6, 160, 3, 2), (6, 320, 1, 1)]:
+            for i in range(n):
+                stride, hidden = s if i == 0 else 1, int(round(c_in * t))
+                block = [b.conv(c_in, hidden, 1, bias=False), b.bn(hidden), b.act(True)] if t != 1 else []
+                block += [b.conv(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), b.bn(hidden),
+                          b.act(True), b.conv(hidden, c, 1, bias=False), b.bn(c)]
+                layers += [Add(block)] if stride == 1 and c_in == c else block
+                c_in = c
+        layers += [b.conv(320, 1280, 1, bias=False), b.bn(1280), b.act(True)]
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Dropout(0.2),
+                             nn.Linear(1280, 1000))
+
+    def build(self, name: str) -> nn.Module:
+        return {"alexnet": self.alexnet, "vgg16": self.vgg16, "mobilenet_v2": self.mobilenet_v2,
+                "resnet18": lambda: self.resnet(False, (2, 2, 2, 2)),
+                "resnet50": lambda: self.resnet(True, (3, 4, 6, 3))}[name]()
+
+
+def traced(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
+    """Every leaf module and every residual add, with its output, in the order the forward runs them:
+    the order of cnnexp's rows without the repeat totals (a block's children run before its add)."""
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append((m, o))) for m in net.modules()
+             if isinstance(m, Add) or not (list(m.children()) or isinstance(m, nn.Sequential))]
+    try:
+        net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return outputs
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_PARAMS))
+def test_shipped_networks_match_torch_layer_by_layer(name):
+    """Shapes and params of every row, torchvision's total, and the flop counter's MACs (on the meta device:
+    torch's own shape and flop rules, without computing a single number)."""
+    net = shape_from_flags(path=NETS / f"{name}.yaml")
+    with torch.device("meta"):
+        model = Builder().build(name)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        steps = traced(model, torch.empty(1, 3, 224, 224, device="meta"))
+    rows = [r for r in net.rows if r.kind != "repeat"]
+    assert [r.kind == "residual" for r in rows] == [isinstance(m, Add) for m, _ in steps]
+    for row, (module, out) in zip(rows, steps):
+        assert row.output == tuple(out.shape[1:]), row.path
+        if not isinstance(module, Add):
+            assert row.params == sum(p.numel() for p in module.parameters()), row.path
+    assert net.params == sum(p.numel() for p in model.parameters()) == TORCHVISION_PARAMS[name]
+    assert net.macs == counter.get_total_flops() // 2 and counter.get_total_flops() % 2 == 0
+    assert [row.params for row in net.rows if row.kind == "residual"] == \
+           [sum(p.numel() for p in m.parameters()) for m, _ in steps if isinstance(m, Add)]
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_PARAMS))
+def test_shipped_networks_receptive_fields_match_autograd(name):
+    """Every spatial row's receptive field (layers inside residual branches and the adds too) against the
+    input pixels autograd finds behind one interior output pixel, on a one-channel copy of the network."""
+    specs = load_chain(NETS / f"{name}.yaml")[1]
+    deepest = max(r.receptive_field[0] for r in chain_shape("3x224x224", specs).rows if len(r.output) == 3)
+    size = 32 * (deepest // 32 + 3)  # the deepest field (491 pixels for MobileNetV2) inside, away from the border
+    net = chain_shape(f"3x{size}x{size}", specs)
+    model = Builder(probe=True).build(name).double().eval()
+    model = model[:[type(m) for m in model].index(nn.AdaptiveAvgPool2d)]  # the head sees everything
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(1 / m.weight[0].numel())
+                if m.bias is not None:
+                    m.bias.zero_()
+    x = torch.ones(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    steps = traced(model, x)
+    rows = [r for r in net.rows if r.kind != "repeat"]
+    checked = 0
+    for row, (_, out) in zip(rows, steps):
+        if len(row.output) != 3 or row.kind in ("bn", "relu", "relu6"):  # flat, or the field of the row before
+            continue
+        h, w = out.shape[2] // 2, out.shape[3] // 2
+        (grad,) = torch.autograd.grad(out[0, 0, h, w], x, retain_graph=True)
+        r, c = torch.nonzero(grad[0, 0], as_tuple=True)
+        assert 0 < r.min() and r.max() < size - 1, "the field touches the border: use a larger input"
+        assert row.receptive_field == (int(r.max() - r.min()) + 1, int(c.max() - c.min()) + 1), row.path
+        checked += 1
+    assert checked >= 8

@@ -126,7 +126,7 @@ def parse_items(items, prefix: str = "", depth: int = 0) -> tuple:
     if depth > MAX_DEPTH:
         raise ConfigError(f"layer {prefix.rstrip('.')}: blocks nested more than {MAX_DEPTH} deep")
     nodes = []
-    for i, item in enumerate(items, 1):
+    for i, item in enumerate(rejoin(items), 1):
         path = f"{prefix}{i}"
         if isinstance(item, str):
             nodes.append(parse_layer(item, path))
@@ -139,6 +139,19 @@ def parse_items(items, prefix: str = "", depth: int = 0) -> tuple:
             raise ConfigError(f"layer {path}: must be a spec string like 'conv:out=64,k=3', "
                               f"{{repeat: N, layers: [...]}} or {{residual: [...], shortcut: [...]}}; got {got}")
     return tuple(nodes)
+
+
+def rejoin(items) -> list:
+    """Undo YAML's split of a flow list at commas: in `[conv:out=64,k=3,p=1, relu]` YAML sees the items
+    'conv:out=64', 'k=3', 'p=1' and 'relu'. An item of key=value pairs alone (an '=' and no ':') cannot
+    start a layer, so it continues the spec before it."""
+    joined: list = []
+    for item in items:
+        if isinstance(item, str) and "=" in item and ":" not in item and joined and isinstance(joined[-1], str):
+            joined[-1] = f"{joined[-1]},{item}"
+        else:
+            joined.append(item)
+    return joined
 
 
 def _keys(item: dict, path: str, allowed: tuple[str, ...]) -> None:
