@@ -278,8 +278,24 @@ def test_refusals_name_the_layer_and_say_why(spec, module, words):
         ("conv:out=4,,k=3", "an empty item (two commas in a row)"),
         ("conv:out=4,k=3,", "a trailing comma"),
         ("conv:,out=4,k=3", "a leading comma"),
-        ("Conv:out=4,k=3", ("unknown layer kind 'Conv'; use one of conv, maxpool, avgpool, convT (they are "
-                            "case-sensitive: did you mean 'conv'?)")),
+        ("Conv:out=4,k=3", ("unknown layer kind 'Conv'; use one of conv, maxpool, avgpool, convT, adaptiveavgpool, "
+                            "adaptivemaxpool, upsample, bn, relu, relu6, gelu, sigmoid, tanh, silu, hardswish, "
+                            "dropout, flatten, linear (they are case-sensitive: did you mean 'conv'?)")),
+        ("BN", "did you mean 'bn'?"),
+        ("batchnorm", "unknown layer kind 'batchnorm'; use one of conv"),
+        ("batchnorm", "(did you mean 'bn'?)"),
+        ("fc:out=10", "(did you mean 'linear'?)"),
+        ("relu:p=1", "unknown key 'p' for relu; it takes inplace"),
+        ("flatten:dim=1", "unknown key 'dim' for flatten; it takes no keys"),
+        ("linear:bias=false", "missing the output features, e.g. out=1000"),
+        ("adaptiveavgpool:k=2", "unknown key 'k' for adaptiveavgpool; it takes out"),
+        ("adaptivemaxpool", "missing the output size, e.g. out=1 or out=7x7"),
+        ("adaptiveavgpool:out=7x", "'7x' is not N or NxM"),
+        ("upsample", "missing the scale factor, e.g. scale=2"),
+        ("upsample:scale=1.5", "'1.5' is not N or NxM"),
+        ("bn:affine=yes", "affine='yes' must be true or false"),
+        ("dropout:p=half", "p='half' must be a probability such as 0.5"),
+        ("dropout:p=0.5,p=0.1", "key 'p' given twice"),
         ("convt:out=4,k=3", "did you mean 'convT'?"),
         ("MAXPOOL:k=2", "did you mean 'maxpool'?"),
         ("conv:out=4,K=3", ("unknown key 'K' for conv; it takes out, k, s, p, d, groups, bias (they are "
@@ -406,10 +422,16 @@ def test_dense_comparison_counts_a_real_linear_layer():
 
 
 def test_json_has_exactly_the_contract_keys():
-    data = chain_shape("3x32x32", ["conv:out=8,k=3,p=1", "maxpool:k=2"]).to_json()
-    assert list(data) == ["input", "layers", "output", "params", "macs"]
-    assert list(data["layers"][0]) == ["layer", "output", "params", "macs", "receptive_field", "jump"]
-    assert data["layers"][1]["layer"] == "maxpool:k=2"
+    data = chain_shape("3x32x32", ["conv:out=8,k=3,p=1", {"residual": ["conv:out=8,k=3,p=1"]}, "maxpool:k=2"]).to_json()
+    assert list(data) == ["input", "layers", "output", "params", "macs", "blocks", "receptive_field", "jump", "dtype",
+                          "activations", "activation_bytes", "peak_bytes", "peak_at", "forward_backward_bytes"]
+    assert list(data["layers"][0]) == ["layer", "output", "params", "macs", "receptive_field", "jump", "path",
+                                       "activations", "bytes"]
+    assert [row["path"] for row in data["layers"]] == ["1", "2.residual.1", "3"]
+    assert data["layers"][2]["layer"] == "maxpool:k=2"
+    assert list(data["blocks"][0]) == ["kind", "output", "params", "macs", "receptive_field", "jump", "path",
+                                       "activations", "bytes"]
+    assert data["blocks"][0]["kind"] == "residual" and data["blocks"][0]["path"] == "2"
 
 
 def test_chain_file(tmp_path):
@@ -423,7 +445,9 @@ def test_chain_file(tmp_path):
     [
         ("input: 3x8x8\nlayer: [conv:out=1,k=1]\n", "unknown key 'layer'"),
         ("input: 3x8x8\nlayers: []\n", "'layers' must be a non-empty list"),
-        ("layers:\n  - {conv: {out: 1}}\n", "layers[1] must be a spec string"),
+        ("layers:\n  - {conv: {out: 1}}\n", "layer 1: must be a spec string like 'conv:out=64,k=3', {repeat: N, "
+                                          "layers: [...]} or {residual: [...], shortcut: [...]}; got a mapping with "
+                                          "keys 'conv'"),
         ("layers: [conv:out=1,k=1\n", "YAML error (line 2"),
         ("input: 3x8x8\ninput: 3x9x9\nlayers: [conv:out=1,k=1]\n", "key 'input' appears twice"),
         ("- conv:out=1,k=1\n", "expected a mapping"),

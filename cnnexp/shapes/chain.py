@@ -180,9 +180,9 @@ def shape_from_flags(
     elif path is not None:
         if layers:
             raise ConfigError("give the layers either with --layer or in the --from file, not both")
-        file_input, layers = load_chain(path)
         if input is not None:
             parse_input(input)  # a bad --input is the flag's fault, so its message names the flag, not the file
+        file_input, layers = load_chain(path)
         input = file_input if input is None else input  # the flag overrides the file
         if input is None:
             raise ConfigError(f"{path}: no 'input' in the file; add input: CxHxW or pass --input")
