@@ -51,7 +51,9 @@ def _pool_padding(draw, k, odds: int):
 @st.composite
 def layers(draw, channels: int, odds: int):
     """A layer as (spec text, torch module, output channels), both built from the same drawn values."""
-    kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "convT"]))
+    kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "convT", "other"]))
+    if kind == "other":
+        return draw(simple_layers(channels, odds))
     k = draw(geometry(1, 5, odds))
     keys = {"k": _text(k)}
     kw = {"kernel_size": k}
@@ -95,9 +97,51 @@ def layers(draw, channels: int, odds: int):
     return spec, lambda: module[kind](**kw), out
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+               "silu": nn.SiLU, "hardswish": nn.Hardswish}
+
+
+@st.composite
+def simple_layers(draw, channels: int, odds: int):
+    """The kinds without a kernel: batch norm, activations, dropout, upsample, adaptive pools."""
+    kind = draw(st.sampled_from(["bn", "act", "dropout", "upsample", "adaptiveavgpool", "adaptivemaxpool"]))
+    if kind == "bn":
+        affine = draw(st.booleans())
+        return f"bn:affine={str(affine).lower()}", lambda: nn.BatchNorm2d(channels, affine=affine), channels
+    if kind == "act":
+        name = draw(st.sampled_from(sorted(ACTIVATIONS)))
+        return name, ACTIVATIONS[name], channels
+    if kind == "dropout":
+        p = rarely(draw, st.sampled_from([0.0, 0.2, 0.5, 1.0]), st.sampled_from([1.5, 2.0]), odds)
+        return f"dropout:p={p}", lambda: nn.Dropout(p), channels
+    if kind == "upsample":
+        scale = draw(geometry(1, 2, odds))
+        pair = scale if isinstance(scale, tuple) else (scale, scale)
+        return f"upsample:scale={_text(scale)}", lambda: nn.Upsample(scale_factor=tuple(map(float, pair))), channels
+    out = draw(geometry(1, 6, odds))
+    module = nn.AdaptiveAvgPool2d if kind == "adaptiveavgpool" else nn.AdaptiveMaxPool2d
+    return f"{kind}:out={_text(out)}", lambda: module(out), channels
+
+
+@st.composite
+def heads(draw, odds: int):
+    """flatten, then linear layers (with activations, dropout or a BatchNorm1d between them)."""
+    specs, makers = ["flatten"], [nn.Flatten]
+    for _ in range(draw(st.integers(1, 2))):
+        if draw(st.booleans()):
+            name = draw(st.sampled_from(["relu", "tanh", "dropout", "bn"]))
+            specs.append(name)
+            makers.append({"dropout": nn.Dropout, "bn": nn.LazyBatchNorm1d, **ACTIVATIONS}[name])
+        out, bias = rarely(draw, st.integers(1, 5), st.just(0), odds), draw(st.booleans())
+        specs.append(f"linear:out={out}" + ("" if bias else ",bias=false"))
+        makers.append(lambda out=out, bias=bias: nn.LazyLinear(out, bias=bias))
+    return specs, makers
+
+
 @st.composite
 def chains(draw, side=st.integers(8, 48), length=st.integers(1, 4), odds: int = 25):
-    """Random chains, mostly valid; `odds` sets how often a value is drawn from outside the usual range."""
+    """Random chains, mostly valid; `odds` sets how often a value is drawn from outside the usual range.
+    One in three ends with a classifier head."""
     tiny = st.integers(1, 7)
     c, h, w = draw(st.integers(1, 6)), rarely(draw, side, tiny, odds), rarely(draw, side, tiny, odds)
     specs, makers = [], []
@@ -106,6 +150,10 @@ def chains(draw, side=st.integers(8, 48), length=st.integers(1, 4), odds: int = 
         spec, make, channels = draw(layers(channels, odds))
         specs.append(spec)
         makers.append(make)
+    if draw(st.integers(0, 2)) == 0:
+        head_specs, head_makers = draw(heads(odds))
+        specs += head_specs
+        makers += head_makers
     return (c, h, w), specs, makers
 
 
@@ -117,7 +165,7 @@ def torch_chain(shape, makers):
         warnings.simplefilter("ignore")  # e.g. 'same' with an even kernel warns but works
         try:
             for make in makers:
-                module = make()
+                module = make().eval()  # eval: a batch norm of batch 1 on a 1x1 map is fine in eval mode
                 x = module(x)
                 rows.append((tuple(x.shape[1:]), sum(p.numel() for p in module.parameters())))
         except (RuntimeError, ValueError, TypeError):
@@ -161,7 +209,7 @@ def test_macs_agree_with_torch_flop_counter(chain):
         warnings.simplefilter("ignore")
         x = torch.zeros(1, *shape)
         for make in makers:
-            x = make()(x)
+            x = make().eval()(x)
     # torch counts a multiply-accumulate as 2 flops, and pools as none, as cnnexp does
     assert chain_shape(shape, specs).macs == counter.get_total_flops() // 2
 
@@ -606,6 +654,10 @@ def test_shipped_networks_match_torch_layer_by_layer(name):
             assert row.params == sum(p.numel() for p in module.parameters()), row.path
     assert net.params == sum(p.numel() for p in model.parameters()) == TORCHVISION_PARAMS[name]
     assert net.macs == counter.get_total_flops() // 2 and counter.get_total_flops() % 2 == 0
+    # memory: every output (layers and adds), and torchinfo's figure: twice the outputs of layers with params
+    assert net.activations == sum(out.numel() for _, out in steps)
+    assert net.forward_backward == 2 * sum(out.numel() for m, out in steps
+                                           if not isinstance(m, Add) and any(True for _ in m.parameters()))
     assert [row.params for row in net.rows if row.kind == "residual"] == \
            [sum(p.numel() for p in m.parameters()) for m, _ in steps if isinstance(m, Add)]
 
@@ -640,3 +692,170 @@ def test_shipped_networks_receptive_fields_match_autograd(name):
         assert row.receptive_field == (int(r.max() - r.min()) + 1, int(c.max() - c.min()) + 1), row.path
         checked += 1
     assert checked >= 8
+
+
+# ------------------------------------------------------------------------------ the new kinds, one by one
+
+
+def autograd_field(modules, size: int) -> tuple[int, int]:
+    """Rows and columns of input pixels behind one interior output element (weights averaging, input ones)."""
+    with torch.no_grad():
+        for m in modules:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.fill_(1 / m.weight[0].numel())
+    x = torch.ones(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    y = nn.Sequential(*modules).double()(x)
+    y[(0, *(n // 2 for n in y.shape[1:]))].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+    return int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1
+
+
+@pytest.mark.parametrize(
+    "specs, modules, size",
+    [
+        (["conv:out=1,k=3", "adaptiveavgpool:out=4", "conv:out=1,k=3"],
+         lambda: [nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(4), nn.Conv2d(1, 1, 3)], 18),  # a window of 4, stride 4
+        (["conv:out=1,k=3", "adaptivemaxpool:out=1"], lambda: [nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(1)], 9),
+        (["conv:out=1,k=3", "upsample:scale=2", "conv:out=1,k=3"],
+         lambda: [nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2.0), nn.Conv2d(1, 1, 3)], 16),
+        (["conv:out=1,k=3,s=2", "flatten", "linear:out=3", "relu", "linear:out=2"],
+         lambda: [nn.Conv2d(1, 1, 3, 2), nn.Flatten(), nn.Linear(16, 3), nn.ReLU(), nn.Linear(3, 2)], 9),
+        (["conv:out=1,k=3", "bn", "gelu", "dropout", "sigmoid", "conv:out=1,k=3"],
+         lambda: [nn.Conv2d(1, 1, 3), nn.BatchNorm2d(1).eval(), nn.GELU(), nn.Dropout().eval(), nn.Sigmoid(),
+                  nn.Conv2d(1, 1, 3)], 12),
+    ],
+)
+def test_receptive_field_of_the_new_kinds_matches_autograd(specs, modules, size):
+    """An adaptive pool counts as its window (max pool probed as average: the same window); a linear layer
+    after a flatten sees the whole grid; elementwise layers keep the field."""
+    net = chain_shape(f"1x{size}x{size}", specs)
+    assert net.receptive_field == autograd_field(modules(), size)
+
+
+@pytest.mark.parametrize(
+    "branch, shortcut",
+    [
+        ([nn.Conv2d(1, 1, 3, padding=1), nn.ReLU(), nn.Conv2d(1, 1, 3, padding=1)], []),
+        ([nn.Conv2d(1, 1, 1)], [nn.Conv2d(1, 1, 5, padding=2)]),  # the shortcut is the longer path
+        ([nn.Conv2d(1, 1, 3, 2, 1), nn.Conv2d(1, 1, 3, padding=1)], [nn.Conv2d(1, 1, 1, 2)]),  # ResNet's downsample
+    ],
+)
+def test_residual_block_field_is_its_longer_paths(branch, shortcut):
+    def spec(m):
+        return "relu" if isinstance(m, nn.ReLU) else \
+            f"conv:out=1,k={m.kernel_size[0]},s={m.stride[0]},p={m.padding[0]}"
+
+    block = {"residual": [spec(m) for m in branch], "shortcut": [spec(m) for m in shortcut]}
+    net = chain_shape("1x16x16", ["conv:out=1,k=3", block, "conv:out=1,k=3"])
+    modules = [nn.Conv2d(1, 1, 3), Add(branch, shortcut), nn.Conv2d(1, 1, 3)]
+    with torch.no_grad():
+        for m in modules[1].modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(1 / m.weight[0].numel())
+    x = torch.ones(1, 1, 16, 16)
+    assert net.output == tuple(nn.Sequential(*modules)(x).shape[1:])
+    assert net.receptive_field == autograd_field(modules, 16)
+    assert net.params == sum(p.numel() for m in modules for p in m.parameters())
+
+
+def test_rows_paths_and_block_totals():
+    net = chain_shape("2x8x8", ["conv:out=4,k=3,p=1",
+                                {"repeat": 2, "layers": [{"residual": ["conv:out=4,k=3,p=1", "bn"]}, "relu"]},
+                                "flatten", "linear:out=3"])
+    assert [(r.path, r.layer) for r in net.rows] == [
+        ("1", "conv:out=4,k=3,p=1"),
+        ("2.1.1.residual.1", "conv:out=4,k=3,p=1"), ("2.1.1.residual.2", "bn"), ("2.1.1", "residual (total)"),
+        ("2.1.2", "relu"),
+        ("2.2.1.residual.1", "conv:out=4,k=3,p=1"), ("2.2.1.residual.2", "bn"), ("2.2.1", "residual (total)"),
+        ("2.2.2", "relu"),
+        ("2", "repeat x2 (total)"), ("3", "flatten"), ("4", "linear:out=3")]
+    assert [r.depth for r in net.rows][:5] == [0, 2, 2, 1, 1]
+    block = (4 * 4 * 9 + 4) + 2 * 4  # conv + bn
+    assert net.rows[3].params == block and net.rows[9].params == 2 * block
+    assert net.output == (3,) and net.rows[-2].output == (256,)
+    assert net.params == 2 * 4 * 9 + 4 + 2 * block + 256 * 3 + 3
+
+
+def test_flow_lists_split_by_yaml_are_rejoined(tmp_path):
+    """YAML reads `[conv:out=8,k=3,p=1, relu]` as four items; the key=value pieces go back to their spec."""
+    flow, block = tmp_path / "flow.yaml", tmp_path / "block.yaml"
+    flow.write_text("input: 3x8x8\nlayers:\n  - residual: [conv:out=3,k=3,p=1, bn, relu, conv:out=3, k=1]\n")
+    block.write_text("input: 3x8x8\nlayers:\n  - residual:\n    - conv:out=3,k=3,p=1\n    - bn\n    - relu\n"
+                     "    - conv:out=3,k=1\n")
+    assert shape_from_flags(path=flow) == shape_from_flags(path=block)
+    assert [r.layer for r in shape_from_flags(path=flow).rows][-2] == "conv:out=3,k=1"
+
+
+def test_memory_peak_and_dtype_by_hand():
+    """Input 1x4x4 (16 elements). In the branch x stays alive: 16 + 32 (first conv), then 16 + 32 + 16 = 64
+    (second conv); the projection shortcut: 16 (branch output) + 16 (x) + 16; the add: 16 + 16 + 16."""
+    block = {"residual": ["conv:out=2,k=1", "conv:out=1,k=1"], "shortcut": ["conv:out=1,k=1"]}
+    net = chain_shape("1x4x4", [block], dtype="float16")
+    assert (net.peak, net.peak_at) == (64, "1.residual.2")
+    assert net.activations == 32 + 16 + 16 + 16  # three convs and the add
+    assert net.to_json()["peak_bytes"] == 128 and net.to_json()["activation_bytes"] == 160
+    assert net.forward_backward == 2 * (32 + 16 + 16)
+    plain = chain_shape("1x4x4", ["conv:out=8,k=1", "relu", "maxpool:k=2"])
+    assert (plain.peak, plain.peak_at) == (128 + 128, "2")  # relu: its input and output, 128 each
+    with pytest.raises(ConfigError, match="--dtype 'float8': use one of float32, float16, bfloat16"):
+        chain_shape("1x4x4", ["relu"], dtype="float8")
+
+
+@pytest.mark.parametrize(
+    "chain, error, words",
+    [
+        (["conv:out=4,k=3", "linear:out=10"], ShapeError,
+         "layer 2 'linear:out=10': linear takes a flat input, but gets 4 x 6 x 6; put a flatten before it "
+         "(giving 144)"),
+        (["flatten", "conv:out=4,k=3"], ShapeError,
+         "layer 2 'conv:out=4,k=3': conv needs a C x H x W input, but its input is flat (192); put it before the "
+         "flatten"),
+        (["flatten", "adaptiveavgpool:out=1"], ShapeError, "adaptiveavgpool needs a C x H x W input"),
+        (["flatten", "linear:out=0"], ShapeError, "layer 2 'linear:out=0': out=0 features"),
+        (["adaptiveavgpool:out=0x2"], ShapeError, "out=0x2; an adaptive pool's output must be at least 1x1"),
+        (["upsample:scale=0"], ShapeError, "scale=0 must be at least 1"),
+        (["dropout:p=1.5"], ShapeError, "p=1.5 must be between 0 and 1"),
+        ([{"residual": ["conv:out=4,k=3,p=1"]}], ShapeError,
+         "block 1 (residual): the residual branch gives 4 x 8 x 8 but the identity shortcut gives 3 x 8 x 8; "
+         "they must match to be added"),
+        (["relu", {"repeat": 1, "layers": [{"residual": ["conv:out=3,k=3,s=2,p=1"], "shortcut": ["maxpool:k=3"]}]}],
+         ShapeError, "block 2.1.1 (residual): the residual branch gives 3 x 4 x 4 but the shortcut gives 3 x 2 x 2"),
+        ([{"residual": ["conv:out=3,k=9"]}], ShapeError, "layer 1.residual.1 'conv:out=3,k=9': the effective kernel"),
+        ([{"repeat": 2, "layers": ["relu", "conv:out=3,k=5"]}], ShapeError, "layer 1.2.2 'conv:out=3,k=5'"),
+        ([{"repeat": 0, "layers": ["relu"]}], ConfigError, "layer 1: repeat: 0 must be a whole number from 1 to"),
+        ([{"repeat": True, "layers": ["relu"]}], ConfigError, "repeat: True must be a whole number"),
+        ([{"repeat": "2", "layers": ["relu"]}], ConfigError, "repeat: '2' must be a whole number"),
+        ([{"repeat": 2}], ConfigError, "layer 1: a repeat block needs 'layers', a non-empty list"),
+        ([{"repeat": 2, "layers": ["relu"], "times": 3}], ConfigError,
+         "layer 1: unknown key 'times' in a repeat block; it takes repeat and layers"),
+        ([{"residual": []}], ConfigError, "layer 1: 'residual' must be a non-empty list of layers"),
+        ([{"residual": "conv:out=3,k=1"}], ConfigError, "'residual' must be a non-empty list of layers"),
+        ([{"residual": ["relu"], "shortcut": "relu"}], ConfigError, "'shortcut' must be a non-empty list"),
+        ([{"residual": ["relu"], "skip": ["relu"]}], ConfigError, "unknown key 'skip' in a residual block"),
+        ([{"residual": [["relu"]]}], ConfigError, "layer 1.residual.1: must be a spec string"),
+        ([{"residual": ["relu", {"residual": ["rleu"]}]}], ConfigError,
+         "layer 1.residual.2.residual.1 'rleu': unknown layer kind 'rleu'"),
+        ([7], ConfigError, "layer 1: must be a spec string like 'conv:out=64,k=3'"),
+        ([{"repeat": 10_000, "layers": ["relu", "relu"]}], ConfigError,
+         "the chain expands to 20,001 rows, more than 10,000; lower a repeat count"),
+    ],
+)
+def test_bad_blocks_and_flat_layers_are_refused_naming_the_path(chain, error, words):
+    with pytest.raises(error) as caught:
+        chain_shape("3x8x8", chain)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_deeply_nested_blocks_are_refused():
+    chain: list = ["relu"]
+    for _ in range(40):
+        chain = [{"residual": chain}]
+    with pytest.raises(ConfigError, match="blocks nested more than 32 deep"):
+        chain_shape("3x8x8", chain)
+
+
+def test_shipped_network_files_need_no_flags():
+    """Each file holds its input; ResNet-18 ends as torchvision's does."""
+    net = shape_from_flags(path=NETS / "resnet18.yaml")
+    assert net.input == (3, 224, 224) and net.output == (1000,)
+    assert [r.output for r in net.rows if r.layer == "adaptiveavgpool:out=1"] == [(512, 1, 1)]

@@ -173,7 +173,7 @@ def _repeat(item: dict, path: str, depth: int) -> Repeat:
     _keys(item, path, ("repeat", "layers"))
     times = item["repeat"]
     if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= MAX_LAYERS:
-        raise ConfigError(f"layer {path}: repeat: {short(str(times))} must be a whole number from 1 to "
+        raise ConfigError(f"layer {path}: repeat: {repr(times)[:40]} must be a whole number from 1 to "
                           f"{MAX_LAYERS:,}")
     layers = item.get("layers")
     if not isinstance(layers, list) or not layers:
