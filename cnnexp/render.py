@@ -246,11 +246,7 @@ def chain_table(net):
         if row.is_block:
             table.rows[index].style = "bold"
     table.rows[-2].end_section = True  # a rule above the totals
-    table.caption = (
-        "RF: receptive field, jump: effective stride (input pixels); activations: elements each row writes per "
-        f"sample.\nPeak activation memory of an inference forward: {_bytes(net.peak * size)} "
-        f"(at {net.peak_at}); torchinfo's forward/backward pass size: {_bytes(net.forward_backward * size)}."
-    )
+    table.caption = "RF: receptive field, jump: effective stride (input pixels); activations: per sample"
     table.caption_justify = "left"
     return table
 
@@ -262,6 +258,13 @@ def print_chain(out, net, single: bool) -> None:
         for name, formula in zip("HW", net.layers[0].formula):
             out.print(f"{name}_out = {formula}", highlight=False)
     show(out, chain_table(net))
+    size = net.itemsize
+    out.print(
+        f"Activation memory per sample ({net.dtype}): {_bytes(net.activations * size)} written, peak "
+        f"{_bytes(net.peak * size)} alive at once in an inference forward (at {net.peak_at}); torchinfo's "
+        f"forward/backward pass size: {_bytes(net.forward_backward * size)}.",
+        highlight=False, soft_wrap=True,
+    )
     # rounded in integers: a float quotient would print noise digits for the huge counts of huge inputs
     ratio = (2 * net.dense_params + net.params) // (2 * net.params) if net.params else 0
     out.print(
