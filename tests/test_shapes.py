@@ -168,7 +168,7 @@ def torch_chain(shape, makers):
                 module = make().eval()  # eval: a batch norm of batch 1 on a 1x1 map is fine in eval mode
                 x = module(x)
                 rows.append((tuple(x.shape[1:]), sum(p.numel() for p in module.parameters())))
-        except (RuntimeError, ValueError, TypeError):
+        except (RuntimeError, ValueError, TypeError, IndexError):  # IndexError: a batch norm of 0 features
             return None
     # Some ConvTranspose2d backends return an empty tensor where others raise "Output size is too small";
     # an output of size 0 is a refusal either way (the rule, and torch's own for most kernels).
