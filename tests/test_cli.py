@@ -303,8 +303,9 @@ def test_python_m_cnnexp_error_has_no_traceback():
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == "error: layer 1 'pool:k=2': unknown layer kind 'pool'; use one of conv, " \
-                                    "maxpool, avgpool, convT, adaptiveavgpool, adaptivemaxpool, upsample, bn, relu, " \
-                                    "relu6, gelu, sigmoid, tanh, silu, hardswish, dropout, flatten, linear"
+                                    "maxpool, avgpool, convT, adaptiveavgpool, adaptivemaxpool, upsample, bn, identity, " \
+                                    "relu, relu6, gelu, sigmoid, tanh, silu, hardswish, leakyrelu, dropout, flatten, " \
+                                    "linear"
 
 
 def test_conv_check_agrees_and_exits_0():

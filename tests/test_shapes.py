@@ -98,7 +98,7 @@ def layers(draw, channels: int, odds: int):
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-               "silu": nn.SiLU, "hardswish": nn.Hardswish}
+               "silu": nn.SiLU, "hardswish": nn.Hardswish, "leakyrelu": nn.LeakyReLU, "identity": nn.Identity}
 
 
 @st.composite
@@ -327,8 +327,10 @@ def test_refusals_name_the_layer_and_say_why(spec, module, words):
         ("conv:out=4,k=3,", "a trailing comma"),
         ("conv:,out=4,k=3", "a leading comma"),
         ("Conv:out=4,k=3", ("unknown layer kind 'Conv'; use one of conv, maxpool, avgpool, convT, adaptiveavgpool, "
-                            "adaptivemaxpool, upsample, bn, relu, relu6, gelu, sigmoid, tanh, silu, hardswish, "
-                            "dropout, flatten, linear (they are case-sensitive: did you mean 'conv'?)")),
+                            "adaptivemaxpool, upsample, bn, identity, relu, relu6, gelu, sigmoid, tanh, silu, "
+                            "hardswish, leakyrelu, dropout, flatten, linear (they are case-sensitive: did you mean "
+                            "'conv'?)")),
+        ("bn:eps=small", "eps='small' must be a number such as 0.001"),
         ("BN", "did you mean 'bn'?"),
         ("batchnorm", "unknown layer kind 'batchnorm'; use one of conv"),
         ("batchnorm", "(did you mean 'bn'?)"),
@@ -681,9 +683,11 @@ def test_shipped_networks_receptive_fields_match_autograd(name):
     x = torch.ones(1, 1, size, size, dtype=torch.float64, requires_grad=True)
     steps = traced(model, x)
     rows = [r for r in net.rows if r.kind != "repeat"]
-    checked = 0
+    checked, before = 0, None
     for row, (_, out) in zip(rows, steps):
-        if len(row.output) != 3 or row.kind in ("bn", "relu", "relu6"):  # flat, or the field of the row before
+        # every add, and every layer that widens the field (the others keep the field of the row before)
+        widens, before = row.receptive_field != before, row.receptive_field
+        if len(row.output) != 3 or not (widens or row.kind == "residual"):
             continue
         h, w = out.shape[2] // 2, out.shape[3] // 2
         (grad,) = torch.autograd.grad(out[0, 0, h, w], x, retain_graph=True)
@@ -836,6 +840,9 @@ def test_memory_peak_and_dtype_by_hand():
         ([{"residual": ["relu", {"residual": ["rleu"]}]}], ConfigError,
          "layer 1.residual.2.residual.1 'rleu': unknown layer kind 'rleu'"),
         ([7], ConfigError, "layer 1: must be a spec string like 'conv:out=64,k=3'"),
+        ([{"conv": {"out": 4}}], ConfigError, "got a mapping with keys 'conv'"),
+        (["flatten", "linear:in=100,out=2"], ShapeError, "layer 2 'linear:in=100,out=2': in=100, but the flat input "
+                                                         "has 192 features"),
         ([{"repeat": 10_000, "layers": ["relu", "relu"]}], ConfigError,
          "the chain expands to 20,001 rows, more than 10,000; lower a repeat count"),
     ],
@@ -844,6 +851,22 @@ def test_bad_blocks_and_flat_layers_are_refused_naming_the_path(chain, error, wo
     with pytest.raises(error) as caught:
         chain_shape("3x8x8", chain)
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_yaml_spellings_of_a_layer_and_of_the_identity_shortcut(tmp_path):
+    """`- conv: out=4,k=3` (YAML makes it a one-key mapping) is `conv:out=4,k=3`; `shortcut: identity` and an
+    empty shortcut are the identity; bn's eps and momentum, and linear's `in`, are accepted."""
+    path = tmp_path / "net.yaml"
+    path.write_text("input: 3x8x8\nlayers:\n  - conv: out=3,k=3,p=1\n  - bn: eps=1e-3,momentum=0.01\n"
+                    "  - residual: [identity, relu]\n    shortcut: identity\n  - residual: [relu]\n    shortcut: []\n"
+                    "  - flatten:\n  - linear: in=192,out=2\n")
+    plain = chain_shape("3x8x8", ["conv:out=3,k=3,p=1", "bn", {"residual": ["identity", "relu"]}, {"residual": ["relu"]},
+                                  "flatten", "linear:out=2"])
+    net = shape_from_flags(path=path)
+    assert [r.layer for r in net.rows][:2] == ["conv:out=3,k=3,p=1", "bn:eps=1e-3,momentum=0.01"]
+    assert (net.output, net.params, net.macs) == (plain.output, plain.params, plain.macs)
+    assert net.params == sum(p.numel() for m in (nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3, 1e-3, 0.01), nn.Linear(192, 2))
+                             for p in m.parameters())
 
 
 def test_deeply_nested_blocks_are_refused():

@@ -2,12 +2,12 @@
 parameters, MACs, receptive field, jump and activations, the totals, and the inference memory peak.
 
     >>> net = chain_shape("3x56x56", [{"residual": ["conv:out=3,k=3,p=1", "bn"]}, "relu"])
-    >>> [(r.path, r.layer, r.params) for r in net.rows]
-    [('1.residual.1', 'conv:out=3,k=3,p=1', 84), ('1.residual.2', 'bn', 6), ('1', 'residual (total)', 90), ('2', 'relu', 0)]
+    >>> [(r.path, r.params) for r in net.rows]
+    [('1.residual.1', 84), ('1.residual.2', 6), ('1', 90), ('2', 0)]
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnnexp.errors import CnnexpError, ConfigError, ShapeError
@@ -46,8 +46,7 @@ def chain_shape(input: str | tuple, specs: list, dtype: str = "float32") -> Chai
         ShapeError: a layer PyTorch would refuse, or a residual block whose two branches do not match, with
             the layer's path, spec and the reason.
     """
-    if dtype not in DTYPES:
-        raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    _check_dtype(dtype)
     shape = parse_input(input) if isinstance(input, str) else tuple(input)
     if not specs:
         raise ConfigError("no layers: give at least one --layer (or a SIZE and --kernel)")
@@ -77,6 +76,11 @@ def chain_shape(input: str | tuple, specs: list, dtype: str = "float32") -> Chai
         forward_backward=2 * sum(r.activations for r in layers if r.params),
         dtype=dtype,
     )
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
 
 
 def _walk(nodes, prefix: str, view: View, held: int, input_held: bool, walk: _Walk) -> tuple[View, bool]:
@@ -169,8 +173,7 @@ def shape_from_flags(
         ConfigError: no form, or two at once, or a form missing its input or kernel.
         ShapeError: a layer PyTorch would refuse.
     """
-    if dtype not in DTYPES:
-        raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    _check_dtype(dtype)
     if size is not None:
         if layers or path or input is not None:
             raise ConfigError("give either SIZE (one conv layer) or --input with --layer/--from (a chain), not both")

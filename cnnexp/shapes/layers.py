@@ -24,7 +24,7 @@ from cnnexp.errors import ShapeError
 from cnnexp.shapes.types import INT64_MAX, Pair, View, check_numel, dims, fmt, tidy
 
 # Key types: what a value must look like (parse.py reads them).
-INT, PAIR, PADDING, BOOL, PROB = "int", "pair", "padding", "bool", "probability"
+INT, PAIR, PADDING, BOOL, PROB, FLOAT = "int", "pair", "padding", "bool", "probability", "float"
 _CONV = {"out": INT, "k": PAIR, "s": PAIR, "p": PADDING, "d": PAIR, "groups": INT, "bias": BOOL}
 _INPLACE = {"inplace": BOOL}  # accepted where PyTorch has it; it changes no figure here
 
@@ -37,7 +37,8 @@ KINDS: dict[str, dict[str, str]] = {
     "adaptiveavgpool": {"out": PAIR},                                              # nn.AdaptiveAvgPool2d
     "adaptivemaxpool": {"out": PAIR},                                              # nn.AdaptiveMaxPool2d
     "upsample": {"scale": PAIR},                                                   # nn.Upsample, nearest
-    "bn": {"affine": BOOL},                                          # nn.BatchNorm2d (BatchNorm1d when flat)
+    "bn": {"affine": BOOL, "eps": FLOAT, "momentum": PROB},          # nn.BatchNorm2d (BatchNorm1d when flat)
+    "identity": {},                                                                # nn.Identity
     "relu": _INPLACE,
     "relu6": _INPLACE,
     "gelu": {},
@@ -45,9 +46,10 @@ KINDS: dict[str, dict[str, str]] = {
     "tanh": {},
     "silu": _INPLACE,
     "hardswish": _INPLACE,
+    "leakyrelu": {"slope": FLOAT, "inplace": BOOL},
     "dropout": {"p": PROB, "inplace": BOOL},
     "flatten": {},                                                                 # nn.Flatten()
-    "linear": {"out": INT, "bias": BOOL},                                          # nn.Linear
+    "linear": {"out": INT, "bias": BOOL, "in": INT},                               # nn.Linear
 }
 REQUIRED = {  # key -> the hint when it is missing
     "conv": {"k": "the kernel size, e.g. k=3", "out": "the output channels, e.g. out=64"},
@@ -64,7 +66,7 @@ ALIASES = {"batchnorm": "bn", "batchnorm2d": "bn", "fc": "linear", "dense": "lin
 CONVOLUTIONS = ("conv", "convT")
 POOLS = ("maxpool", "avgpool")
 ADAPTIVE = ("adaptiveavgpool", "adaptivemaxpool")
-ELEMENTWISE = ("relu", "relu6", "gelu", "sigmoid", "tanh", "silu", "hardswish", "dropout")
+ELEMENTWISE = ("identity", "relu", "relu6", "gelu", "sigmoid", "tanh", "silu", "hardswish", "leakyrelu", "dropout")
 SPATIAL = (*CONVOLUTIONS, *POOLS, *ADAPTIVE, "upsample")  # need a C x H x W input
 
 
@@ -87,6 +89,7 @@ class Layer:
     scale: Pair = (1, 1)  # an upsample's factor
     affine: bool = True  # a batch norm's learnt scale and shift
     p: float = 0.5  # a dropout's probability
+    features_in: int | None = None  # a linear layer's `in`, when the spec states it (checked against the input)
 
 
 def step(layer: Layer, where: str, view: View) -> tuple[View, int, int, tuple[str, str]]:
@@ -135,6 +138,8 @@ def _linear(layer: Layer, where: str, view: View) -> tuple[View, int, int, tuple
     n_in, n_out = view.shape[0], layer.out
     if n_out < 1:
         raise ShapeError(f"{where}: out={n_out} features; PyTorch needs at least 1")
+    if layer.features_in is not None and layer.features_in != n_in:
+        raise ShapeError(f"{where}: in={layer.features_in}, but the flat input has {n_in} features")
     check_numel((n_out, n_in), f"{where}: the weight", ShapeError)
     # every output feature sees the whole grid the flatten laid out: a global pool's window
     rf, jump = zip(*(_receptive(g, 1, g, view.receptive_field[a], view.jump[a]) for a, g in enumerate(view.grid)))

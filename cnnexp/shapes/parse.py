@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnexp.errors import ConfigError
-from cnnexp.shapes.layers import ALIASES, BOOL, INT, KINDS, PADDING, PAIR, POOLS, PROB, REQUIRED, Layer
+from cnnexp.shapes.layers import ALIASES, BOOL, FLOAT, INT, KINDS, PADDING, PAIR, POOLS, PROB, REQUIRED, Layer
 from cnnexp.shapes.types import INT as INT_TEXT
 from cnnexp.shapes.types import INT64_MAX, case_hint, check_numel, parse_input, parse_int, parse_pair, short
 
@@ -87,6 +87,8 @@ def parse_layer(spec: str, index: int | str = 1) -> Layer:
     if kind == "dropout":
         fields["p"] = values.get("p", 0.5)
         fields.pop("padding", None)
+    if "in" in values:
+        fields["features_in"] = values["in"]
     if "out" in values:
         fields["size" if keys["out"] == PAIR else "out"] = values["out"]
     fields.setdefault("stride", kernel if kind in POOLS else (1, 1))
@@ -103,9 +105,10 @@ def _value(kind: str, key: str, value: str, where: str):
         return None if value.lower() == "same" else (0, 0)
     if kind in (PAIR, PADDING):
         return parse_pair(value, f"{where}: {key}")
-    if kind == PROB:
+    if kind in (PROB, FLOAT):
         if not _FLOAT.fullmatch(value.lower()):
-            raise ConfigError(f"{where}: {key}={short(value)} must be a probability such as 0.5")
+            raise ConfigError(f"{where}: {key}={short(value)} must be a "
+                              + ("probability such as 0.5" if kind == PROB else "number such as 0.001"))
         return float(value)
     if kind == INT and INT_TEXT.fullmatch(value):
         return parse_int(value, f"{where}: {key}")
@@ -128,6 +131,10 @@ def parse_items(items, prefix: str = "", depth: int = 0) -> tuple:
     nodes = []
     for i, item in enumerate(rejoin(items), 1):
         path = f"{prefix}{i}"
+        if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in KINDS:
+            kind, body = next(iter(item.items()))  # `- conv: out=64,k=3` is YAML for {conv: 'out=64,k=3'}
+            if body is None or isinstance(body, (str, int, float)) and not isinstance(body, bool):
+                item = kind if body is None else f"{kind}:{body}"
         if isinstance(item, str):
             nodes.append(parse_layer(item, path))
         elif isinstance(item, dict) and "repeat" in item:
@@ -162,7 +169,7 @@ def _keys(item: dict, path: str, allowed: tuple[str, ...]) -> None:
 
 
 def _branch(value, path: str, key: str, depth: int, empty_ok: bool) -> tuple:
-    if value is None and empty_ok:
+    if empty_ok and (value is None or value == "identity"):
         return ()
     if not isinstance(value, list) or (not value and not empty_ok):
         raise ConfigError(f"layer {path}: '{key}' must be a non-empty list of layers, got {short(str(value))}")
