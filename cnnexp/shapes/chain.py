@@ -7,13 +7,13 @@ parameters, MACs, receptive field, jump and activations, the totals, and the inf
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cnnexp.errors import CnnexpError, ConfigError, ShapeError
 from cnnexp.shapes.layers import step
 from cnnexp.shapes.parse import MAX_LAYERS, Repeat, Residual, count_rows, load_chain, parse_items, single_conv
-from cnnexp.shapes.types import DTYPES, ChainShape, LayerShape, View, dims, numel, parse_input
+from cnnexp.shapes.types import DTYPES, ChainShape, LayerShape, View, dims, numel, parse_input, tidy
 
 
 @dataclass
@@ -55,7 +55,7 @@ def chain_shape(input: str | tuple, specs: list, dtype: str = "float32") -> Chai
         raise ConfigError(f"the chain expands to {count_rows(nodes):,} rows, more than {MAX_LAYERS:,}; "
                           "lower a repeat count")
     walk = _Walk([])
-    view = View(shape)
+    view = View(shape, input_size=shape[1:])
     walk.live(numel(shape), "input")
     view, _ = _walk(nodes, "", view, 0, False, walk)
     layers = [r for r in walk.rows if not r.is_block]
@@ -128,11 +128,25 @@ def _residual(node: Residual, path: str, x: View, held: int, input_held: bool, w
     n = numel(a.shape)
     # the add: both operands and the sum alive (x itself, when it is the identity shortcut, is b)
     walk.live(held + (0 if input_held and not node.shortcut else numel(b.shape)) + 2 * n, path)
-    longer = max((a, b), key=lambda v: v.receptive_field)
-    out = View(a.shape, tuple(max(p, q) for p, q in zip(a.receptive_field, b.receptive_field)),
-               longer.jump, a.grid)
+    out = _union(a, b)
     walk.rows.append(_total(walk.rows[first:], path, "residual (total)", "residual", out, n))
     return out
+
+
+def _union(a: View, b: View) -> View:
+    """The field of a sum: per axis, the span of both branches' fields where they move alike (the same jump);
+    else the longer path's."""
+    fields = []
+    for axis in (0, 1):
+        if a.jump[axis] != b.jump[axis]:
+            longer = max((a, b), key=lambda v: v.receptive_field[axis])
+            fields.append((longer.receptive_field[axis], longer.jump[axis], longer.start[axis]))
+            continue
+        start = min(a.start[axis], b.start[axis])
+        end = max(v.start[axis] + v.receptive_field[axis] for v in (a, b))
+        fields.append((end - start, a.jump[axis], start))
+    rf, jump, start = (tuple(tidy(f[i]) for f in fields) for i in range(3))
+    return replace(a, receptive_field=rf, jump=jump, start=start)
 
 
 def _total(rows: list, path: str, label: str, kind: str, view: View, add: int) -> LayerShape:

@@ -12,12 +12,13 @@ Conventions where PyTorch has no opinion:
   additions, batch norm, activations, pools, upsampling and residual adds count 0.
 - Receptive field and jump (effective stride, in input pixels) per axis: `r += d(k-1) * jump; jump *= s` for
   conv and pools. A transposed conv or an upsample divides first: `jump /= s; r += d(k-1) * jump`, which can
-  give fractional values. An adaptive pool counts as a pool with its largest window and stride H/out. A linear
-  layer after a flatten sees the whole flattened grid, as a global pool does.
+  give fractional values. An adaptive pool counts as a pool with its largest window and stride H/out. Where
+  one element sees the whole map (an adaptive pool to 1, a linear layer after a flatten), its field is the
+  input pixels it really depends on: the span of the whole map's fields, within the input.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import gcd
 
 from cnnexp.errors import ShapeError
@@ -120,7 +121,7 @@ def step(layer: Layer, where: str, view: View) -> tuple[View, int, int, tuple[st
     if kind == "flatten":
         grid = view.grid if flat else shape[1:]
         n = shape[0] if flat else shape[0] * shape[1] * shape[2]
-        return View((n,), view.receptive_field, view.jump, grid), 0, 0, ("", "")
+        return replace(view, shape=(n,), grid=grid), 0, 0, ("", "")
     if kind in ELEMENTWISE:
         if kind == "dropout" and not 0 <= layer.p <= 1:
             raise ShapeError(f"{where}: p={layer.p:g} must be between 0 and 1, as PyTorch's Dropout requires")
@@ -142,8 +143,7 @@ def _linear(layer: Layer, where: str, view: View) -> tuple[View, int, int, tuple
         raise ShapeError(f"{where}: in={layer.features_in}, but the flat input has {n_in} features")
     check_numel((n_out, n_in), f"{where}: the weight", ShapeError)
     # every output feature sees the whole grid the flatten laid out: a global pool's window
-    rf, jump = zip(*(_receptive(g, 1, g, view.receptive_field[a], view.jump[a]) for a, g in enumerate(view.grid)))
-    out = View((n_out,), rf, jump, (1, 1))
+    out = _field(replace(view, shape=(n_out,), grid=(1, 1)), [_whole(view, a, g) for a, g in enumerate(view.grid)])
     return out, n_out * n_in + (n_out if layer.bias else 0), n_in * n_out, ("", "")
 
 
@@ -152,15 +152,13 @@ def _adaptive(layer: Layer, where: str, view: View) -> tuple[View, int, int, tup
     if min(layer.size) < 1:
         raise ShapeError(f"{where}: out={fmt(layer.size)}; an adaptive pool's output must be at least 1x1")
     check_numel((c, *layer.size), f"{where}: the output", ShapeError)
-    rf, jump, formula = [], [], []
+    fields, formula = [], []
     for axis, (size, out) in enumerate(zip((h, w), layer.size)):
         # PyTorch's window i is [floor(i*H/out), ceil((i+1)*H/out)); the widest is ceil((H + out - g) / out)
         widest = -(-(size + out - gcd(size, out)) // out)
-        r, j = _receptive(widest, 1, 1, view.receptive_field[axis], view.jump[axis])
-        rf.append(r)
-        jump.append(tidy(view.jump[axis] * size / out))
+        fields.append(_whole(view, axis, size) if out == 1 else _grow(view, axis, widest - 1, size / out, 0))
         formula.append(f"adaptive: {size} -> {out} (windows of up to {widest})")
-    return View((c, *layer.size), tuple(rf), tuple(jump)), 0, 0, tuple(formula)
+    return _field(replace(view, shape=(c, *layer.size)), fields), 0, 0, tuple(formula)
 
 
 def _upsample(layer: Layer, where: str, view: View) -> tuple[View, int, int, tuple[str, str]]:
@@ -172,9 +170,9 @@ def _upsample(layer: Layer, where: str, view: View) -> tuple[View, int, int, tup
         raise ShapeError(f"{where}: the output {dims((c, *hw))} is beyond int64")
     check_numel((c, *hw), f"{where}: the output", ShapeError)
     # nearest: each output pixel copies one input pixel, so the field stays and the jump shrinks
-    jump = tuple(tidy(j / s) for j, s in zip(view.jump, layer.scale))
+    fields = [_grow(view, axis, 0, layer.scale[axis], 0, up=True) for axis in (0, 1)]
     formula = tuple(f"{n}*{s} = {n * s}" for n, s in zip((h, w), layer.scale))
-    return View((c, *hw), view.receptive_field, jump), 0, 0, formula
+    return _field(replace(view, shape=(c, *hw)), fields), 0, 0, formula
 
 
 def _window(layer: Layer, where: str, view: View) -> tuple[View, int, int, tuple[str, str]]:
@@ -195,10 +193,12 @@ def _window(layer: Layer, where: str, view: View) -> tuple[View, int, int, tuple
         macs = c_in * h * w * (c_out // layer.groups) * kh * kw
     else:
         macs = 0
-    up = layer.kind == "convT"
-    rf, jump = zip(*(_receptive(layer.kernel[a], layer.dilation[a], layer.stride[a], view.receptive_field[a],
-                                view.jump[a], up) for a in (0, 1)))
-    return View((c_out, *hw), rf, jump), params, macs, formula
+    fields = []
+    for a in (0, 1):
+        span = layer.dilation[a] * (layer.kernel[a] - 1)
+        left = span // 2 if layer.padding is None else layer.padding[a]  # 'same' pads the odd pixel on the right
+        fields.append(_grow(view, a, span, layer.stride[a], left, up=layer.kind == "convT"))
+    return _field(replace(view, shape=(c_out, *hw)), fields), params, macs, formula
 
 
 def _check_values(layer: Layer, where: str, c_in: int) -> None:
@@ -288,9 +288,25 @@ def _axis(layer: Layer, where: str, axis: int, size: int) -> tuple[int, str]:
     return out, formula
 
 
-def _receptive(k: int, d: int, s: float, rf: float, jump: float, up: bool = False) -> tuple[float, float]:
-    """Receptive field and jump after a window of k taps d apart, moved s at a time (see the docstring)."""
-    if up:
-        jump = tidy(jump / s)
-        return tidy(rf + d * (k - 1) * jump), jump
-    return tidy(rf + d * (k - 1) * jump), tidy(jump * s)
+def _grow(view: View, axis: int, span: int, s: float, left: int, up: bool = False) -> tuple:
+    """(field, jump, start) along one axis after a window of span + 1 input elements moved s at a time, with
+    `left` padding before the first. A transposed conv or an upsample (`up`) divides the jump first."""
+    rf, jump, start = view.receptive_field[axis], view.jump[axis], view.start[axis]
+    if up:  # output o gathers inputs (o + p - span)/s ... (o + p)/s
+        jump /= s
+        return rf + span * jump, jump, start + (left - span) * jump
+    return rf + span * jump, jump * s, start - left * jump
+
+
+def _whole(view: View, axis: int, size: int) -> tuple:
+    """(field, jump, start) of an element that sees all `size` elements along the axis: the span of their
+    fields, within the input (padding adds no pixel it depends on)."""
+    rf, jump, start = view.receptive_field[axis], view.jump[axis], view.start[axis]
+    first, last = max(start, 0), min(start + (size - 1) * jump + rf - 1, view.input_size[axis] - 1)
+    return last - first + 1, jump * size, first
+
+
+def _field(view: View, fields: list) -> View:
+    """The view with the (field, jump, start) of both axes, whole numbers as ints."""
+    rf, jump, start = (tuple(tidy(f[i]) for f in fields) for i in range(3))
+    return replace(view, receptive_field=rf, jump=jump, start=start)

@@ -24,14 +24,18 @@ DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}  # bytes per element, for t
 class View:
     """What a layer hands on: the output's shape and how far one of its elements sees into the input.
 
+    Per axis (height, width), in input pixels: element i of the output sees the input from
+    `start + i * jump` to `start + i * jump + receptive_field - 1` (padding counts: `start` may be negative).
     `grid` is the H x W a flatten turned into features that no linear layer has mixed yet: a linear layer then
-    sees the whole grid, as a global pool does.
+    sees the whole grid, as a global pool does. `input_size` is the chain input's H x W.
     """
 
     shape: Shape
     receptive_field: tuple[float, float] = (1, 1)
     jump: tuple[float, float] = (1, 1)
     grid: Pair = (1, 1)
+    start: tuple[float, float] = (0, 0)
+    input_size: Pair = (1, 1)
 
 
 @dataclass(frozen=True)
