@@ -706,7 +706,7 @@ def test_shipped_networks_receptive_fields_match_autograd(name):
 def autograd_field(modules, size: int) -> tuple[int, int]:
     """Rows and columns of input pixels behind one interior output element (weights averaging, input ones)."""
     with torch.no_grad():
-        for m in modules:
+        for m in nn.Sequential(*modules).modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 m.weight.fill_(1 / m.weight[0].numel())
     x = torch.ones(1, 1, size, size, dtype=torch.float64, requires_grad=True)
@@ -768,9 +768,10 @@ def test_residual_block_field_is_the_span_of_both_paths(branch, shortcut):
         for m in modules[1].modules():
             if isinstance(m, nn.Conv2d):
                 m.weight.fill_(1 / m.weight[0].numel())
-    x = torch.ones(1, 1, 16, 16)
-    assert net.output == tuple(nn.Sequential(*modules)(x).shape[1:])
-    assert net.receptive_field == autograd_field(modules, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 'same' with an even kernel warns
+        assert net.output == tuple(nn.Sequential(*modules)(torch.ones(1, 1, 16, 16)).shape[1:])
+        assert net.receptive_field == autograd_field(modules, 16)
     assert net.params == sum(p.numel() for m in modules for p in m.parameters())
 
 
@@ -894,3 +895,37 @@ def test_shipped_network_files_need_no_flags():
     net = shape_from_flags(path=NETS / "resnet18.yaml")
     assert net.input == (3, 224, 224) and net.output == (1000,)
     assert [r.output for r in net.rows if r.layer == "adaptiveavgpool:out=1"] == [(512, 1, 1)]
+
+
+@st.composite
+def residual_chains(draw):
+    """Specs and one-channel modules for chains of strided convs and residual blocks whose paths keep the
+    size ('same' padding, even kernels included, which pad one pixel more on the right)."""
+
+    def keeping(draw):
+        k, d = draw(st.integers(1, 4)), draw(st.integers(1, 2))
+        return f"conv:out=1,k={k},p=same,d={d}", nn.Conv2d(1, 1, k, padding="same", dilation=d)
+
+    specs, modules = [], []
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            k, s = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+            specs.append(f"conv:out=1,k={k},s={s},p={k // 2}")
+            modules.append(nn.Conv2d(1, 1, k, s, k // 2))
+        else:
+            branch = [keeping(draw) for _ in range(draw(st.integers(1, 3)))]
+            shortcut = [keeping(draw) for _ in range(draw(st.integers(0, 2)))]
+            specs.append({"residual": [s for s, _ in branch], "shortcut": [s for s, _ in shortcut]})
+            modules.append(Add([m for _, m in branch], [m for _, m in shortcut]))
+    return specs, modules
+
+
+@settings(max_examples=40, deadline=None)
+@given(residual_chains())
+def test_random_residual_chains_fields_match_autograd(chain):
+    specs, modules = chain
+    field = chain_shape("1x8x8", specs).receptive_field
+    size = 2 * int(max(field)) + 16  # the interior element's field well inside the input
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 'same' with an even kernel warns
+        assert chain_shape(f"1x{size}x{size}", specs).receptive_field == field == autograd_field(modules, size)
