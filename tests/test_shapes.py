@@ -856,8 +856,8 @@ def test_memory_peak_and_dtype_by_hand():
         ([{"conv": {"out": 4}}], ConfigError, "got a mapping with keys 'conv'"),
         (["flatten", "linear:in=100,out=2"], ShapeError, "layer 2 'linear:in=100,out=2': in=100, but the flat input "
                                                          "has 192 features"),
-        ([{"repeat": 10_000, "layers": ["relu", "relu"]}], ConfigError,
-         "the chain expands to 20,001 rows, more than 10,000; lower a repeat count"),
+        ([{"repeat": 5_000, "layers": ["relu", "relu"]}], ConfigError,
+         "the chain expands to 10,001 rows, more than 5,000; lower a repeat count"),
     ],
 )
 def test_bad_blocks_and_flat_layers_are_refused_naming_the_path(chain, error, words):
