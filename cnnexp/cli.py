@@ -327,16 +327,21 @@ def conv_shape(
     ] = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="YAML file with 'input' and 'layers'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    dtype: Annotated[str, typer.Option(help="Element type of the memory figures: float32, float16, bfloat16.")]
+    = "float32",
 ) -> None:
-    """Output shape, parameters, MACs and receptive field of conv/pool layers, by PyTorch's rules.
+    """Output shape, parameters, MACs, receptive field and activation memory of a CNN, by PyTorch's rules.
 
     One layer:  cnnexp conv-shape 224 --kernel 3 --stride 2 --padding 1
 
     A chain:    cnnexp conv-shape --input 3x224x224 --layer conv:out=64,k=7,s=2,p=3 --layer maxpool:k=3,s=2,p=1
+
+    A network:  cnnexp conv-shape --from configs/nets/resnet18.yaml   (repeats, residual blocks: docs/conv-shape.md)
     """
     from cnnexp.shapes import shape_from_flags  # pure Python: this command never imports torch, numpy or pandas
 
-    net = shape_from_flags(size, kernel, stride, padding, dilation, in_channels, out_channels, input, layer, from_)
+    net = shape_from_flags(size, kernel, stride, padding, dilation, in_channels, out_channels, input, layer, from_,
+                           dtype)
 
     if as_json:
         import json

@@ -331,29 +331,58 @@ def fits_json(fits) -> str:
     return json.dumps(records, indent=2, allow_nan=False)
 
 
-def print_chain(out, net, single: bool) -> None:
-    """The conv-shape answer: for one layer the arithmetic, then a row per layer, totals, and the
-    comparison with a fully-connected layer."""
+def dims(shape) -> str:
+    """`64 x 56 x 56`, or `1000` for a flat shape."""
+    return " x ".join(str(n) for n in shape)
 
-    def dims(shape) -> str:
-        return " x ".join(str(n) for n in shape)
+
+def _bytes(n: int) -> str:
+    """Bytes in decimal units, as torchinfo prints them: 512 B, 3.2 kB, 12.85 MB, 1.03 GB."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def chain_table(net):
+    """conv-shape's table: a row per layer (its path indented by block depth), a row per block total, the
+    chain's total, and the activation memory of each row."""
 
     def pair(values) -> str:
         return " x ".join(f"{v:g}" for v in values) if values[0] != values[1] else f"{values[0]:g}"
 
+    size = net.itemsize
+    rows = [["  " * row.depth + row.path, "  " * row.depth + row.layer, dims(row.output), f"{row.params:,}",
+             f"{row.macs:,}", pair(row.receptive_field), pair(row.jump), f"{row.activations:,}",
+             _bytes(row.activations * size)] for row in net.rows]
+    total = ["", "total", dims(net.output), f"{net.params:,}", f"{net.macs:,}", pair(net.receptive_field),
+             pair(net.jump), f"{net.activations:,}", _bytes(net.activations * size)]
+    table = _table(f"input {dims(net.input)}",
+                   ["#", "layer", "output", "params", "MACs", "RF", "jump", "activations", net.dtype],
+                   [*rows, total], left=("#", "layer", "output"))
+    for index, row in enumerate(net.rows):
+        if row.is_block:
+            table.rows[index].style = "bold"
+    table.rows[-2].end_section = True  # a rule above the totals
+    table.caption = "RF: receptive field, jump: effective stride (input pixels); activations: per sample"
+    table.caption_justify = "left"
+    return table
+
+
+def print_chain(out, net, single: bool) -> None:
+    """The conv-shape answer: for one layer the arithmetic, then the table (`chain_table`), and the
+    comparison with a fully-connected layer."""
     if single:  # one layer: show the arithmetic, the point of the calculator
         for name, formula in zip("HW", net.layers[0].formula):
             out.print(f"{name}_out = {formula}", highlight=False)
-    rows = [[str(i), row.layer, dims(row.output), f"{row.params:,}", f"{row.macs:,}",
-             pair(row.receptive_field), pair(row.jump)] for i, row in enumerate(net.layers, 1)]
-    last = net.layers[-1]
-    total = ["", "total", dims(net.output), f"{net.params:,}", f"{net.macs:,}", pair(last.receptive_field),
-             pair(last.jump)]
-    table = _table(f"input {dims(net.input)}", ["#", "layer", "C x H x W", "params", "MACs", "RF", "jump"],
-                   [*rows, total], left=("layer", "C x H x W"))
-    table.rows[-2].end_section = True  # a rule above the totals
-    table.caption, table.caption_justify = "RF: receptive field, jump: effective stride (input pixels)", "left"
-    show(out, table)
+    show(out, chain_table(net))
+    size = net.itemsize
+    out.print(
+        f"Activation memory per sample ({net.dtype}): {_bytes(net.activations * size)} written, peak "
+        f"{_bytes(net.peak * size)} alive at once in an inference forward (at {net.peak_at}); torchinfo's "
+        f"forward/backward pass size: {_bytes(net.forward_backward * size)}.",
+        highlight=False, soft_wrap=True,
+    )
     # rounded in integers: a float quotient would print noise digits for the huge counts of huge inputs
     ratio = (2 * net.dense_params + net.params) // (2 * net.params) if net.params else 0
     out.print(

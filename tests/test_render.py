@@ -34,3 +34,37 @@ def test_pairs_table_shows_each_block_and_the_ratio():
 def test_configuration_values_are_shown_exactly():
     assert render._exact(0.1 + 0.2) == "0.30000000000000004" and render._exact(float("nan")) == render.MISSING
     assert render._exact("relu") == "relu" and render._exact(3) == "3"
+
+
+def test_chain_table_indents_block_rows_and_shows_memory():
+    from cnnexp.shapes import chain_shape
+
+    block = {"residual": ["conv:out=4,k=3,p=1", "bn"], "shortcut": ["conv:out=4,k=1"]}
+    net = chain_shape("2x8x8", [{"repeat": 2, "layers": [block, "relu"]}, "flatten", "linear:out=3"],
+                      dtype="float16")
+    text = rendered(render.chain_table(net), 200)
+    lines = text.splitlines()
+    row = next(line for line in lines if "1.1.1.residual.1" in line)
+    assert row.startswith("     1.1.1.residual.1 ")  # the table's edge, then two spaces a level
+    assert row.split()[-3:] == ["256", "512", "B"]  # 4 x 8 x 8 elements, 2 bytes each
+    assert any(line.lstrip().startswith("1.1.1 ") and "residual (total)" in line for line in lines)
+    assert any("repeat x2 (total)" in line for line in lines)
+    total = next(line for line in lines if " total " in line and "(total)" not in line)
+    assert total.split()[1:2] == ["3"] and f"{net.params:,}" in total  # a flat output prints as N
+    assert "float16" in lines[2]  # the bytes column is named by the dtype
+
+
+def test_print_chain_states_peak_and_torchinfo_figure():
+    import io
+
+    from rich.console import Console
+
+    from cnnexp.shapes import chain_shape
+
+    net = chain_shape("1x4x4", ["conv:out=8,k=1", "relu", "maxpool:k=2"])  # peak: relu's 128 + 128 floats
+    console = Console(file=io.StringIO(), width=300, markup=False)
+    render.print_chain(console, net, single=False)
+    text = console.file.getvalue()
+    assert "peak 1.02 kB alive at once in an inference forward (at 2)" in text
+    assert "torchinfo's forward/backward pass size: 1.02 kB" in text  # 2 x 128 floats of the conv
+    assert "written" in text and "A fully-connected layer" in text
