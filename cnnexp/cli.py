@@ -179,7 +179,12 @@ def compare(
                                       show_default=False)],
     rtol: Annotated[float, typer.Option(help="Relative tolerance: a differs from b when not "
                                              "|a-b| <= atol + rtol*|b| (numpy.isclose).")] = 1e-6,
-    atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 0.0,
+    atol: Annotated[Optional[float], typer.Option(
+        help="Absolute tolerance for every metric [default: a floor per metric: rtol times its magnitude for "
+             "cos_x_out and metrics with negative values, 0 for norms and the loss].", show_default=False)] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option(
+        help="Leave this configuration column out of the join (repeatable or comma-separated), e.g. "
+             "--ignore dtype to pair a float32 file with a float64 one.", show_default=False)] = None,
     metric: Annotated[Optional[list[str]], typer.Option(
         help="Compare only this metric; repeatable or comma-separated (default: every metric both files have).",
         show_default=False)] = None,
@@ -190,7 +195,7 @@ def compare(
     """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
     from cnnexp.analysis import compare as compare_results, write_csv
 
-    result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric))
+    result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric), ignore=_names(ignore))
     if out_path is not None:
         write_csv(result.joined, out_path, inputs=[a, b])
     for table in render.comparison_tables(result):
@@ -204,6 +209,9 @@ def compare(
 @command()
 def summary(
     path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    metric: Annotated[Optional[list[str]], typer.Option(
+        help="Summarise only this metric; repeatable or comma-separated (default: every metric of the file).",
+        show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write <metric>_mean, _std, _sem, n (and _ratio) beside the configuration columns as CSV.",
         show_default=False)] = None,
@@ -211,7 +219,7 @@ def summary(
     """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
     from cnnexp.analysis import summary as summarize, write_csv
 
-    table = summarize(path)
+    table = summarize(path, _names(metric))
     if out_path is not None:
         write_csv(table, out_path, inputs=[path])
     for rich_table in render.summary_tables(table):

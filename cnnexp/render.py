@@ -152,10 +152,14 @@ def comparison_tables(result) -> list:
     for side, columns in zip("AB", result.config_only):
         if columns:  # the join ignores them: say so, since rows that differ there are paired anyway
             title += f"; only {side} has {', '.join(columns)} (not joined on)"
-    rows = [[m, _num(rel, 3), str(n)] for m, rel, n in result.by_metric.itertuples()]
-    per_metric = _table(title, ["metric", "largest rel. diff", "rows beyond tolerance"], rows, left=("metric",))
-    per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|); beyond tolerance: not |a-b| <= atol + rtol*|b| "
-                          f"with rtol={result.rtol:g}, atol={result.atol:g}")
+    if result.ignored:
+        title += f"; ignored: {', '.join(result.ignored)} (not joined on)"
+    rows = [[m, f"{atol:.3g}", _num(rel, 3), str(n)] for m, atol, rel, n in result.by_metric.itertuples()]
+    per_metric = _table(title, ["metric", "atol", "largest\nrel. diff", "rows\nbeyond"], rows, left=("metric",))
+    atol = (f"atol={result.atol:g} (--atol)" if result.atol is not None else
+            "atol: rtol x its magnitude for a metric that cancels near 0 (a cosine), 0 for norms and the loss")
+    per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|)\nbeyond tolerance: not |a-b| <= atol + rtol*|b|, "
+                          f"rtol={result.rtol:g}\n{atol}")
     per_metric.caption_justify = "left"
     tables = [per_metric]
     differing = result.differing
@@ -176,11 +180,16 @@ def comparison_tables(result) -> list:
     return tables
 
 
+def _tolerance(result) -> str:
+    atol = "each metric's atol" if result.atol is None else f"atol={result.atol:g}"
+    return f"rtol={result.rtol:g} and {atol}"
+
+
 def comparison_verdict(result) -> str:
     """One line: agree, or what differs."""
     if result.agree:
-        return f"agree: every metric within rtol={result.rtol:g}, atol={result.atol:g}, every row on both sides"
-    parts = [f"{m} ({n} row{'s' * (n != 1)} beyond tolerance)" for m, _, n in result.by_metric.itertuples() if n]
+        return f"agree: every metric within {_tolerance(result)}, every row on both sides"
+    parts = [f"{m} ({n} row{'s' * (n != 1)} beyond tolerance)" for m, n in result.by_metric["rows_beyond"].items() if n]
     parts += [f"{n} row{'s' * (n != 1)} only in {side.upper()}"
               for side in ("a", "b") for n in [len(result.only(side))] if n]
     parts += [f"metric{'s' * (len(ms) > 1)} only in {side}: {', '.join(ms)}"

@@ -94,6 +94,36 @@ def test_compare_bad_flags_exit_2(a):
     one_line_error(cnnexp("compare", a, a.with_name("nope.csv")), "nope.csv: no such file")
 
 
+def test_compare_ignore_dtype_pairs_a_float32_file_with_a_float64_one(tmp_path):
+    rows32 = make_rows()
+    rows64 = [{**r, "dtype": "float64", "loss": r["loss"] * (1 + 1e-9)} for r in rows32]
+    a, b = variant(tmp_path, rows32, "f32.csv"), variant(tmp_path, rows64, "f64.csv")
+    apart = cnnexp("compare", a, b)
+    assert apart.exit_code == 1 and f"{len(rows32)} rows only in A" in apart.stdout
+    joined = cnnexp("compare", a, b, "--ignore", "dtype", "--out", tmp_path / "c.csv")
+    assert joined.exit_code == 0 and "ignored: dtype" in joined.stdout, joined.stdout
+    got = pd.read_csv(tmp_path / "c.csv")
+    assert "dtype" not in got.columns and (got["status"] == "same").all() and len(got) == len(rows32)
+    keys = [c for c in CONFIG_COLUMNS if c != "dtype"]
+    paired = got.merge(pd.read_csv(b), on=keys)
+    np.testing.assert_array_equal(paired["loss_b"], paired["loss"])
+
+
+def test_compare_ignore_that_makes_rows_collide_is_one_line(tmp_path):
+    both = variant(tmp_path, make_rows() + [{**r, "dtype": "float64"} for r in make_rows()], "both.csv")
+    one_line_error(cnnexp("compare", both, both, "--ignore", "dtype"), "both.csv", "collide once dtype is ignored",
+                   "block='plain'", "seed=0")
+
+
+def test_compare_cosine_noise_near_zero_agrees_by_default_and_differs_with_atol_0(a, tmp_path):
+    rows = make_rows()
+    rows_a, rows_b = [{**r, "cos_x_out": 1e-24} for r in rows], [{**r, "cos_x_out": -2e-24} for r in rows]
+    a, b = variant(tmp_path, rows_a, "ca.csv"), variant(tmp_path, rows_b, "cb.csv")
+    assert cnnexp("compare", a, b).exit_code == 0
+    strict = cnnexp("compare", a, b, "--atol", "0")
+    assert strict.exit_code == 1 and f"cos_x_out ({len(rows)} rows beyond tolerance)" in strict.stdout
+
+
 # --- summary --------------------------------------------------------------------------------------
 
 
@@ -119,6 +149,50 @@ def test_summary_of_a_non_numeric_metric_exits_2(tmp_path):
     path.write_text("block,seed,loss,x_grad_norm,a1_grad_norm,w_norm,param_grad_norm\nplain,0,1,2,3,4,high\n")
     one_line_error(cnnexp("summary", path, "--out", tmp_path / "s.csv"), "param_grad_norm", "not numeric")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_summary_metric_limits_the_tables_and_the_csv(a, tmp_path):
+    result = cnnexp("summary", a, "--metric", "loss", "--metric", "x_grad_norm,loss", "--out", tmp_path / "s.csv")
+    assert result.exit_code == 0
+    assert result.stdout.count(" mean ") == 2 and "param_grad_norm" not in result.stdout
+    got = pd.read_csv(tmp_path / "s.csv")
+    assert [c for c in got.columns if c.endswith("_mean")] == ["loss_mean", "x_grad_norm_mean"]
+    keys = ["block", "d", "batch", "small_init"]
+    want = pd.read_csv(a).groupby(keys)["x_grad_norm"].mean().to_numpy()
+    np.testing.assert_array_equal(got["x_grad_norm_mean"], want)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--metric", "speed"], ["--metric speed: not a metric", "its metrics: loss"]),
+    (["--metric", "seed"], ["--metric seed: a configuration column"]),
+])
+def test_summary_bad_metric_exits_2(a, args, words):
+    one_line_error(cnnexp("summary", a, *args), *words)
+
+
+def test_summary_of_a_file_with_a_column_named_n_is_one_line(tmp_path):
+    path = variant(tmp_path, make_rows(extra={"n": [3]}), "withn.csv")
+    one_line_error(cnnexp("summary", path), "withn.csv", "column 'n'", "rename it")
+
+
+@pytest.mark.parametrize("cell, words", [
+    ("oops", ["line 4 has 'oops'", "loss"]),
+    ("9" * 400, ["line 4", "loss", "beyond the float range", "400 characters"]),
+    ("1" + "0" * 40, []),  # a big integer within the float range is a number
+])
+@pytest.mark.parametrize("command", ["summary", "plot", "compare"])
+def test_damaged_metric_cells_are_one_line_in_every_command(tmp_path, command, cell, words):
+    path = variant(tmp_path, make_rows(), "r.csv")
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[lines[0].split(",").index("loss")] = cell
+    path.write_text("\n".join([*lines[:3], ",".join(cells), *lines[4:]]) + "\n")
+    args = {"summary": [path], "plot": [path, "--out", tmp_path / "f.png"], "compare": [path, path]}[command]
+    result = cnnexp(command, *args)
+    if words:
+        one_line_error(result, "r.csv", *words)
+    else:
+        assert result.exit_code == 0, result.output
 
 
 # --- --out never replaces an input ------------------------------------------------------------------
