@@ -238,16 +238,21 @@ def plot(
         help="Column to plot (repeatable or comma-separated: a row of panels each) "
              "(default: x_grad_norm and param_grad_norm; out_grad_norm for a per-layer file).", show_default=False)] = None,
     facet: Annotated[Optional[str], typer.Option(
-        help="Column whose values each get a column of panels (default: an axis with at most 4 values, if any).",
-        show_default=False)] = None,
+        help="Column whose values each get a column of panels (default: an axis with at most 4 values, if any; "
+             "'' for none). At most 24 panels in all.", show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y...>_vs_<x>.png).",
         show_default=False)] = None,
+    dpi: Annotated[float, typer.Option(help="Dots per inch of a .png.")] = 110,
 ) -> None:
-    """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max."""
+    """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max.
+
+    Values a log axis cannot show (zeros, such as an underflowed gradient) and NaN are counted in the title,
+    lines that coincide are drawn nested, and panels whose ranges lie many decades apart get their own y axis.
+    """
     from cnnexp.plot import plot_results
 
-    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path)
+    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, dpi=dpi)
     err.print(f"wrote {written}", soft_wrap=True)
 
 
