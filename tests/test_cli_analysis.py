@@ -226,9 +226,35 @@ def test_plot_writes_a_png(a, tmp_path):
     (["--y", "speed"], ["--y speed", "no such column"]),
     (["--x", "block"], ["column block is not numeric"]),
     (["--out", "f.gif"], ["unknown figure format '.gif'"]),
+    (["--dpi", "0"], ["--dpi 0.0: must be a positive number"]),
+    (["--dpi", "nan"], ["--dpi nan"]),
+    (["--dpi", "1e6"], ["pixels, over 50,000,000"]),
 ])
-def test_plot_bad_input_exits_2(a, args, words):
-    one_line_error(cnnexp("plot", a, *args), *words)
+def test_plot_bad_input_exits_2(a, tmp_path, args, words):
+    one_line_error(cnnexp("plot", a, "--out", tmp_path / "f.png", *args), *words)
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_plot_empty_facet_and_dpi(tmp_path):
+    from matplotlib.image import imread
+    from tests.test_plot import depth_rows
+
+    path = write_results(tmp_path / "depth.csv", depth_rows())
+    for dpi in (40, 80):
+        result = cnnexp("plot", path, "--facet", "", "--dpi", dpi, "--out", tmp_path / f"f{dpi}.png")
+        assert result.exit_code == 0, result.output
+    small, large = imread(tmp_path / "f40.png"), imread(tmp_path / "f80.png")
+    assert abs(large.shape[1] - 2 * small.shape[1]) <= 2
+    with_facets = cnnexp("plot", path, "--dpi", 40, "--out", tmp_path / "g.png")
+    assert with_facets.exit_code == 0 and imread(tmp_path / "g.png").shape[1] > 1.5 * small.shape[1]  # two panels wide
+
+
+def test_plot_facet_with_too_many_panels_is_one_line(tmp_path):
+    from tests.test_plot import layer_rows
+
+    path = write_results(tmp_path / "depth.layers.csv", layer_rows())
+    one_line_error(cnnexp("plot", path, "--facet", "out_grad_norm"), "--facet out_grad_norm", "panels", "more than 24")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.layers.csv"]
 
 
 def test_plot_of_a_per_layer_file_chooses_its_axes(tmp_path):
