@@ -222,7 +222,7 @@ def summary(
     table = summarize(path, _names(metric))
     if out_path is not None:
         write_csv(table, out_path, inputs=[path])
-    for rich_table in render.summary_tables(table):
+    for rich_table in render.summary_tables(table, width=out.width if out.is_terminal else None):
         render.show(out, rich_table)
     if out_path is not None:
         err.print(f"wrote the summary to {out_path}", soft_wrap=True)

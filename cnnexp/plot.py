@@ -339,11 +339,12 @@ def _undrawn(df: pd.DataFrame, layout: Layout, scales: dict[str, str]) -> list[s
         values = df[column].to_numpy(dtype=float)
         reasons = {"nan": np.isnan(values), "inf": np.isinf(values)}
         if scales[column] == "log":
-            reasons["0"] = values == 0  # an underflowed gradient: a log axis has no place for it
+            zero = "0 (underflow)" if "_grad" in column else "0"  # a gradient norm of 0: every element underflowed
+            reasons[zero] = values == 0  # a log axis has no place for it
         for what, mask in reasons.items():
             n = int(mask.sum())
             if n:
-                why = " (log axis)" if what == "0" else ""
+                why = " (log axis)" if what.startswith("0") else ""
                 notes.append(f"not drawn{why}: {column} = {what} in {n} run{'s' * (n > 1)}, "
                              f"{_where(df[mask], layout)}")
     return notes

@@ -284,3 +284,49 @@ def test_compare_exit_status_as_a_process(a, tmp_path):
     b = variant(tmp_path, scaled("loss", 2.0))
     r = subprocess.run([sys.executable, "-m", "cnnexp", "compare", str(a), str(b)], capture_output=True, text=True)
     assert r.returncode == 1 and "loss" in r.stdout and r.stderr == ""
+
+
+# --- tables in a narrow terminal ---------------------------------------------------------------------
+
+
+def at_width(tables, width: int) -> list[str]:
+    """The tables as a terminal of `width` columns shows them, without their title lines."""
+    import io
+
+    from rich.console import Console
+
+    from cnnexp import render
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=True, color_system=None, markup=False)
+    titles = {line for t in tables for line in (t.title or "").splitlines()}
+    for table in tables:
+        render.show(console, table)
+    return [line for line in buffer.getvalue().splitlines() if line not in titles]
+
+
+def test_summary_of_a_grid_fits_a_terminal_of_60_columns(tmp_path):
+    from cnnexp import render
+    from cnnexp.analysis import summary
+
+    rows = make_rows(small_inits=(1e-1, 1e-2, 1e-4, 1e-6), extra={"d": [32, 256], "batch": [16, 64], "depth": [1, 20]})
+    table = summary(variant(tmp_path, rows, "grid.csv"), ["x_grad_norm", "loss"])
+    narrow = at_width(render.summary_tables(table, width=60), 60)
+    assert max(map(len, narrow)) <= 60 and "sem (std / sqrt(n)) left out to fit the terminal" in "\n".join(narrow)
+    wide = at_width(render.summary_tables(table), 200)
+    assert any(" sem" in line for line in wide) and not any("left out" in line for line in wide)
+    # every mean is on screen, to 4 digits, whatever the width
+    for m in ("x_grad_norm", "loss"):
+        assert all(any(f"{v:.4g}" in line for line in narrow) for v in table[f"{m}_mean"])
+
+
+def test_comparison_tables_fit_60_columns(a, tmp_path):
+    from cnnexp import render
+    from cnnexp.analysis import compare
+
+    rows = make_rows()
+    rows[2]["loss"] *= 1 + 1e-12  # apart only in the 13th digit: shown to 13 digits, not 17
+    lines = at_width(render.comparison_tables(compare(a, variant(tmp_path, rows), rtol=1e-14)), 60)
+    assert max(map(len, lines)) <= 60, "\n".join(lines)
+    want = make_rows()[2]["loss"]
+    assert f"{want:.13g}" in "\n".join(lines) and f"{want * (1 + 1e-12):.13g}" in "\n".join(lines)
