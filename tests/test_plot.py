@@ -277,7 +277,7 @@ def test_zeros_on_a_log_axis_are_counted_and_located_in_the_title(tmp_path):
     title = figure(path, "small_init", ["x_grad_norm"]).get_suptitle().replace("\n", " ")
     zeros = int((df["x_grad_norm"] == 0).sum())
     assert zeros == 3
-    assert f"not drawn (log axis): x_grad_norm = 0 in {zeros} runs, plain at small_init=1e-06" in title
+    assert f"not drawn (log axis): x_grad_norm = 0 (underflow) in {zeros} runs, plain at small_init=1e-06" in title
     assert f"x_grad_norm = nan in 1 run, plain at small_init={rows[0]['small_init']}" in title
 
 
