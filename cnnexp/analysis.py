@@ -90,7 +90,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in ("block", *required) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: not a cnnexp results file: missing column{'s' * (len(missing) > 1)} "
-                           f"{', '.join(missing)} (it has {', '.join(map(str, df.columns))})")
+                           f"{', '.join(missing)} (it has {names(df.columns)})")
     if df.empty:
         raise ResultsError(f"{path}: has a header but no rows")
     config, metrics = split_columns(df)
@@ -207,6 +207,12 @@ def _shorten(value, limit: int = 40) -> str:
     """A cell for a message: its repr, cut in the middle when long (a 400-digit integer)."""
     text = repr(value) if isinstance(value, str) else repr(str(value))
     return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-8:]} ({len(str(value))} characters)"
+
+
+def names(columns) -> str:
+    """Column names for a one-line message: as they are, or as repr when one holds a control character
+    (a tab or a record separator would break the line)."""
+    return ", ".join(str(c) if str(c).isprintable() else repr(c) for c in columns)
 
 
 def as_frame(results: Results) -> pd.DataFrame:
@@ -418,12 +424,12 @@ def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = 
         if column not in config_a and column not in config_b:
             what = "a metric (choose metrics with --metric)" if column in metrics_a + metrics_b else "no column"
             raise ResultsError(f"--ignore {column}: {what} of {name_a} or {name_b} (configuration columns: "
-                               f"{', '.join(dict.fromkeys(config_a + config_b))})")
+                               f"{names(dict.fromkeys(config_a + config_b))})")
     config_a, config_b = ([c for c in config if c not in ignore] for config in (config_a, config_b))
     keys = [c for c in config_a if c in config_b]
     if not keys:
         raise ResultsError(f"{name_a} and {name_b} share no configuration column ({name_a}: "
-                           f"{', '.join(config_a)}; {name_b}: {', '.join(config_b)})")
+                           f"{names(config_a)}; {name_b}: {names(config_b)})")
     shared = [m for m in metrics_a if m in metrics_b]
     if metrics:
         for m in metrics:
@@ -457,7 +463,7 @@ def _check_key(df: pd.DataFrame, other: pd.DataFrame, keys: list[str], ignored: 
     """Refuse a join that would pair one row with several: the key must be unique, and of one kind."""
     for k in keys:
         if pd.api.types.is_numeric_dtype(df[k]) != pd.api.types.is_numeric_dtype(other[k]):
-            raise ResultsError(f"column {k} holds numbers in one of {source(df)} and {source(other)} and text "
+            raise ResultsError(f"column {names([k])} holds numbers in one of {source(df)} and {source(other)} and text "
                                "in the other; they cannot be joined on it")
     twins = first_twins(df, keys)
     if twins:

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from cnnexp.analysis import Results, as_frame, require_numeric, source, split_columns
+from cnnexp.analysis import Results, as_frame, names, require_numeric, source, split_columns
 from cnnexp.results import write_atomically
 from cnnexp.errors import ResultsError
 from cnnexp.schema import BLOCKS, FINDING_METRICS
@@ -159,7 +159,7 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
     for flag, column in [("--x", x), *(("--y", c) for c in ys), *([("--facet", facet)] if facet else [])]:
         if column not in df.columns:
             raise ResultsError(f"{flag} {column}: no such column in {source(df)} "
-                               f"(its columns: {', '.join(df.columns)})")
+                               f"(its columns: {names(df.columns)})")
         if flag != "--facet":
             require_numeric(df, column, source(df))
     _require_few_panels(df, ys, facet)

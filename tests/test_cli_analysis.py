@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cnnexp.cli import app
@@ -330,3 +332,29 @@ def test_comparison_tables_fit_60_columns(a, tmp_path):
     assert max(map(len, lines)) <= 60, "\n".join(lines)
     want = make_rows()[2]["loss"]
     assert f"{want:.13g}" in "\n".join(lines) and f"{want * (1 + 1e-12):.13g}" in "\n".join(lines)
+
+
+# --- hand-edited and damaged files: exit 0 or 2, one line, never a traceback -----------------------------
+
+CELLS = st.one_of(
+    st.sampled_from(["", "oops", "nan", "inf", "-inf", "1e999", "-1e-400", "9" * 400, "PLAIN", "0x10", "1_000",
+                     "True", "1e-2", "\"a,b\"", "  7 ", "ñ", "[1]", str(2**64), str(-(2**70))]),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"), max_size=12),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 15), CELLS), min_size=1, max_size=4),
+       command=st.sampled_from(["summary", "compare"]))
+def test_a_damaged_results_file_gives_exit_0_or_2_and_at_most_one_line(tmp_path_factory, edits, command):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    path = variant(tmp, make_rows(), "r.csv")
+    lines = [line.split(",") for line in path.read_text().splitlines()]
+    for row, column, text in edits:  # row 0 is the header
+        cells = lines[row % len(lines)]
+        cells[column % len(cells)] = text
+    path.write_text("\n".join(",".join(cells) for cells in lines) + "\n")
+    result = cnnexp(command, *([path] if command == "summary" else [path, path]))
+    assert result.exit_code in (0, 2) and "Traceback" not in result.output, result.output
+    if result.exit_code == 2:
+        one_line_error(result)
