@@ -208,6 +208,7 @@ def draw(df: pd.DataFrame, layout: Layout):
     such as an underflowed gradient) or that is not finite is counted in the title, never dropped in silence.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     x, ys, facet, lines = layout.x, layout.ys, layout.facet, list(layout.lines)
     for column, value, _ in layout.held:
@@ -244,6 +245,8 @@ def draw(df: pd.DataFrame, layout: Layout):
                                     linewidth=0)
             _set_scale(ax.set_yscale, scales[y])
             _set_scale(ax.set_xscale, scales[x])
+            if scales[x] == "linear" and pd.api.types.is_integer_dtype(df[x]):  # seed, depth: no 0.25 ticks
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, which="major", alpha=0.3)
             if facet is not None and row == 0:
                 ax.set_title(f"{facet}={value}", fontsize="medium")
@@ -419,7 +422,10 @@ def _title(df: pd.DataFrame, layout: Layout, width: int, banded: bool = True, no
         seeds = df.groupby([c for c in config if c != "seed"], dropna=False).size()
         n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
         parts.append(f"line: mean over {n} seeds; band: min to max")
+    elif layout.x == "seed":
+        parts.append("line: one run per point (seed on x)")
     else:
-        parts.append("line: one run per point" + (" (seed on x)" if layout.x == "seed" else ""))
+        seeds = pd.unique(df["seed"]) if "seed" in df else []
+        parts.append("line: one run per point" + (f" (seed={seeds[0]})" if len(seeds) == 1 else ""))
     parts.extend(notes)
     return "\n".join(textwrap.fill(p, width, break_long_words=False, break_on_hyphens=False) for p in parts)

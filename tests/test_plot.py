@@ -306,3 +306,10 @@ def test_an_empty_facet_asks_for_no_panels(tmp_path):
     assert choose_layout(path, facet="").facet is None and choose_layout(path).facet == "small_init"
     fig = figure(path, ys=["loss"], facet="")
     assert len(fig.axes) == 1 and fig.axes[0].get_title() == ""
+
+
+def test_an_integer_axis_gets_integer_ticks(results):
+    fig = figure(results, "seed", ["loss"], facet="")
+    FigureCanvasAgg(fig).draw()
+    ticks = [t for t in fig.axes[0].get_xticks() if fig.axes[0].get_xlim()[0] <= t <= fig.axes[0].get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
