@@ -313,3 +313,28 @@ def test_an_integer_axis_gets_integer_ticks(results):
     FigureCanvasAgg(fig).draw()
     ticks = [t for t in fig.axes[0].get_xticks() if fig.axes[0].get_xlim()[0] <= t <= fig.axes[0].get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+# --- the figures in docs/ come from the commands written beside them --------------------------------------
+
+
+def test_docs_init_png_is_what_the_readme_commands_draw(tmp_path):
+    """README: `cnnexp sweep configs/init.yaml`, then `cnnexp plot results/init.csv --out docs/init.png`.
+    The figure was drawn on the underflow-free norms (cnnexp.norms); without them this test cannot hold."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("cnnexp.norms", reason="docs/init.png was drawn on the underflow-free norms")
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert "cnnexp plot results/init.csv --out docs/init.png" in readme
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "docs").mkdir()
+    for args in (["sweep", str(root / "configs" / "init.yaml"), "--out", "results/init.csv"],
+                 ["plot", "results/init.csv", "--out", "docs/init.png"]):
+        subprocess.run([sys.executable, "-m", "cnnexp", *args], cwd=tmp_path, env=env, check=True,
+                       capture_output=True)
+    np.testing.assert_array_equal(imread(tmp_path / "docs" / "init.png"), imread(root / "docs" / "init.png"))
