@@ -314,7 +314,8 @@ BOUNDS = {"cos_x_out": 1.0}
 class Comparison:
     """Two results files joined on their shared configuration columns, metric by metric.
 
-    `joined` has the key columns, `status` ("same", "differs", "a_only", "b_only"), then for each compared
+    `joined` has the key columns, `<c>_a` and `<c>_b` for each ignored column `c`, `status` ("same",
+    "differs", "a_only", "b_only"), then for each compared
     metric `<m>_a`, `<m>_b`, `<m>_rel_diff` and `<m>_differs`. `by_metric` has, per metric, the absolute
     floor used, the largest relative difference over the rows in both files and the number of rows beyond
     tolerance.
@@ -447,7 +448,7 @@ def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = 
     for df, other in ((da, db), (db, da)):
         _check_key(df, other, keys, ignore)
     atols = {m: atol if atol is not None else default_floor(da[m], db[m], rtol, m) for m in chosen}
-    joined = _join(da, db, keys, atols, rtol)
+    joined = _join(da, db, keys, atols, rtol, ignore)
     in_both = joined["status"].isin(["same", "differs"])
     by_metric = pd.DataFrame(
         {"atol": [atols[m] for m in chosen],
@@ -478,10 +479,14 @@ def _check_key(df: pd.DataFrame, other: pd.DataFrame, keys: list[str], ignored: 
 
 
 def _join(da: pd.DataFrame, db: pd.DataFrame, keys: list[str], atols: dict[str, float],
-          rtol: float) -> pd.DataFrame:
+          rtol: float, ignored: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows of both files paired on `keys`: the keys, each ignored column as `<c>_a`, `<c>_b` (so the
+    pairing can be seen), `status`, then per metric `<m>_a`, `<m>_b`, `<m>_rel_diff`, `<m>_differs`."""
     metrics = list(atols)
-    joined = da[keys + metrics].merge(db[keys + metrics], on=keys, how="outer", suffixes=("_a", "_b"),
-                                      indicator="side")
+    sides = [df[keys + metrics].join(df[[c for c in ignored if c in df]].add_suffix(f"_{side}"))
+             for df, side in ((da, "a"), (db, "b"))]
+    joined = sides[0].merge(sides[1], on=keys, how="outer", suffixes=("_a", "_b"), indicator="side")
+    shown = [f"{c}_{side}" for c in ignored for side in "ab" if f"{c}_{side}" in joined]
     both = (joined["side"] == "both").to_numpy()
     columns, differs = {}, np.zeros(len(joined), dtype=bool)
     for m in metrics:
@@ -493,7 +498,8 @@ def _join(da: pd.DataFrame, db: pd.DataFrame, keys: list[str], atols: dict[str, 
         differs |= beyond
     status = np.select([~both & (joined["side"] == "left_only"), ~both, differs],
                        ["a_only", "b_only", "differs"], "same")
-    return pd.concat([joined[keys], pd.DataFrame({"status": status, **columns}, index=joined.index)], axis=1)
+    return pd.concat([joined[keys + shown], pd.DataFrame({"status": status, **columns}, index=joined.index)],
+                     axis=1)
 
 
 # --------------------------------------------------------------------------------------------------

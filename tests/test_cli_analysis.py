@@ -106,6 +106,7 @@ def test_compare_ignore_dtype_pairs_a_float32_file_with_a_float64_one(tmp_path):
     assert joined.exit_code == 0 and "ignored: dtype" in joined.stdout, joined.stdout
     got = pd.read_csv(tmp_path / "c.csv")
     assert "dtype" not in got.columns and (got["status"] == "same").all() and len(got) == len(rows32)
+    assert (got["dtype_a"] == "float32").all() and (got["dtype_b"] == "float64").all()  # the pairing, visible
     keys = [c for c in CONFIG_COLUMNS if c != "dtype"]
     paired = got.merge(pd.read_csv(b), on=keys)
     np.testing.assert_array_equal(paired["loss_b"], paired["loss"])
