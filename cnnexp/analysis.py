@@ -315,10 +315,9 @@ class Comparison:
     """Two results files joined on their shared configuration columns, metric by metric.
 
     `joined` has the key columns, `<c>_a` and `<c>_b` for each ignored column `c`, `status` ("same",
-    "differs", "a_only", "b_only"), then for each compared
-    metric `<m>_a`, `<m>_b`, `<m>_rel_diff` and `<m>_differs`. `by_metric` has, per metric, the absolute
-    floor used, the largest relative difference over the rows in both files and the number of rows beyond
-    tolerance.
+    "differs", "a_only", "b_only"), then for each compared metric `<m>_a`, `<m>_b`, `<m>_rel_diff` and
+    `<m>_differs`. `by_metric` has, per metric, the absolute tolerance used, the largest relative difference
+    over the rows in both files and the number of rows beyond tolerance.
     """
 
     a: str  # the two files' names, for messages
