@@ -11,7 +11,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
 from cnnexp.errors import ResultsError
-from cnnexp.plot import MAX_LINES, MAX_PANELS, Layout, _held_value, _scale, choose_layout, figure, plot_results, sweep_figure
+from cnnexp.plot import (MAX_LINES, MAX_PANELS, Layout, _held_value, _scale, choose_layout, figure, plot_results,
+                         sweep_figure)
 from cnnexp.schema import BLOCKS, LAYER_METRICS, METRICS
 from tests.test_analysis import make_rows, write_results
 
