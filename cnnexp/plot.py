@@ -137,9 +137,9 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
 
     x: the numeric configuration axis (seed and block aside) with the most distinct values, small_init on a
     tie. facet: the varying axis with the most values among those with at most MAX_FACETS ("" for none; one
-    asked for may have up to MAX_PANELS / len(ys) values). lines: block,
-    then the remaining varying axes, fewest values first, while a panel has at most MAX_LINES lines. Every
-    axis left over is held at the value with the most distinct x values (the largest on a tie).
+    asked for may have up to MAX_PANELS / len(ys) values). lines: block, then the remaining varying axes,
+    fewest values first, while a panel has at most MAX_LINES lines. Every axis left over is held at the value
+    with the most distinct x values (the largest on a tie).
 
     Raises:
         ResultsError: a column that does not exist, an x or y column that is not numeric, or a facet with
@@ -162,10 +162,11 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
                                f"(its columns: {names(df.columns)})")
         if flag != "--facet":
             require_numeric(df, column, source(df))
-    _require_few_panels(df, ys, facet)
     free = [c for c in config if c not in ("block", "seed", x, facet) and counts[c] > 1]
     if auto_facet:
-        facet = max((c for c in free if counts[c] <= MAX_FACETS), key=counts.get, default=None)
+        fits = [c for c in free if counts[c] <= MAX_FACETS and counts[c] * len(ys) <= MAX_PANELS]
+        facet = max(fits, key=counts.get, default=None)
+    _require_few_panels(df, ys, facet)
     lines, held, n_lines = ["block"], [], counts["block"]
     for c in sorted((c for c in free if c != facet), key=counts.get):
         if n_lines * counts[c] <= MAX_LINES:

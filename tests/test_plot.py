@@ -339,3 +339,15 @@ def test_docs_init_png_is_what_the_readme_commands_draw(tmp_path):
         subprocess.run([sys.executable, "-m", "cnnexp", *args], cwd=tmp_path, env=env, check=True,
                        capture_output=True)
     np.testing.assert_array_equal(imread(tmp_path / "docs" / "init.png"), imread(root / "docs" / "init.png"))
+
+
+def test_many_ys_take_no_automatic_facet_beyond_the_panel_bound(tmp_path, monkeypatch):
+    import cnnexp.plot
+
+    path = write_results(tmp_path / "r.csv", make_rows(extra={"depth": [1, 2, 3]}))
+    assert choose_layout(path, ys=list(METRICS[:3])).facet == "depth"  # 3 x 3 = 9 panels
+    monkeypatch.setattr(cnnexp.plot, "MAX_PANELS", 8)
+    assert choose_layout(path, ys=list(METRICS[:2])).facet == "depth"  # 6 panels
+    assert choose_layout(path, ys=list(METRICS[:3])).facet == "small_init"  # depth: 9 panels, too many
+    with pytest.raises(ResultsError, match="--facet depth: 3 values .* would draw 9 panels, more than 8"):
+        choose_layout(path, ys=list(METRICS[:3]), facet="depth")
