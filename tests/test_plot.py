@@ -344,10 +344,11 @@ def test_docs_init_png_is_what_the_readme_commands_draw(tmp_path):
 def test_many_ys_take_no_automatic_facet_beyond_the_panel_bound(tmp_path, monkeypatch):
     import cnnexp.plot
 
-    path = write_results(tmp_path / "r.csv", make_rows(extra={"depth": [1, 2, 3]}))
+    rows = make_rows(small_inits=(1e-1, 1e-2, 1e-3, 1e-4), extra={"depth": [1, 2, 3]})  # x: small_init
+    path = write_results(tmp_path / "r.csv", rows)
     assert choose_layout(path, ys=list(METRICS[:3])).facet == "depth"  # 3 x 3 = 9 panels
     monkeypatch.setattr(cnnexp.plot, "MAX_PANELS", 8)
     assert choose_layout(path, ys=list(METRICS[:2])).facet == "depth"  # 6 panels
-    assert choose_layout(path, ys=list(METRICS[:3])).facet == "small_init"  # depth: 9 panels, too many
+    assert choose_layout(path, ys=list(METRICS[:3])).facet is None  # 9 panels would be too many
     with pytest.raises(ResultsError, match="--facet depth: 3 values .* would draw 9 panels, more than 8"):
         choose_layout(path, ys=list(METRICS[:3]), facet="depth")
