@@ -2,9 +2,10 @@
 
     >>> from cnnexp.analysis import load_results, compare, summary   # doctest: +SKIP
     >>> df = load_results("results/init.csv")       # every row; provenance in df.attrs
-    >>> summary(df)                                 # mean, std, sem, n per metric over seeds
-    >>> c = compare("results/init.csv", "other/init.csv", rtol=1e-6)
+    >>> summary(df, ["x_grad_norm"])                # mean, std, sem, n over seeds (all metrics without a list)
+    >>> c = compare("results/init.csv", "other/init.csv", rtol=1e-6)   # atol: a floor per metric (default_floor)
     >>> c.agree, c.by_metric                        # False, the largest relative difference per metric
+    >>> compare("f32.csv", "f64.csv", ignore=["dtype"])  # pair rows that differ only in dtype
 
 Which columns are which comes from the file and the schema, never from a fixed list: a metric is a column
 named in `schema.ALL_METRICS` (the results CSV's and the per-layer CSV's), and every other column (block, the
@@ -16,6 +17,7 @@ Every function takes a DataFrame from `load_results` or the path of a results CS
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import pandas as pd
 
 from cnnexp.errors import ResultsError
 from cnnexp.results import meta_path, read_meta, write_atomically
-from cnnexp.schema import ALL_METRICS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
+from cnnexp.schema import ALL_METRICS, BLOCKS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
 
 Results = Union[pd.DataFrame, str, os.PathLike]  # a loaded results frame or the path of a results CSV
 
@@ -76,32 +78,63 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, OSError) as e:
         raise ResultsError(f"{path}: cannot be read as CSV: {' '.join(str(e).split())}") from None
     meta = read_meta(path)
+    if meta is not None and not isinstance(meta, dict):
+        raise ResultsError(f"{meta_path(path)}: damaged provenance file: holds a {type(meta).__name__}, "
+                           "not a JSON object; restore it or delete it")
     # A file lists its own columns in its provenance (so one written before a metric existed is held to
     # its own); without provenance, hold it to the metrics every results file has had.
     listed = (meta or {}).get("columns")
-    if listed:
+    if isinstance(listed, list) and listed and all(isinstance(c, str) for c in listed):
         required = [m for m in ALL_METRICS if m in listed]
     else:
         required = LAYER_METRICS if "block_index" in df.columns else REQUIRED_METRICS
     missing = [c for c in ("block", *required) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: not a cnnexp results file: missing column{'s' * (len(missing) > 1)} "
-                           f"{', '.join(missing)} (it has {', '.join(map(str, df.columns))})")
+                           f"{', '.join(missing)} (it has {names(df.columns)})")
     if df.empty:
         raise ResultsError(f"{path}: has a header but no rows")
     config, metrics = split_columns(df)
+    _require_cells(df, config, path)
     for column in metrics:
-        require_numeric(df, column, path)
-    repeated = df[df.duplicated(config, keep=False)]
-    if len(repeated):  # a row pasted twice would count twice in every mean
-        first = ", ".join(f"{k}={v!r}" for k, v in repeated.iloc[0][config].items())
-        raise ResultsError(f"{path}: {len(repeated)} rows share one configuration, e.g. {first}; "
-                           "a results file has one row per configuration")
+        df[column] = as_floats(df, column, path)
+    _refuse_overflow(path, df, metrics)
+    twins = first_twins(df, config)
+    if twins:  # a row pasted twice (or 0.01 rewritten as 1e-2) would count twice in every mean
+        (i, j), shown = twins
+        raise ResultsError(f"{path}: lines {i} and {j} hold one configuration ({shown}); "
+                           "a results file has one row per configuration: delete one of them")
     df["block"] = df["block"].astype(str)
     df.attrs = {**(meta or {}), "path": str(path)}
     return df
 
 
+def first_twins(df: pd.DataFrame, columns: list[str]) -> tuple[tuple[int, int], str] | None:
+    """The file lines (header = line 1) of the first two rows equal on `columns`, and their shared values
+    as 'column=value, ...'; None when every row is distinct there."""
+    repeated = df[df.duplicated(columns, keep=False)]
+    if not len(repeated):
+        return None
+    first = repeated.iloc[0][columns]
+    i, j = repeated[(repeated[columns] == first).all(axis=1)].index[:2] + 2
+    values = (v.item() if isinstance(v, np.generic) else v for v in first)  # 8, not np.int64(8)
+    return (int(i), int(j)), ", ".join(f"{k}={v!r}" for k, v in zip(columns, values))
+
+
+def _require_cells(df: pd.DataFrame, config: list[str], path) -> None:
+    """Refuse a row with an empty configuration cell (a short or hand-cut line, which pandas pads with NaN)
+    or a block cnnexp does not know (a hand edit such as PLAIN)."""
+    empty = df[config].isna().any(axis=1)
+    if empty.any():
+        line = empty.idxmax()
+        column = next(c for c in config if pd.isna(df.at[line, c]))
+        raise ResultsError(f"{path}: line {line + 2} has no value in column {column}; "
+                           "a results row fills every configuration column (a damaged line? delete it)")
+    unknown = ~df["block"].astype(str).isin(BLOCKS)
+    if unknown.any():
+        line = unknown.idxmax()
+        raise ResultsError(f"{path}: line {line + 2} has block {df.at[line, 'block']!r}, not one of "
+                           f"{', '.join(BLOCKS)}")
 def split_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The configuration columns and the metric columns of a results frame, each in file order.
 
@@ -113,12 +146,74 @@ def split_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 def require_numeric(df: pd.DataFrame, column: str, path) -> None:
     """Refuse a column with a value that is not a number, naming the first such value and its line."""
-    if pd.api.types.is_numeric_dtype(df[column]) and not pd.api.types.is_bool_dtype(df[column]):
+    if not _is_number_column(df[column]):
+        as_floats(df, column, path)
+
+
+def _is_number_column(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def as_floats(df: pd.DataFrame, column: str, path) -> pd.Series:
+    """A column as float64, refusing (with its line and value) a cell that is not a number or lies beyond
+    the float range (a 400-digit integer, 1e999): a metric is a float, and an overflow must not pass as inf.
+
+    Raises:
+        ResultsError: naming the file, the column, the line and the value.
+    """
+    values = df[column]
+    if pd.api.types.is_float_dtype(values):
+        return values
+    if _is_number_column(values):  # integers, including uint64 beyond int64
+        return values.astype(float)
+    return pd.Series([_cell_float(v, column, i, path) for i, v in values.items()], index=values.index,
+                     dtype=float)
+
+
+def _cell_float(value, column: str, index, path) -> float:
+    try:
+        number = float(value)
+    except OverflowError:  # a Python int beyond the float range
+        number = math.inf
+    except (TypeError, ValueError):
+        raise ResultsError(f"{path}: column {column} is not numeric; line {index + 2} has "
+                           f"{_shorten(value)}") from None
+    if math.isinf(number) and not _says_infinity(value):
+        raise _beyond_range(path, column, index, value)
+    return number
+
+
+def _says_infinity(text) -> bool:
+    return str(text).strip().lower().lstrip("+-") in ("inf", "infinity")
+
+
+def _beyond_range(path, column: str, index, value) -> ResultsError:
+    return ResultsError(f"{path}: column {column}, line {index + 2}: {_shorten(value)} is beyond the float "
+                        "range; a metric cell holds a float")
+
+
+def _refuse_overflow(path: Path, df: pd.DataFrame, metrics: list[str]) -> None:
+    """Refuse a metric cell pandas read as inf although its text is a finite number (1e999, 400 nines)."""
+    suspect = [m for m in metrics if np.isinf(df[m].to_numpy()).any()]
+    if not suspect:
         return
-    numbers = pd.to_numeric(df[column], errors="coerce")
-    bad = df[column][numbers.isna() & df[column].notna()]
-    where = f"; line {bad.index[0] + 2} has {bad.iloc[0]!r}" if len(bad) else ""
-    raise ResultsError(f"{path}: column {column} is not numeric{where}")
+    text = pd.read_csv(path, index_col=False, usecols=suspect, dtype=str, keep_default_na=False)
+    for m in suspect:
+        for i in df.index[np.isinf(df[m].to_numpy())]:
+            if not _says_infinity(text.at[i, m]):
+                raise _beyond_range(path, m, i, text.at[i, m])
+
+
+def _shorten(value, limit: int = 40) -> str:
+    """A cell for a message: its repr, cut in the middle when long (a 400-digit integer)."""
+    text = repr(value) if isinstance(value, str) else repr(str(value))
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-8:]} ({len(str(value))} characters)"
+
+
+def names(columns) -> str:
+    """Column names for a one-line message: as they are, or as repr when one holds a control character
+    (a tab or a record separator would break the line)."""
+    return ", ".join(str(c) if str(c).isprintable() else repr(c) for c in columns)
 
 
 def as_frame(results: Results) -> pd.DataFrame:
@@ -135,7 +230,7 @@ def source(df: pd.DataFrame) -> str:
 # Summary over seeds
 
 
-def summary(results: Results) -> pd.DataFrame:
+def summary(results: Results, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean, sample standard deviation, standard error and count of every metric over seeds.
 
     Rows are grouped by every configuration column except `seed` (block included), sorted as pandas'
@@ -147,14 +242,24 @@ def summary(results: Results) -> pd.DataFrame:
 
     Args:
         results: a frame from `load_results`, or the path of a results CSV.
+        metrics: summarise only these, in this order (default: every metric of the file).
 
     Returns:
         The configuration columns (without seed), then `<metric>_mean`, `<metric>_std`, `<metric>_sem`
         for each metric, `n` (rows in the group), then the `<metric>_ratio` columns.
+
+    Raises:
+        ResultsError: a metric asked for is not a metric of the file, or a configuration column has the
+            name of a column the summary adds (`n`, `<metric>_mean`, ...).
     """
     df = as_frame(results)
-    config, metrics = split_columns(df)
-    keys = [c for c in config if c != "seed"]
+    metrics = pick_metrics(df, metrics)
+    keys = [c for c in split_columns(df)[0] if c != "seed"]
+    added = ["n", *(f"{m}_{s}" for m in metrics for s in (*STATISTICS, "ratio"))]
+    clash = [c for c in keys if c in added]
+    if clash:
+        raise ResultsError(f"{source(df)}: configuration column {clash[0]!r} has the name of a summary column "
+                           f"({', '.join(c for c in added if c in clash)} is added by summary); rename it")
     grouped = df.groupby(keys, sort=True, dropna=False)
     stats = grouped[metrics].agg(list(STATISTICS))
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
@@ -163,6 +268,22 @@ def summary(results: Results) -> pd.DataFrame:
     if set(RATIO_BLOCKS) <= set(table["block"]):
         table = _with_ratios(table, keys, [m for m in metrics if "_grad" in m])
     return table
+
+
+def pick_metrics(df: pd.DataFrame, asked: Sequence[str] | None, flag: str = "--metric") -> list[str]:
+    """The metrics asked for, once each and in the order asked, or every metric of the frame.
+
+    Raises:
+        ResultsError: a name that is not a metric column of the frame, naming the ones it has.
+    """
+    _, metrics = split_columns(df)
+    if not asked:
+        return metrics
+    for m in asked:
+        if m not in metrics:
+            what = "a configuration column" if m in df.columns else "not a metric"
+            raise ResultsError(f"{flag} {m}: {what} of {source(df)} (its metrics: {', '.join(metrics)})")
+    return list(dict.fromkeys(asked))
 
 
 def _with_ratios(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -185,25 +306,32 @@ def _with_ratios(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd
 # Comparing two files
 
 
+RTOL = 1e-6  # compare's default relative tolerance
+# Metrics bounded by construction, and their bound: the scale of their rounding error whatever their value.
+BOUNDS = {"cos_x_out": 1.0}
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Two results files joined on their shared configuration columns, metric by metric.
 
-    `joined` has the key columns, `status` ("same", "differs", "a_only", "b_only"), then for each compared
-    metric `<m>_a`, `<m>_b`, `<m>_rel_diff` and `<m>_differs`. `by_metric` has, per metric, the largest
-    relative difference over the rows in both files and the number of rows beyond tolerance.
+    `joined` has the key columns, `<c>_a` and `<c>_b` for each ignored column `c`, `status` ("same",
+    "differs", "a_only", "b_only"), then for each compared metric `<m>_a`, `<m>_b`, `<m>_rel_diff` and
+    `<m>_differs`. `by_metric` has, per metric, the absolute tolerance used, the largest relative difference
+    over the rows in both files and the number of rows beyond tolerance.
     """
 
     a: str  # the two files' names, for messages
     b: str
-    keys: tuple[str, ...]  # the configuration columns both files have: the join key
+    keys: tuple[str, ...]  # the configuration columns both files have, less the ignored: the join key
     metrics: tuple[str, ...]  # the metrics compared
     rtol: float
-    atol: float
+    atol: float | None  # the absolute tolerance asked for; None: each metric's floor (by_metric["atol"])
     joined: pd.DataFrame
-    by_metric: pd.DataFrame  # index: metric; columns: max_rel_diff, rows_beyond
+    by_metric: pd.DataFrame  # index: metric; columns: atol, max_rel_diff, rows_beyond
     config_only: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # config columns in one file only (a, b)
     metrics_only: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # metrics in one file only (a, b)
+    ignored: tuple[str, ...] = ()  # configuration columns left out of the join, as asked
 
     @property
     def differing(self) -> pd.DataFrame:
@@ -238,34 +366,71 @@ def beyond_tolerance(a, b, rtol: float, atol: float) -> np.ndarray:
                        equal_nan=True)
 
 
-def compare(a: Results, b: Results, *, rtol: float = 1e-6, atol: float = 0.0,
-            metrics: Sequence[str] | None = None) -> Comparison:
+def default_floor(a, b, rtol: float, metric: str = "") -> float:
+    """The absolute tolerance compare uses for a metric when none is given: rtol times the metric's
+    magnitude, for a metric whose values can cancel to near zero; 0 for one that cannot.
+
+    A norm or a loss is a sum of non-negative terms: its rounding error is relative to its own value, so
+    rtol alone judges it at every scale (1e-300 against 2e-300 differs). A cosine, or any metric taking
+    both signs, is a sum of terms that cancel: near zero its rounding error is relative to the terms, not
+    to the value (1e-24 against -3e-24 is noise). Its magnitude is its bound (1 for cos_x_out, `BOUNDS`)
+    or, without one, the largest finite |value| in either file.
+
+        >>> default_floor([0.9, -1e-24], [0.9, 3e-24], 1e-6, "cos_x_out")
+        1e-06
+        >>> default_floor([1e-300, 5.0], [2e-300, 5.0], 1e-6, "x_grad_norm")
+        0.0
+    """
+    values = np.concatenate([np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()])
+    values = values[np.isfinite(values)]
+    if metric in BOUNDS:
+        return rtol * BOUNDS[metric]
+    if not (values < 0).any():
+        return 0.0
+    return rtol * float(np.abs(values).max())
+
+
+def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = None,
+            metrics: Sequence[str] | None = None, ignore: Sequence[str] = ()) -> Comparison:
     """Join two results files on their shared configuration columns and compare every shared metric.
 
     A value of `a` differs from `b` when not |a - b| <= atol + rtol * |b| (numpy.isclose semantics, so `b`
-    is the reference); NaN in both agrees. The relative difference reported is |a - b| / max(|a|, |b|).
+    is the reference); NaN in both agrees. Without `atol`, each metric gets its own floor
+    (`default_floor`): 0 for norms and the loss, rtol times the magnitude for cos_x_out and any metric with
+    negative values. The relative difference reported is |a - b| / max(|a|, |b|).
 
     Args:
         a, b: frames from `load_results`, or paths of results CSVs.
-        rtol, atol: the tolerance, both >= 0.
+        rtol: the relative tolerance, >= 0.
+        atol: one absolute tolerance for every metric, >= 0 [default: each metric's floor].
         metrics: compare only these (default: every metric both files have).
+        ignore: configuration columns to leave out of the join, e.g. ["dtype"] to pair a float32 file
+            with a float64 one row by row.
 
     Returns:
         The comparison; `.agree` is False when a metric differs or a row or metric is on one side only.
 
     Raises:
         ResultsError: a file is not a results file, the files share no configuration column or no metric,
-            a metric asked for is not in both, or a file has two rows with the same key.
+            a metric asked for is not in both, a column to ignore is not a configuration column, or a file
+            has two rows with the same key (after ignoring).
     """
-    if not (0 <= rtol < np.inf and 0 <= atol < np.inf):  # also refuses NaN
+    if not (0 <= rtol < np.inf and (atol is None or 0 <= atol < np.inf)):  # also refuses NaN
         raise ResultsError(f"tolerances must be finite non-negative numbers, got rtol={rtol}, atol={atol}")
     da, db = as_frame(a), as_frame(b)
     name_a, name_b = source(da), source(db)
     (config_a, metrics_a), (config_b, metrics_b) = split_columns(da), split_columns(db)
+    ignore = list(dict.fromkeys(ignore))
+    for column in ignore:
+        if column not in config_a and column not in config_b:
+            what = "a metric (choose metrics with --metric)" if column in metrics_a + metrics_b else "no column"
+            raise ResultsError(f"--ignore {column}: {what} of {name_a} or {name_b} (configuration columns: "
+                               f"{names(dict.fromkeys(config_a + config_b))})")
+    config_a, config_b = ([c for c in config if c not in ignore] for config in (config_a, config_b))
     keys = [c for c in config_a if c in config_b]
     if not keys:
         raise ResultsError(f"{name_a} and {name_b} share no configuration column ({name_a}: "
-                           f"{', '.join(config_a)}; {name_b}: {', '.join(config_b)})")
+                           f"{names(config_a)}; {name_b}: {names(config_b)})")
     shared = [m for m in metrics_a if m in metrics_b]
     if metrics:
         for m in metrics:
@@ -281,49 +446,60 @@ def compare(a: Results, b: Results, *, rtol: float = 1e-6, atol: float = 0.0,
     if not chosen:
         raise ResultsError(f"{name_a} and {name_b} share no metric column")
     for df, other in ((da, db), (db, da)):
-        _check_key(df, other, keys)
-    joined = _join(da, db, keys, chosen, rtol, atol)
+        _check_key(df, other, keys, ignore)
+    atols = {m: atol if atol is not None else default_floor(da[m], db[m], rtol, m) for m in chosen}
+    joined = _join(da, db, keys, atols, rtol, ignore)
     in_both = joined["status"].isin(["same", "differs"])
     by_metric = pd.DataFrame(
-        {"max_rel_diff": [joined.loc[in_both, f"{m}_rel_diff"].max() for m in chosen],
+        {"atol": [atols[m] for m in chosen],
+         "max_rel_diff": [joined.loc[in_both, f"{m}_rel_diff"].max() for m in chosen],
          "rows_beyond": [int(joined[f"{m}_differs"].sum()) for m in chosen]},
         index=pd.Index(chosen, name="metric"))
     config_only = (tuple(c for c in config_a if c not in keys), tuple(c for c in config_b if c not in keys))
     return Comparison(name_a, name_b, tuple(keys), tuple(chosen), rtol, atol, joined, by_metric,
-                      config_only, metrics_only)
+                      config_only, metrics_only, tuple(ignore))
 
 
-def _check_key(df: pd.DataFrame, other: pd.DataFrame, keys: list[str]) -> None:
+def _check_key(df: pd.DataFrame, other: pd.DataFrame, keys: list[str], ignored: list[str]) -> None:
     """Refuse a join that would pair one row with several: the key must be unique, and of one kind."""
     for k in keys:
         if pd.api.types.is_numeric_dtype(df[k]) != pd.api.types.is_numeric_dtype(other[k]):
-            raise ResultsError(f"column {k} holds numbers in one of {source(df)} and {source(other)} and text "
+            raise ResultsError(f"column {names([k])} holds numbers in one of {source(df)} and {source(other)} and text "
                                "in the other; they cannot be joined on it")
-    repeated = df[df.duplicated(keys, keep=False)]
-    if len(repeated):
-        first = ", ".join(f"{k}={v}" for k, v in repeated.iloc[0][keys].items())
-        extra = [c for c in split_columns(df)[0] if c not in keys]
-        why = (f" (it has {', '.join(extra)}, which {source(other)} lacks)" if extra else "")
-        raise ResultsError(f"{source(df)}: {len(repeated)} rows share one configuration on the columns "
-                           f"{', '.join(keys)}{why}, e.g. {first}; cannot pair them with {source(other)}")
+    twins = first_twins(df, keys)
+    if twins:
+        (i, j), shown = twins
+        left_out = [c for c in split_columns(df)[0] if c not in keys]
+        if any(c in ignored for c in left_out):
+            why = f"once {', '.join(c for c in left_out if c in ignored)} is ignored"
+        else:
+            why = f"on the columns both files have ({source(df)} also has {', '.join(left_out)})"
+        raise ResultsError(f"{source(df)}: lines {i} and {j} collide {why}: both are {shown}; "
+                           f"cannot pair them with {source(other)}")
 
 
-def _join(da: pd.DataFrame, db: pd.DataFrame, keys: list[str], metrics: list[str],
-          rtol: float, atol: float) -> pd.DataFrame:
-    joined = da[keys + metrics].merge(db[keys + metrics], on=keys, how="outer", suffixes=("_a", "_b"),
-                                      indicator="side")
+def _join(da: pd.DataFrame, db: pd.DataFrame, keys: list[str], atols: dict[str, float],
+          rtol: float, ignored: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows of both files paired on `keys`: the keys, each ignored column as `<c>_a`, `<c>_b` (so the
+    pairing can be seen), `status`, then per metric `<m>_a`, `<m>_b`, `<m>_rel_diff`, `<m>_differs`."""
+    metrics = list(atols)
+    sides = [df[keys + metrics].join(df[[c for c in ignored if c in df]].add_suffix(f"_{side}"))
+             for df, side in ((da, "a"), (db, "b"))]
+    joined = sides[0].merge(sides[1], on=keys, how="outer", suffixes=("_a", "_b"), indicator="side")
+    shown = [f"{c}_{side}" for c in ignored for side in "ab" if f"{c}_{side}" in joined]
     both = (joined["side"] == "both").to_numpy()
     columns, differs = {}, np.zeros(len(joined), dtype=bool)
     for m in metrics:
         va, vb = joined[f"{m}_a"].to_numpy(dtype=float), joined[f"{m}_b"].to_numpy(dtype=float)
-        beyond = both & beyond_tolerance(va, vb, rtol, atol)
+        beyond = both & beyond_tolerance(va, vb, rtol, atols[m])
         columns |= {f"{m}_a": va, f"{m}_b": vb,
                     f"{m}_rel_diff": np.where(both, relative_difference(va, vb), np.nan),
                     f"{m}_differs": beyond}
         differs |= beyond
     status = np.select([~both & (joined["side"] == "left_only"), ~both, differs],
                        ["a_only", "b_only", "differs"], "same")
-    return pd.concat([joined[keys], pd.DataFrame({"status": status, **columns}, index=joined.index)], axis=1)
+    return pd.concat([joined[keys + shown], pd.DataFrame({"status": status, **columns}, index=joined.index)],
+                     axis=1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -213,7 +213,12 @@ def compare(
                                       show_default=False)],
     rtol: Annotated[float, typer.Option(help="Relative tolerance: a differs from b when not "
                                              "|a-b| <= atol + rtol*|b| (numpy.isclose).")] = 1e-6,
-    atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 0.0,
+    atol: Annotated[Optional[float], typer.Option(
+        help="Absolute tolerance for every metric [default: a floor per metric: rtol times its magnitude for "
+             "cos_x_out and metrics with negative values, 0 for norms and the loss].", show_default=False)] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option(
+        help="Leave this configuration column out of the join (repeatable or comma-separated), e.g. "
+             "--ignore dtype to pair a float32 file with a float64 one.", show_default=False)] = None,
     metric: Annotated[Optional[list[str]], typer.Option(
         help="Compare only this metric; repeatable or comma-separated (default: every metric both files have).",
         show_default=False)] = None,
@@ -224,7 +229,7 @@ def compare(
     """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
     from cnnexp.analysis import compare as compare_results, write_csv
 
-    result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric))
+    result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric), ignore=_names(ignore))
     if out_path is not None:
         write_csv(result.joined, out_path, inputs=[a, b])
     for table in render.comparison_tables(result):
@@ -238,6 +243,9 @@ def compare(
 @command()
 def summary(
     path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    metric: Annotated[Optional[list[str]], typer.Option(
+        help="Summarise only this metric; repeatable or comma-separated (default: every metric of the file).",
+        show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write <metric>_mean, _std, _sem, n (and _ratio) beside the configuration columns as CSV.",
         show_default=False)] = None,
@@ -245,10 +253,10 @@ def summary(
     """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
     from cnnexp.analysis import summary as summarize, write_csv
 
-    table = summarize(path)
+    table = summarize(path, _names(metric))
     if out_path is not None:
         write_csv(table, out_path, inputs=[path])
-    for rich_table in render.summary_tables(table):
+    for rich_table in render.summary_tables(table, width=out.width if out.is_terminal else None):
         render.show(out, rich_table)
     if out_path is not None:
         err.print(f"wrote the summary to {out_path}", soft_wrap=True)
@@ -264,19 +272,24 @@ def plot(
         help="Column to plot (repeatable or comma-separated: a row of panels each) "
              "(default: x_grad_norm and param_grad_norm; out_grad_norm for a per-layer file).", show_default=False)] = None,
     facet: Annotated[Optional[str], typer.Option(
-        help="Column whose values each get a column of panels (default: an axis with at most 4 values, if any).",
-        show_default=False)] = None,
+        help="Column whose values each get a column of panels (default: an axis with at most 4 values, if any; "
+             "'' for none). At most 24 panels in all.", show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y...>_vs_<x>.png).",
         show_default=False)] = None,
     fit: Annotated[bool, typer.Option(
         "--fit", help="Also draw each line's fitted law (dashed, slope and 95% interval in the legend) and the "
                       "theory's slope (dotted) where derived; see `cnnexp fit`.")] = False,
+    dpi: Annotated[float, typer.Option(help="Dots per inch of a .png.")] = 110,
 ) -> None:
-    """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max."""
+    """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max.
+
+    Values a log axis cannot show (zeros, such as an underflowed gradient) and NaN are counted in the title,
+    lines that coincide are drawn nested, and panels whose ranges lie many decades apart get their own y axis.
+    """
     from cnnexp.plot import plot_results
 
-    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit)
+    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi)
     err.print(f"wrote {written}", soft_wrap=True)
 
 

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from cnnexp.analysis import Results, as_frame, require_numeric, source, split_columns
+from cnnexp.analysis import Results, as_frame, names, require_numeric, source, split_columns
 from cnnexp.results import write_atomically
 from cnnexp.errors import ResultsError
 from cnnexp.schema import BLOCKS, FINDING_METRICS
@@ -48,7 +48,11 @@ MAX_LINES = 8  # lines (and legend entries) per panel; an axis that would exceed
 LEGEND_COLUMNS = 4
 PANEL = (4.8, 3.4)  # inches per panel
 TITLE_CHARS_PER_INCH = 12  # characters of the medium title font per inch of figure width, with a margin
-DPI = 110
+DPI = 110  # dots per inch of a raster figure (--dpi)
+MAX_PIXELS = 50_000_000  # a raster figure larger than this (about 200 MB in memory) is refused
+MAX_PANELS = 24  # panels of one figure: y columns times facet values
+SHARE_DECADES = 3.0  # a row of panels shares its y axis unless that adds more decades than this to a panel
+COINCIDE_RTOL = 1e-3  # lines within this of each other at every x look as one: they are drawn nested
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -66,7 +70,8 @@ class Layout:
 
 
 def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str | None = None, *,
-                 facet: str | None = None, out: str | os.PathLike | None = None, fit: bool = False) -> Path:
+                 facet: str | None = None, out: str | os.PathLike | None = None, fit: bool = False,
+                 dpi: float = DPI) -> Path:
     """Draw `y` against `x` and write the figure; its format follows the extension of `out`.
 
     Args:
@@ -74,19 +79,23 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         x: a numeric column for the horizontal axis [default: chosen from the data, see `choose_layout`].
         y: one numeric column or several, a row of panels each [default: x_grad_norm, param_grad_norm;
             out_grad_norm for a per-layer file].
-        facet: a column whose values each get a column of panels [default: chosen from the data].
+        facet: a column whose values each get a column of panels [default: chosen from the data; ""
+            for none]; at most MAX_PANELS panels in all.
         out: .png, .svg or .pdf [default: beside the CSV, <stem>_<y...>_vs_<x>.png, and _by_<facet>
             when `facet` is given].
         fit: also draw each line's fitted law (`cnnexp.fit`) dashed over the points it was fitted on, with
             its slope and 95% interval in the panel's legend, and the theory's slope dotted where derived.
+        dpi: dots per inch of a .png (and of any raster part of the others).
 
     Returns:
         The path written.
 
     Raises:
-        ResultsError: an unknown or non-numeric column, an unknown extension, or a bad results file;
-            all checked before anything is written.
+        ResultsError: an unknown or non-numeric column, an unknown extension, a dpi out of range, too
+            many panels, or a bad results file; all checked before anything is written.
     """
+    if not (0 < dpi < math.inf):  # also refuses NaN
+        raise ResultsError(f"--dpi {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
     if out is not None:
         file_format(out)  # refuse an unknown extension before reading anything
     df = as_frame(results)
@@ -96,7 +105,11 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         name = "_".join([csv_path.stem, *layout.ys, "vs", layout.x, *(["by", facet] if facet else [])])
         out = csv_path.with_name(name + ".png")
     fig = draw(df, layout, fit=fit)
-    return write_atomically(out, lambda tmp: fig.savefig(tmp, format=file_format(out), dpi=DPI))
+    width, height = fig.get_size_inches() * dpi
+    if file_format(out) == "png" and width * height > MAX_PIXELS:
+        raise ResultsError(f"--dpi {dpi:g}: the figure would be {width:,.0f} x {height:,.0f} pixels, over "
+                           f"{MAX_PIXELS:,}; use a smaller --dpi or .svg/.pdf")
+    return write_atomically(out, lambda tmp: fig.savefig(tmp, format=file_format(out), dpi=dpi))
 
 
 def sweep_figure(csv_path: str | os.PathLike) -> Path:
@@ -126,15 +139,18 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
     """Decide what goes where, from the data, for every role the caller leaves as None.
 
     x: the numeric configuration axis (seed and block aside) with the most distinct values, small_init on a
-    tie. facet: the varying axis with the most values among those with at most MAX_FACETS. lines: block,
-    then the remaining varying axes, fewest values first, while a panel has at most MAX_LINES lines. Every
-    axis left over is held at the value with the most distinct x values (the largest on a tie).
+    tie. facet: the varying axis with the most values among those with at most MAX_FACETS ("" for none; one
+    asked for may have up to MAX_PANELS / len(ys) values). lines: block, then the remaining varying axes,
+    fewest values first, while a panel has at most MAX_LINES lines. Every axis left over is held at the value
+    with the most distinct x values (the largest on a tie).
 
     Raises:
-        ResultsError: a column that does not exist, or an x or y column that is not numeric.
+        ResultsError: a column that does not exist, an x or y column that is not numeric, or a facet with
+            too many values.
     """
     df = as_frame(results)
     config, metrics = split_columns(df)
+    auto_facet, facet = facet is None, facet or None  # "" asks for no facet
     counts = {c: df[c].nunique(dropna=False) for c in config}
     if x is None:
         numeric = [c for c in config if c not in ("block", "seed") and _is_numeric(df[c])]
@@ -146,12 +162,14 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
     for flag, column in [("--x", x), *(("--y", c) for c in ys), *([("--facet", facet)] if facet else [])]:
         if column not in df.columns:
             raise ResultsError(f"{flag} {column}: no such column in {source(df)} "
-                               f"(its columns: {', '.join(df.columns)})")
+                               f"(its columns: {names(df.columns)})")
         if flag != "--facet":
             require_numeric(df, column, source(df))
     free = [c for c in config if c not in ("block", "seed", x, facet) and counts[c] > 1]
-    if facet is None:
-        facet = max((c for c in free if counts[c] <= MAX_FACETS), key=counts.get, default=None)
+    if auto_facet:
+        fits = [c for c in free if counts[c] <= MAX_FACETS and counts[c] * len(ys) <= MAX_PANELS]
+        facet = max(fits, key=counts.get, default=None)
+    _require_few_panels(df, ys, facet)
     lines, held, n_lines = ["block"], [], counts["block"]
     for c in sorted((c for c in free if c != facet), key=counts.get):
         if n_lines * counts[c] <= MAX_LINES:
@@ -162,6 +180,15 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
             held.append((c, value, counts[c]))
             df = df[df[c] == value]
     return Layout(x, tuple(ys), facet, tuple(lines), tuple(held))
+
+
+def _require_few_panels(df: pd.DataFrame, ys: list[str], facet: str | None) -> None:
+    """Refuse a figure of more than MAX_PANELS panels (a facet on a column of thousands of values)."""
+    columns = df[facet].nunique(dropna=False) if facet else 1
+    if len(ys) * columns > MAX_PANELS:
+        asked = f"--facet {facet}: {columns:,} values" if facet else f"--y: {len(ys)} columns"
+        raise ResultsError(f"{asked} in {source(df)} would draw {len(ys) * columns:,} panels, more than "
+                           f"{MAX_PANELS}; choose a column with fewer values (or --facet '' for none)")
 
 
 def figure(results: Results, x: str | None = None, ys: Sequence[str] | str | None = None, *,
@@ -177,35 +204,55 @@ def figure(results: Results, x: str | None = None, ys: Sequence[str] | str | Non
 
 def draw(df: pd.DataFrame, layout: Layout, *, fit: bool = False):
     """A matplotlib Figure: a row of panels per y, a column per facet value, a line per line key; the
-    legend below the panels and the title wrapped to the figure's width."""
+    legend below the panels and the title wrapped to the figure's width.
+
+    A line is the mean over seeds at each x, with a band from min to max when a point has several runs.
+    Lines that coincide are drawn nested (the earlier wider), a row's panels keep their own y range when
+    sharing one would spread them over many more decades, and every value a log axis cannot show (zeros,
+    such as an underflowed gradient) or that is not finite is counted in the title, never dropped in silence.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     x, ys, facet, lines = layout.x, layout.ys, layout.facet, list(layout.lines)
     for column, value, _ in layout.held:
         df = df[df[column] == value]
     keys = list(dict.fromkeys(key for key, _ in df.groupby(lines, sort=False, dropna=False)))
     facets = list(pd.unique(df[facet])) if facet else [None]
+    scales = {c: _scale(df[c]) for c in (x, *ys)}
+    banded = _runs_per_point(df, layout) > 1
+    panels = {(row, col): _panel_lines(df if facet is None else df[df[facet] == value], layout, y)
+              for row, y in enumerate(ys) for col, value in enumerate(facets)}
+    notes = [*_undrawn(df, layout, scales), *_nested_note(panels, ys, len(facets), lines)]
     width = PANEL[0] * len(facets)
-    title = _title(df, layout, width=int(width * TITLE_CHARS_PER_INCH))
+    title = _title(df, layout, width=int(width * TITLE_CHARS_PER_INCH), banded=banded, notes=notes)
     legend_rows = math.ceil(len(keys) / LEGEND_COLUMNS)
     height = PANEL[1] * len(ys) + 0.2 * (title.count("\n") + 1) + 0.25 * legend_rows
     fig = Figure(figsize=(width, height), layout="constrained")
-    axes = np.asarray(fig.subplots(len(ys), len(facets), sharex=True, sharey="row", squeeze=False))
+    axes = np.asarray(fig.subplots(len(ys), len(facets), sharex=True, squeeze=False))
     handles = {}
     for row, y in enumerate(ys):
+        shared = _share_y([panels[row, col] for col in range(len(facets))], scales[y])
         for col, value in enumerate(facets):
             ax = axes[row, col]
-            panel = df if facet is None else df[df[facet] == value]
-            for key, group in panel.groupby(lines, sort=False, dropna=False):
-                stats = group.groupby(x)[y].agg(["mean", "min", "max"]).sort_index()
+            if shared and col:
+                ax.sharey(axes[row, 0])
+                ax.tick_params(axis="y", labelleft=False)
+            widths = _nesting(panels[row, col])
+            for (key, stats), extra in zip(panels[row, col], widths):
                 style = _style(key, keys, lines)
-                [handles[style["label"]]] = ax.plot(stats.index, stats["mean"], **style)
-                ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2,
-                                linewidth=0)
+                [handles[style["label"]]] = ax.plot(stats.index, stats["mean"], **style,
+                                                    linewidth=1.5 + 2.5 * extra, markersize=6 + 4 * extra,
+                                                    zorder=2 - 0.1 * extra)
+                if banded:
+                    ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2,
+                                    linewidth=0)
             if fit:
-                draw_fits(ax, panel, x, y, lines, keys)
-            _set_scale(ax.set_yscale, df[y])
-            _set_scale(ax.set_xscale, df[x])
+                draw_fits(ax, df if facet is None else df[df[facet] == value], x, y, lines, keys)
+            _set_scale(ax.set_yscale, scales[y])
+            _set_scale(ax.set_xscale, scales[x])
+            if scales[x] == "linear" and pd.api.types.is_integer_dtype(df[x]):  # seed, depth: no 0.25 ticks
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, which="major", alpha=0.3)
             if facet is not None and row == 0:
                 ax.set_title(f"{facet}={value}", fontsize="medium")
@@ -250,6 +297,112 @@ def draw_fits(ax, panel: pd.DataFrame, x: str, y: str, lines: list[str], keys: l
                   title=f"{law.name} law, 95% interval (dashed); theory (dotted)")
 
 
+def _panel_lines(panel: pd.DataFrame, layout: Layout, y: str) -> list[tuple[object, pd.DataFrame]]:
+    """Each line of one panel in drawing order: its key and, per x, the mean, min and max of y over seeds."""
+    return [(key, group.groupby(layout.x)[y].agg(["mean", "min", "max"]).sort_index())
+            for key, group in panel.groupby(list(layout.lines), sort=False, dropna=False)]
+
+
+def _runs_per_point(df: pd.DataFrame, layout: Layout) -> int:
+    """The most runs behind one point of one line (1 when x is the seed, or with one seed)."""
+    where = [*layout.lines, *([layout.facet] if layout.facet else []), layout.x]
+    return int(df.groupby(where, dropna=False).size().max()) if len(df) else 0
+
+
+def _same_line(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Two lines that would look as one: the same x values and means within COINCIDE_RTOL everywhere."""
+    return (a.index.equals(b.index)
+            and bool(np.isclose(a["mean"], b["mean"], rtol=COINCIDE_RTOL, atol=0, equal_nan=True).all()))
+
+
+def _coinciding(lines: list) -> list[tuple[int, ...]]:
+    """Groups (indices in drawing order) of two or more lines of one panel that coincide."""
+    groups: list[list[int]] = []
+    for i, (_, stats) in enumerate(lines):
+        home = next((g for g in groups if _same_line(lines[g[0]][1], stats)), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return [tuple(g) for g in groups if len(g) > 1]
+
+
+def _nesting(lines: list) -> list[int]:
+    """For each line, how many lines coinciding with it are drawn after it: 0 for most; the earlier lines
+    of a coinciding group are drawn wider and below, so each stays visible around the next."""
+    extra = [0] * len(lines)
+    for group in _coinciding(lines):
+        for position, i in enumerate(group):
+            extra[i] = len(group) - 1 - position
+    return extra
+
+
+def _nested_note(panels: dict, ys: Sequence[str], n_facets: int, lines: list[str]) -> list[str]:
+    """A title line naming the lines drawn nested because they coincide, per y."""
+    said = []
+    for row, y in enumerate(ys):
+        groups = dict.fromkeys(" = ".join(_line_label(panels[row, col][i][0], lines) for i in group)
+                               for col in range(n_facets) for group in _coinciding(panels[row, col]))
+        if groups:
+            said.append(f"{y}: {'; '.join(groups)}")
+    return [f"coinciding lines (within {COINCIDE_RTOL:g}), drawn nested: {'; '.join(said)}"] if said else []
+
+
+def _line_label(key, columns: Sequence[str]) -> str:
+    """A line's name: the block, then 'axis=value' for each further column of its key."""
+    key = key if isinstance(key, tuple) else (key,)
+    return ", ".join([str(key[0]), *(f"{c}={v}" for c, v in zip(columns[1:], key[1:]))])
+
+
+def _share_y(lines_per_panel: list[list], scale: str) -> bool:
+    """Whether a row of panels shares one y axis: yes, unless on a log axis the row spans more than
+    SHARE_DECADES decades beyond the widest single panel (facets 150 decades apart each get their own)."""
+    if scale != "log" or len(lines_per_panel) < 2:
+        return True
+    spans = []
+    for lines in lines_per_panel:
+        v = np.concatenate([stats[["mean", "min", "max"]].to_numpy(float).ravel() for _, stats in lines] or [[]])
+        v = v[np.isfinite(v) & (v > 0)]
+        if len(v):
+            spans.append((np.log10(v.min()), np.log10(v.max())))
+    if len(spans) < 2:
+        return True
+    low, high = min(a for a, _ in spans), max(b for _, b in spans)
+    return high - low <= max(b - a for a, b in spans) + SHARE_DECADES
+
+
+def _undrawn(df: pd.DataFrame, layout: Layout, scales: dict[str, str]) -> list[str]:
+    """Title lines counting the runs whose x or y cannot be drawn: zeros (and negatives) on a log axis,
+    and NaN or infinite values; each says where they are (line, facet, x values)."""
+    notes = []
+    for column in (layout.x, *layout.ys):
+        values = df[column].to_numpy(dtype=float)
+        reasons = {"nan": np.isnan(values), "inf": np.isinf(values)}
+        if scales[column] == "log":
+            zero = "0 (underflow)" if "_grad" in column else "0"  # a gradient norm of 0: every element underflowed
+            reasons[zero] = values == 0  # a log axis has no place for it
+        for what, mask in reasons.items():
+            n = int(mask.sum())
+            if n:
+                why = " (log axis)" if what.startswith("0") else ""
+                notes.append(f"not drawn{why}: {column} = {what} in {n} run{'s' * (n > 1)}, "
+                             f"{_where(df[mask], layout)}")
+    return notes
+
+
+def _where(rows: pd.DataFrame, layout: Layout, most: int = 3) -> str:
+    """Where some rows lie, briefly: 'plain at small_init=1e-06, 1e-08; residual at ...'."""
+    by = [*layout.lines, *([layout.facet] if layout.facet else [])]
+    parts = []
+    for key, group in rows.groupby(by, sort=False, dropna=False):
+        name = _line_label(key, by)
+        xs = list(dict.fromkeys(group[layout.x]))
+        shown = ", ".join(map(str, xs[:most])) + (f" and {len(xs) - most} more" if len(xs) > most else "")
+        parts.append(f"{name} at {layout.x}={shown}")
+    rest = len(parts) - most
+    return "; ".join(parts[:most]) + (f"; and {rest} more line{'s' * (rest > 1)}" if rest > 0 else "")
+
+
 def _is_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
@@ -267,15 +420,15 @@ def _style(key, keys: list, lines: list[str]) -> dict:
     keys = [k if isinstance(k, tuple) else (k,) for k in keys]
     blocks = list(dict.fromkeys([*BLOCKS, *(k[0] for k in keys)]))
     i = list(dict.fromkeys(k[1:] for k in keys)).index(key[1:])
-    label = ", ".join([str(key[0]), *(f"{c}={v}" for c, v in zip(lines[1:], key[1:]))])
+    label = _line_label(key, lines)
     b = blocks.index(key[0])
     return {"label": label, "color": f"C{b % 10}", "linestyle": LINESTYLES[i % len(LINESTYLES)],
             "marker": MARKERS[b % len(MARKERS)], "markerfacecolor": "none"}
 
 
-def _set_scale(set_scale, values: pd.Series) -> None:
-    """Set an axis' scale; on a log axis zeros are left out (masked), not drawn as a plunge to its edge."""
-    scale = _scale(values)
+def _set_scale(set_scale, scale: str) -> None:
+    """Set an axis' scale; on a log axis zeros are left out (masked, and counted in the title by
+    `_undrawn`), not drawn as a plunge to its edge."""
     set_scale(scale, **({"nonpositive": "mask"} if scale == "log" else {}))
 
 
@@ -292,16 +445,24 @@ def _scale(values: pd.Series) -> str:
     return "linear"
 
 
-def _title(df: pd.DataFrame, layout: Layout, width: int) -> str:
-    """Where the figure comes from, the axes held fixed (and any held at one value of several), and what
-    the line and band mean; each part wrapped to `width` characters."""
+def _title(df: pd.DataFrame, layout: Layout, width: int, banded: bool = True, notes: Sequence[str] = ()) -> str:
+    """Where the figure comes from, the axes held fixed (and any held at one value of several), what the
+    line and band mean, and `notes` (values not drawn, lines drawn nested); each part wrapped to `width`
+    characters."""
     config, _ = split_columns(df)
     shown = {layout.x, layout.facet, "seed", *layout.lines, *(c for c, _, _ in layout.held)}
     fixed = [f"{c}={df[c].iloc[0]}" for c in config if c not in shown]
-    seeds = df.groupby([c for c in config if c != "seed"], dropna=False).size()
-    n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     parts = [f"{Path(source(df)).stem}: {'  '.join(fixed)}".rstrip(": ")]
     if layout.held:
         parts.append("drawn at " + ", ".join(f"{c}={v} only (of {k} values)" for c, v, k in layout.held))
-    parts.append(f"line: mean over {'1 seed' if n == '1' else f'{n} seeds'}; band: min to max")
+    if banded:
+        seeds = df.groupby([c for c in config if c != "seed"], dropna=False).size()
+        n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+        parts.append(f"line: mean over {n} seeds; band: min to max")
+    elif layout.x == "seed":
+        parts.append("line: one run per point (seed on x)")
+    else:
+        seeds = pd.unique(df["seed"]) if "seed" in df else []
+        parts.append("line: one run per point" + (f" (seed={seeds[0]})" if len(seeds) == 1 else ""))
+    parts.extend(notes)
     return "\n".join(textwrap.fill(p, width, break_long_words=False, break_on_hyphens=False) for p in parts)

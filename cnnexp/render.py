@@ -28,13 +28,16 @@ def show(out, renderable) -> None:
     out.print(renderable, width=width, crop=False)
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = ()):
+def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (),
+           gap: int = 2):
     """A rich table whose cells are never cut: each column is at least as wide as its widest cell. Numbers are
-    right-aligned; the columns named in `left` are left-aligned."""
+    right-aligned; the columns named in `left` are left-aligned. `gap=1` sets columns one space apart, with
+    no edge, to keep a wide table within a narrow terminal (e.g. COLUMNS=60)."""
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    compact = {"padding": 0, "show_edge": False} if gap == 1 else {}  # the box's divider is the one space
+    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, **compact)
     for i, name in enumerate(columns):
         width = max((len(r[i]) for r in rows), default=0)
         width = max([width, *(len(line) for line in name.splitlines())])  # headers whole too
@@ -165,35 +168,54 @@ def comparison_tables(result) -> list:
     for side, columns in zip("AB", result.config_only):
         if columns:  # the join ignores them: say so, since rows that differ there are paired anyway
             title += f"; only {side} has {', '.join(columns)} (not joined on)"
-    rows = [[m, _num(rel, 3), str(n)] for m, rel, n in result.by_metric.itertuples()]
-    per_metric = _table(title, ["metric", "largest rel. diff", "rows beyond tolerance"], rows, left=("metric",))
-    per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|); beyond tolerance: not |a-b| <= atol + rtol*|b| "
-                          f"with rtol={result.rtol:g}, atol={result.atol:g}")
+    if result.ignored:
+        title += f"; ignored: {', '.join(result.ignored)} (not joined on)"
+    rows = [[m, f"{atol:.3g}", _num(rel, 3), str(n)] for m, atol, rel, n in result.by_metric.itertuples()]
+    per_metric = _table(title, ["metric", "atol", "largest\nrel. diff", "rows\nbeyond"], rows, left=("metric",),
+                        gap=1)
+    atol = (f"atol={result.atol:g} (--atol)" if result.atol is not None else
+            "atol: rtol x its magnitude for a metric that cancels near 0 (a cosine), 0 for norms and the loss")
+    per_metric.caption = (f"rel. diff = |a-b| / max(|a|,|b|)\nbeyond tolerance: not |a-b| <= atol + rtol*|b|, "
+                          f"rtol={result.rtol:g}\n{atol}")
     per_metric.caption_justify = "left"
     tables = [per_metric]
     differing = result.differing
     if len(differing):
         varying, fixed = _varying(differing, keys)
-        cells = [[*(_exact(r[k]) for k in varying), m, repr(r[f"{m}_a"]), repr(r[f"{m}_b"]),
+        cells = [[*(_exact(r[k]) for k in varying), m, *_apart(r[f"{m}_a"], r[f"{m}_b"]),
                   _num(r[f"{m}_rel_diff"], 3)]
                  for _, r in differing.iterrows() for m in result.metrics if r[f"{m}_differs"]]
         table = _table(f"beyond tolerance  {fixed}".strip(), [*varying, "metric", "A", "B", "rel. diff"],
-                       cells[:MAX_SHOWN], left=("metric",))
+                       cells[:MAX_SHOWN], left=("metric",), gap=1)
         tables.append(_shown(table, len(cells) - MAX_SHOWN if len(cells) > MAX_SHOWN else 0))
     for side in ("a", "b"):
         only = result.only(side)
         if len(only):
             cells = [[_exact(v) for v in r] for r in only.itertuples(index=False)]
-            table = _table(f"only in {side.upper()} ({getattr(result, side)})", keys, cells[:MAX_SHOWN])
+            table = _table(f"only in {side.upper()} ({getattr(result, side)})", keys, cells[:MAX_SHOWN], gap=1)
             tables.append(_shown(table, max(len(cells) - MAX_SHOWN, 0)))
     return tables
+
+
+def _apart(a: float, b: float) -> tuple[str, str]:
+    """Two values that differ, to 10 significant digits or to as many more as tell them apart (17 do)."""
+    for digits in range(10, 18):
+        short = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if short[0] != short[1]:
+            return short
+    return repr(float(a)), repr(float(b))
+
+
+def _tolerance(result) -> str:
+    atol = "each metric's atol" if result.atol is None else f"atol={result.atol:g}"
+    return f"rtol={result.rtol:g} and {atol}"
 
 
 def comparison_verdict(result) -> str:
     """One line: agree, or what differs."""
     if result.agree:
-        return f"agree: every metric within rtol={result.rtol:g}, atol={result.atol:g}, every row on both sides"
-    parts = [f"{m} ({n} row{'s' * (n != 1)} beyond tolerance)" for m, _, n in result.by_metric.itertuples() if n]
+        return f"agree: every metric within {_tolerance(result)}, every row on both sides"
+    parts = [f"{m} ({n} row{'s' * (n != 1)} beyond tolerance)" for m, n in result.by_metric["rows_beyond"].items() if n]
     parts += [f"{n} row{'s' * (n != 1)} only in {side.upper()}"
               for side in ("a", "b") for n in [len(result.only(side))] if n]
     parts += [f"metric{'s' * (len(ms) > 1)} only in {side}: {', '.join(ms)}"
@@ -201,25 +223,35 @@ def comparison_verdict(result) -> str:
     return "differ: " + "; ".join(parts)
 
 
-def summary_tables(table) -> list:
-    """One table per metric (mean, std, sem, n per configuration), then the residual/plain ratios."""
+def summary_tables(table, width: int | None = None) -> list:
+    """One table per metric (mean, std, sem, and n unless every group has the same n, then the title says
+    it), then the residual/plain ratios. Columns one space apart; where a metric's table would still be
+    wider than `width` (a narrow terminal, e.g. COLUMNS=60), its sem column (std / sqrt(n)) is left out
+    and a caption says so."""
     metrics = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
     config = list(table.columns[: list(table.columns).index(f"{metrics[0]}_mean")])
-    varying, fixed = _varying(table, config)
-    varying = varying or ["block"]
+    varying, fixed = _varying(table, [*config, "n"])
+    keys = [c for c in varying if c != "n"] or ["block"]
+    counts = ["n"] if "n" in varying else []
     tables = []
     for m in metrics:
-        rows = [[*(_exact(r[c]) for c in varying), *(_num(r[f"{m}_{s}"]) for s in ("mean", "std", "sem")),
-                 str(r["n"])] for _, r in table.iterrows()]
-        tables.append(_table(f"{m}  {fixed}".strip(), [*varying, "mean", "std", "sem", "n"], rows))
+        cells = {c: [_exact(v) for v in table[c]] for c in keys}
+        cells |= {s: [_num(v) for v in table[f"{m}_{s}"]] for s in STATISTICS}
+        cells |= {c: [str(v) for v in table[c]] for c in counts}
+        if width is not None and _width(cells) > width:
+            del cells["sem"]
+        rich_table = _table(f"{m}  {fixed}".strip(), list(cells), [list(r) for r in zip(*cells.values())], gap=1)
+        if "sem" not in cells:
+            rich_table.caption = "sem (std / sqrt(n)) left out to fit the terminal; --out writes it"
+        tables.append(rich_table)
     ratios = [c for c in table.columns if c.endswith("_ratio")]
     if ratios:
         pairs = table[table["block"] == "residual"]
-        keys = [c for c in varying if c != "block"]
+        keys = [c for c in keys if c != "block"]
         rows = [[*(_exact(r[c]) for c in keys), *(_ratio_cell(r[c]) for c in ratios)]
                 for _, r in pairs.iterrows()]
         ratio_table = _table(f"residual / plain, ratio of the means  {fixed}".strip(),
-                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows)
+                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows, gap=1)
         for column in ratio_table.columns[len(keys):]:
             column.style = "bold magenta"
         tables.append(ratio_table)
@@ -228,6 +260,14 @@ def summary_tables(table) -> list:
 
 def _slope(value: float) -> str:
     return MISSING if math.isnan(value) else f"{value:.4f}"
+
+
+STATISTICS = ("mean", "std", "sem")  # as analysis.STATISTICS; repeated so that render needs no pandas import
+
+
+def _width(cells: dict[str, list[str]]) -> int:
+    """The width of a gap=1 table of these columns: each as wide as its header or widest cell, plus gaps."""
+    return sum(max(len(name), *map(len, column)) for name, column in cells.items()) + len(cells) - 1
 
 
 def _theory_cell(row) -> str:

@@ -174,6 +174,36 @@ def test_summary_has_no_ratio_without_both_blocks(tmp_path):
     assert not [c for c in got.columns if c.endswith("_ratio")]
 
 
+@pytest.mark.parametrize("asked", [["x_grad_norm"], ["loss", "cos_x_out", "loss"]])
+def test_summary_of_chosen_metrics_equals_pandas_groupby(results, asked):
+    df = pd.read_csv(results)
+    keys = [c for c in CONFIG_COLUMNS if c != "seed"]
+    wanted = list(dict.fromkeys(asked))
+    got = summary(results, asked)
+    stats = [f"{m}_{s}" for m in wanted for s in ("mean", "std", "sem")]
+    ratios = [f"{m}_ratio" for m in wanted if "_grad" in m]
+    assert list(got.columns) == [*keys, *stats, "n", *ratios]
+    mean = df.groupby(keys)[wanted].mean()
+    for m in wanted:
+        pd.testing.assert_series_equal(got.set_index(keys)[f"{m}_mean"], mean[m], check_names=False)
+
+
+@pytest.mark.parametrize("asked, message", [
+    (["speed"], "--metric speed: not a metric of .*init.csv \\(its metrics: loss, x_grad_norm"),
+    (["seed"], "--metric seed: a configuration column of"),
+])
+def test_summary_refuses_a_name_that_is_not_a_metric(results, asked, message):
+    with pytest.raises(ResultsError, match=message):
+        summary(results, asked)
+
+
+@pytest.mark.parametrize("column", ["n", "loss_mean"])
+def test_summary_refuses_a_configuration_column_named_like_its_own_columns(tmp_path, column):
+    path = write_results(tmp_path / "r.csv", make_rows(extra={column: [3]}))
+    with pytest.raises(ResultsError, match=f"r.csv: configuration column '{column}' has the name of a summary column"):
+        summary(path)
+
+
 # --- compare --------------------------------------------------------------------------------------
 
 
@@ -240,7 +270,7 @@ def test_compare_joins_on_the_shared_configuration_columns(results, tmp_path):
     c = compare(results, b)
     assert c.agree and c.keys == CONFIG_COLUMNS and c.config_only == ((), ("future_axis",))
     two_depths = write_results(tmp_path / "c.csv", make_rows(extra={"future_axis": [1, 2]}))
-    with pytest.raises(ResultsError, match="rows share one configuration.*future_axis"):
+    with pytest.raises(ResultsError, match="lines 2 and 3 collide on the columns both files have.*has future_axis"):
         compare(results, two_depths)
 
 
@@ -254,6 +284,85 @@ def test_compare_without_shared_configuration_columns_is_refused():
 def test_compare_refuses_negative_tolerance(results):
     with pytest.raises(CnnexpError, match="non-negative"):
         compare(results, results, rtol=-1)
+
+
+def precision_pair(tmp_path, noise=1e-9):
+    """A float32 file and a float64 file of the same runs, metrics apart by a relative `noise`."""
+    rows32 = make_rows(extra={"dtype": ["float32"]})
+    rows64 = [{**r, "dtype": "float64", **{m: r[m] * (1 + noise) for m in METRICS}} for r in rows32]
+    return write_results(tmp_path / "f32.csv", rows32), write_results(tmp_path / "f64.csv", rows64)
+
+
+def test_compare_ignore_joins_a_float32_file_with_a_float64_one(tmp_path):
+    a, b = precision_pair(tmp_path, noise=1e-9)
+    apart = compare(a, b)
+    assert len(apart.only("a")) == len(apart.only("b")) == len(make_rows()) and apart.differing.empty
+    c = compare(a, b, ignore=["dtype"])
+    assert c.agree and "dtype" not in c.keys and c.ignored == ("dtype",) and len(c.joined) == len(make_rows())
+    # with a tolerance tighter than the noise, rows differ as numpy.isclose says (a cosine's floor is rtol)
+    strict = compare(a, b, ignore=["dtype"], rtol=1e-12)
+    da, db = pd.read_csv(a), pd.read_csv(b)
+    for m in METRICS:
+        want = ~np.isclose(da[m], db[m], rtol=1e-12, atol=1e-12 if m == "cos_x_out" else 0.0)
+        assert strict.by_metric.loc[m, "rows_beyond"] == want.sum()
+    assert strict.by_metric.loc["loss", "rows_beyond"] == len(da)
+
+
+def test_compare_ignore_that_makes_rows_collide_names_the_key(tmp_path):
+    rows = make_rows(extra={"dtype": ["float32", "float64"]})
+    a = write_results(tmp_path / "both.csv", rows)
+    with pytest.raises(ResultsError, match="both.csv: lines 2 and 3 collide once dtype is ignored: both are "
+                                           "block='plain', d=8, batch=4, small_init=0.01, seed=0"):
+        compare(a, a, ignore=["dtype"])
+
+
+@pytest.mark.parametrize("column, message", [
+    ("colour", "--ignore colour: no column of"),
+    ("loss", "--ignore loss: a metric \\(choose metrics with --metric\\)"),
+])
+def test_compare_ignore_refuses_what_is_not_a_configuration_column(results, column, message):
+    with pytest.raises(ResultsError, match=message):
+        compare(results, results, ignore=[column])
+
+
+def with_values(tmp_path, name, metric, values):
+    rows = make_rows()
+    for row, v in zip(rows, values):
+        row[metric] = float(v)
+    return write_results(tmp_path / name, rows)
+
+
+def test_default_floor_lets_cosine_noise_near_zero_agree(tmp_path):
+    n = len(make_rows())
+    cos_a = [1.0 - 1e-9 * i if i % 2 else 1e-24 * (i + 1) for i in range(n)]
+    cos_b = [v if i % 2 else -3e-24 * (i + 1) for i, v in enumerate(cos_a)]  # noise of both signs near 0
+    a, b = with_values(tmp_path, "a.csv", "cos_x_out", cos_a), with_values(tmp_path, "b.csv", "cos_x_out", cos_b)
+    c = compare(a, b)
+    assert c.agree and c.by_metric.loc["cos_x_out", "atol"] == 1e-6
+    assert c.by_metric.loc["cos_x_out", "max_rel_diff"] > 1  # relative to the values, they are far apart
+    exact = compare(a, b, atol=0.0)  # an explicit atol overrides every floor
+    assert exact.by_metric.loc["cos_x_out", "rows_beyond"] == (~np.isclose(cos_a, cos_b, rtol=1e-6, atol=0)).sum()
+    assert exact.by_metric.loc["cos_x_out", "rows_beyond"] == n // 2
+
+
+def test_default_floor_keeps_norms_relative_at_every_scale(tmp_path):
+    n = len(make_rows())
+    norms_a = [10.0 ** -(20 * i) for i in range(n)]  # 1 down to 1e-220
+    norms_b = [v * (2 if i == n - 1 else 1) for i, v in enumerate(norms_a)]
+    c = compare(with_values(tmp_path, "a.csv", "x_grad_norm", norms_a),
+                with_values(tmp_path, "b.csv", "x_grad_norm", norms_b))
+    assert c.by_metric.loc["x_grad_norm", "atol"] == 0 and c.by_metric.loc["x_grad_norm", "rows_beyond"] == 1
+
+
+def test_default_floor_of_a_signed_metric_is_rtol_times_its_largest_magnitude(tmp_path):
+    rng = np.random.default_rng(3)
+    n = len(make_rows())
+    va = rng.normal(size=n) * 10.0 ** rng.integers(-12, 2, size=n)
+    vb = va + rng.normal(size=n) * 1e-6
+    c = compare(with_values(tmp_path, "a.csv", "loss", va), with_values(tmp_path, "b.csv", "loss", vb), rtol=1e-5)
+    floor = 1e-5 * np.abs(np.concatenate([va, vb])).max()
+    assert c.by_metric.loc["loss", "atol"] == floor
+    assert c.by_metric.loc["loss", "rows_beyond"] == (~np.isclose(va, vb, rtol=1e-5, atol=floor)).sum()
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -301,8 +410,67 @@ def test_an_unwritable_out_path_is_one_clear_error(results, tmp_path):
 def test_a_row_given_twice_is_refused_not_counted_twice(tmp_path):
     rows = make_rows()
     path = write_results(tmp_path / "dup.csv", [*rows, rows[3]])
-    with pytest.raises(ResultsError, match="2 rows share one configuration"):
+    with pytest.raises(ResultsError, match=r"dup.csv: lines 5 and 14 hold one configuration \(block='plain', d=8"):
         load_results(path)
+
+
+def test_a_key_rewritten_in_another_form_is_the_same_configuration(tmp_path):
+    path = write_results(tmp_path / "r.csv", make_rows())
+    lines = path.read_text().splitlines()
+    assert ",0.01,1," in lines[2]
+    path.write_text("\n".join([*lines, lines[2].replace(",0.01,1,", ",1e-2,1,")]) + "\n")  # a hand edit
+    with pytest.raises(ResultsError, match=f"lines 3 and {len(lines) + 1} hold one configuration"):
+        load_results(path)
+
+
+def edited(tmp_path, column: str, line: int, text: str):
+    """A results file with the cell of `column` on file line `line` (header = 1) replaced by `text`."""
+    path = write_results(tmp_path / "r.csv", make_rows())
+    lines = path.read_text().splitlines()
+    cells = lines[line - 1].split(",")
+    cells[lines[0].split(",").index(column)] = text
+    lines[line - 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("column, text, message", [
+    ("loss", "oops", "column loss is not numeric; line 4 has 'oops'"),
+    ("x_grad_norm", "9" * 400, "column x_grad_norm, line 4: '99999.*' \\(400 characters\\) is beyond the float range"),
+    ("cos_x_out", "1e999", "column cos_x_out, line 4: '1e999' is beyond the float range"),
+    ("block", "PLAIN", "line 4 has block 'PLAIN', not one of plain, residual"),
+    ("seed", "", "line 4 has no value in column seed"),
+])
+def test_a_damaged_cell_is_refused_naming_file_line_and_value(tmp_path, column, text, message):
+    with pytest.raises(ResultsError, match=f"r.csv: {message}"):
+        load_results(edited(tmp_path, column, 4, text))
+
+
+def test_a_column_of_integers_even_beyond_int64_reads_as_floats(tmp_path):
+    path = write_results(tmp_path / "r.csv", make_rows())
+    df = pd.read_csv(path)
+    df["loss"] = [2**64 - 1, *range(1, len(df))]  # what a hand edit or another tool might leave
+    df.to_csv(path, index=False)
+    got = load_results(path)["loss"]
+    assert got.dtype == np.float64 and got.tolist() == [float(2**64 - 1), *map(float, range(1, len(df)))]
+
+
+def test_infinity_written_as_inf_is_kept(tmp_path):
+    assert load_results(edited(tmp_path, "loss", 4, "inf"))["loss"].iloc[2] == math.inf
+
+
+def test_a_short_junk_line_is_refused_not_padded(tmp_path):
+    path = write_results(tmp_path / "r.csv", make_rows())
+    path.write_text(path.read_text() + "junk\n")
+    with pytest.raises(ResultsError, match=f"line {len(make_rows()) + 2} has no value in column d"):
+        load_results(path)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"a string"', "3"])
+def test_provenance_that_is_not_an_object_is_one_clear_error(results, text):
+    (results.parent / "init.meta.json").write_text(text)
+    with pytest.raises(ResultsError, match="init.meta.json: damaged provenance file"):
+        load_results(results)
 
 
 @pytest.mark.parametrize("rtol, atol", [(float("inf"), 0.0), (1e-6, float("inf")), (float("nan"), 0.0)])

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cnnexp.cli import app
@@ -94,6 +96,37 @@ def test_compare_bad_flags_exit_2(a):
     one_line_error(cnnexp("compare", a, a.with_name("nope.csv")), "nope.csv: no such file")
 
 
+def test_compare_ignore_dtype_pairs_a_float32_file_with_a_float64_one(tmp_path):
+    rows32 = make_rows()
+    rows64 = [{**r, "dtype": "float64", "loss": r["loss"] * (1 + 1e-9)} for r in rows32]
+    a, b = variant(tmp_path, rows32, "f32.csv"), variant(tmp_path, rows64, "f64.csv")
+    apart = cnnexp("compare", a, b)
+    assert apart.exit_code == 1 and f"{len(rows32)} rows only in A" in apart.stdout
+    joined = cnnexp("compare", a, b, "--ignore", "dtype", "--out", tmp_path / "c.csv")
+    assert joined.exit_code == 0 and "ignored: dtype" in joined.stdout, joined.stdout
+    got = pd.read_csv(tmp_path / "c.csv")
+    assert "dtype" not in got.columns and (got["status"] == "same").all() and len(got) == len(rows32)
+    assert (got["dtype_a"] == "float32").all() and (got["dtype_b"] == "float64").all()  # the pairing, visible
+    keys = [c for c in CONFIG_COLUMNS if c != "dtype"]
+    paired = got.merge(pd.read_csv(b), on=keys)
+    np.testing.assert_array_equal(paired["loss_b"], paired["loss"])
+
+
+def test_compare_ignore_that_makes_rows_collide_is_one_line(tmp_path):
+    both = variant(tmp_path, make_rows() + [{**r, "dtype": "float64"} for r in make_rows()], "both.csv")
+    one_line_error(cnnexp("compare", both, both, "--ignore", "dtype"), "both.csv", "collide once dtype is ignored",
+                   "block='plain'", "seed=0")
+
+
+def test_compare_cosine_noise_near_zero_agrees_by_default_and_differs_with_atol_0(a, tmp_path):
+    rows = make_rows()
+    rows_a, rows_b = [{**r, "cos_x_out": 1e-24} for r in rows], [{**r, "cos_x_out": -2e-24} for r in rows]
+    a, b = variant(tmp_path, rows_a, "ca.csv"), variant(tmp_path, rows_b, "cb.csv")
+    assert cnnexp("compare", a, b).exit_code == 0
+    strict = cnnexp("compare", a, b, "--atol", "0")
+    assert strict.exit_code == 1 and f"cos_x_out ({len(rows)} rows beyond tolerance)" in strict.stdout
+
+
 # --- summary --------------------------------------------------------------------------------------
 
 
@@ -119,6 +152,50 @@ def test_summary_of_a_non_numeric_metric_exits_2(tmp_path):
     path.write_text("block,seed,loss,x_grad_norm,a1_grad_norm,w_norm,param_grad_norm\nplain,0,1,2,3,4,high\n")
     one_line_error(cnnexp("summary", path, "--out", tmp_path / "s.csv"), "param_grad_norm", "not numeric")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_summary_metric_limits_the_tables_and_the_csv(a, tmp_path):
+    result = cnnexp("summary", a, "--metric", "loss", "--metric", "x_grad_norm,loss", "--out", tmp_path / "s.csv")
+    assert result.exit_code == 0
+    assert result.stdout.count(" mean ") == 2 and "param_grad_norm" not in result.stdout
+    got = pd.read_csv(tmp_path / "s.csv")
+    assert [c for c in got.columns if c.endswith("_mean")] == ["loss_mean", "x_grad_norm_mean"]
+    keys = ["block", "d", "batch", "small_init"]
+    want = pd.read_csv(a).groupby(keys)["x_grad_norm"].mean().to_numpy()
+    np.testing.assert_array_equal(got["x_grad_norm_mean"], want)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--metric", "speed"], ["--metric speed: not a metric", "its metrics: loss"]),
+    (["--metric", "seed"], ["--metric seed: a configuration column"]),
+])
+def test_summary_bad_metric_exits_2(a, args, words):
+    one_line_error(cnnexp("summary", a, *args), *words)
+
+
+def test_summary_of_a_file_with_a_column_named_n_is_one_line(tmp_path):
+    path = variant(tmp_path, make_rows(extra={"n": [3]}), "withn.csv")
+    one_line_error(cnnexp("summary", path), "withn.csv", "column 'n'", "rename it")
+
+
+@pytest.mark.parametrize("cell, words", [
+    ("oops", ["line 4 has 'oops'", "loss"]),
+    ("9" * 400, ["line 4", "loss", "beyond the float range", "400 characters"]),
+    ("1" + "0" * 40, []),  # a big integer within the float range is a number
+])
+@pytest.mark.parametrize("command", ["summary", "plot", "compare"])
+def test_damaged_metric_cells_are_one_line_in_every_command(tmp_path, command, cell, words):
+    path = variant(tmp_path, make_rows(), "r.csv")
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[lines[0].split(",").index("loss")] = cell
+    path.write_text("\n".join([*lines[:3], ",".join(cells), *lines[4:]]) + "\n")
+    args = {"summary": [path], "plot": [path, "--out", tmp_path / "f.png"], "compare": [path, path]}[command]
+    result = cnnexp(command, *args)
+    if words:
+        one_line_error(result, "r.csv", *words)
+    else:
+        assert result.exit_code == 0, result.output
 
 
 # --- --out never replaces an input ------------------------------------------------------------------
@@ -152,9 +229,35 @@ def test_plot_writes_a_png(a, tmp_path):
     (["--y", "speed"], ["--y speed", "no such column"]),
     (["--x", "block"], ["column block is not numeric"]),
     (["--out", "f.gif"], ["unknown figure format '.gif'"]),
+    (["--dpi", "0"], ["--dpi 0.0: must be a positive number"]),
+    (["--dpi", "nan"], ["--dpi nan"]),
+    (["--dpi", "1e6"], ["pixels, over 50,000,000"]),
 ])
-def test_plot_bad_input_exits_2(a, args, words):
-    one_line_error(cnnexp("plot", a, *args), *words)
+def test_plot_bad_input_exits_2(a, tmp_path, args, words):
+    one_line_error(cnnexp("plot", a, "--out", tmp_path / "f.png", *args), *words)
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_plot_empty_facet_and_dpi(tmp_path):
+    from matplotlib.image import imread
+    from tests.test_plot import depth_rows
+
+    path = write_results(tmp_path / "depth.csv", depth_rows())
+    for dpi in (40, 80):
+        result = cnnexp("plot", path, "--facet", "", "--dpi", dpi, "--out", tmp_path / f"f{dpi}.png")
+        assert result.exit_code == 0, result.output
+    small, large = imread(tmp_path / "f40.png"), imread(tmp_path / "f80.png")
+    assert abs(large.shape[1] - 2 * small.shape[1]) <= 2
+    with_facets = cnnexp("plot", path, "--dpi", 40, "--out", tmp_path / "g.png")
+    assert with_facets.exit_code == 0 and imread(tmp_path / "g.png").shape[1] > 1.5 * small.shape[1]  # two panels wide
+
+
+def test_plot_facet_with_too_many_panels_is_one_line(tmp_path):
+    from tests.test_plot import layer_rows
+
+    path = write_results(tmp_path / "depth.layers.csv", layer_rows())
+    one_line_error(cnnexp("plot", path, "--facet", "out_grad_norm"), "--facet out_grad_norm", "panels", "more than 24")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.layers.csv"]
 
 
 def test_plot_of_a_per_layer_file_chooses_its_axes(tmp_path):
@@ -184,3 +287,75 @@ def test_compare_exit_status_as_a_process(a, tmp_path):
     b = variant(tmp_path, scaled("loss", 2.0))
     r = subprocess.run([sys.executable, "-m", "cnnexp", "compare", str(a), str(b)], capture_output=True, text=True)
     assert r.returncode == 1 and "loss" in r.stdout and r.stderr == ""
+
+
+# --- tables in a narrow terminal ---------------------------------------------------------------------
+
+
+def at_width(tables, width: int) -> list[str]:
+    """The tables as a terminal of `width` columns shows them, without their title lines."""
+    import io
+
+    from rich.console import Console
+
+    from cnnexp import render
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=True, color_system=None, markup=False)
+    titles = {line for t in tables for line in (t.title or "").splitlines()}
+    for table in tables:
+        render.show(console, table)
+    return [line for line in buffer.getvalue().splitlines() if line not in titles]
+
+
+def test_summary_of_a_grid_fits_a_terminal_of_60_columns(tmp_path):
+    from cnnexp import render
+    from cnnexp.analysis import summary
+
+    rows = make_rows(small_inits=(1e-1, 1e-2, 1e-4, 1e-6), extra={"d": [32, 256], "batch": [16, 64], "depth": [1, 20]})
+    table = summary(variant(tmp_path, rows, "grid.csv"), ["x_grad_norm", "loss"])
+    narrow = at_width(render.summary_tables(table, width=60), 60)
+    assert max(map(len, narrow)) <= 60 and "sem (std / sqrt(n)) left out to fit the terminal" in "\n".join(narrow)
+    wide = at_width(render.summary_tables(table), 200)
+    assert any(" sem" in line for line in wide) and not any("left out" in line for line in wide)
+    # every mean is on screen, to 4 digits, whatever the width
+    for m in ("x_grad_norm", "loss"):
+        assert all(any(f"{v:.4g}" in line for line in narrow) for v in table[f"{m}_mean"])
+
+
+def test_comparison_tables_fit_60_columns(a, tmp_path):
+    from cnnexp import render
+    from cnnexp.analysis import compare
+
+    rows = make_rows()
+    rows[2]["loss"] *= 1 + 1e-12  # apart only in the 13th digit: shown to 13 digits, not 17
+    lines = at_width(render.comparison_tables(compare(a, variant(tmp_path, rows), rtol=1e-14)), 60)
+    assert max(map(len, lines)) <= 60, "\n".join(lines)
+    want = make_rows()[2]["loss"]
+    assert f"{want:.13g}" in "\n".join(lines) and f"{want * (1 + 1e-12):.13g}" in "\n".join(lines)
+
+
+# --- hand-edited and damaged files: exit 0 or 2, one line, never a traceback -----------------------------
+
+CELLS = st.one_of(
+    st.sampled_from(["", "oops", "nan", "inf", "-inf", "1e999", "-1e-400", "9" * 400, "PLAIN", "0x10", "1_000",
+                     "True", "1e-2", "\"a,b\"", "  7 ", "ñ", "[1]", str(2**64), str(-(2**70))]),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"), max_size=12),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 15), CELLS), min_size=1, max_size=4),
+       command=st.sampled_from(["summary", "compare"]))
+def test_a_damaged_results_file_gives_exit_0_or_2_and_at_most_one_line(tmp_path_factory, edits, command):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    path = variant(tmp, make_rows(), "r.csv")
+    lines = [line.split(",") for line in path.read_text().splitlines()]
+    for row, column, text in edits:  # row 0 is the header
+        cells = lines[row % len(lines)]
+        cells[column % len(cells)] = text
+    path.write_text("\n".join(",".join(cells) for cells in lines) + "\n")
+    result = cnnexp(command, *([path] if command == "summary" else [path, path]))
+    assert result.exit_code in (0, 2) and "Traceback" not in result.output, result.output
+    if result.exit_code == 2:
+        one_line_error(result)

@@ -11,7 +11,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
 from cnnexp.errors import ResultsError
-from cnnexp.plot import MAX_LINES, Layout, _held_value, _scale, choose_layout, figure, plot_results, sweep_figure
+from cnnexp.plot import (MAX_LINES, MAX_PANELS, Layout, _held_value, _scale, choose_layout, figure, plot_results,
+                         sweep_figure)
 from cnnexp.schema import BLOCKS, LAYER_METRICS, METRICS
 from tests.test_analysis import make_rows, write_results
 
@@ -205,3 +206,149 @@ def test_bad_requests_are_refused_before_writing(results, tmp_path, x, y, facet,
     with pytest.raises(ResultsError, match=message):
         plot_results(results, x, y, facet=facet, out=tmp_path / out)
     assert not (tmp_path / out).exists()
+
+
+# --- what the figure says about its data -------------------------------------------------------------
+
+
+def test_seed_on_x_draws_each_run_with_no_mean_and_no_band(results):
+    df = pd.read_csv(results)
+    fig = figure(results, "seed", ["loss"], facet="small_init")
+    title = fig.get_suptitle()
+    assert "mean over" not in title and "band" not in title and "one run per point (seed on x)" in title
+    for ax, small_init in zip(fig.axes, pd.unique(df["small_init"])):
+        assert not ax.collections  # no band
+        for line in ax.lines:
+            want = df[(df["block"] == line.get_label()) & (df["small_init"] == small_init)].sort_values("seed")
+            np.testing.assert_array_equal(line.get_xdata(), want["seed"])
+            np.testing.assert_array_equal(line.get_ydata(), want["loss"])
+
+
+def test_one_seed_draws_no_band(tmp_path):
+    path = write_results(tmp_path / "r.csv", make_rows(seeds=(4,), small_inits=(1e-2, 1e-4, 1e-6)))
+    fig = figure(path, "small_init", ["loss"])
+    assert "band" not in fig.get_suptitle() and not fig.axes[0].collections
+    three = write_results(tmp_path / "three.csv", make_rows(seeds=(4, 5, 6)))
+    assert "mean over 3 seeds; band: min to max" in figure(three, "small_init", ["loss"]).get_suptitle()
+
+
+def test_coinciding_lines_stay_visible_and_keep_their_data(tmp_path):
+    rows = make_rows(blocks=("plain", "residual", "prenorm"))
+    residual = {(r["small_init"], r["seed"]): r for r in rows if r["block"] == "residual"}
+    rows = [{**r, **{m: residual[r["small_init"], r["seed"]][m] for m in METRICS}} if r["block"] == "prenorm" else r
+            for r in rows]
+    fig = figure(write_results(tmp_path / "r.csv", rows), "small_init", ["x_grad_norm"])
+    plain, res, pre = fig.axes[0].lines
+    np.testing.assert_array_equal(res.get_ydata(), pre.get_ydata())  # the data is not moved
+    assert res.get_linewidth() > pre.get_linewidth() > 0 and res.get_markersize() > pre.get_markersize()
+    assert res.get_zorder() < pre.get_zorder() and plain.get_linewidth() == pre.get_linewidth()
+    assert "x_grad_norm: residual = prenorm" in fig.get_suptitle().replace("\n", " ")
+
+
+def facets_apart(tmp_path, scale: float):
+    """Two facets (depth 1, 2) whose loss lies around 1 and around `scale`."""
+    rows = make_rows(small_inits=(1e-2, 1e-4, 1e-6), extra={"depth": [1, 2]})
+    rng = np.random.default_rng(0)
+    rows = [{**r, "loss": float(rng.uniform(1, 50) * (scale if r["depth"] == 2 else 1.0))} for r in rows]
+    return write_results(tmp_path / "r.csv", rows)
+
+
+@pytest.mark.parametrize("scale, shared", [(1e-150, False), (1e-2, True)])
+def test_facets_many_decades_apart_get_their_own_y_range(tmp_path, scale, shared):
+    path = facets_apart(tmp_path, scale)
+    df = pd.read_csv(path)
+    fig = figure(path, "small_init", ["loss"], facet="depth")
+    FigureCanvasAgg(fig).draw()
+    first, second = fig.axes
+    for ax, depth in zip(fig.axes, (1, 2)):
+        low, high = ax.get_ylim()
+        values = df.loc[df["depth"] == depth, "loss"]
+        assert low <= values.min() and values.max() <= high
+    assert (first.get_ylim() == second.get_ylim()) == shared
+    if not shared:  # each panel spans about its own two decades, not 150
+        assert all(np.log10(ax.get_ylim()[1] / ax.get_ylim()[0]) < 5 for ax in fig.axes)
+
+
+def test_zeros_on_a_log_axis_are_counted_and_located_in_the_title(tmp_path):
+    rows = make_rows(small_inits=(1e-2, 1e-4, 1e-6))
+    rows = [{**r, "x_grad_norm": 0.0} if r["block"] == "plain" and r["small_init"] == 1e-6 else r for r in rows]
+    rows[0]["x_grad_norm"] = float("nan")
+    path = write_results(tmp_path / "r.csv", rows)
+    df = pd.read_csv(path)
+    title = figure(path, "small_init", ["x_grad_norm"]).get_suptitle().replace("\n", " ")
+    zeros = int((df["x_grad_norm"] == 0).sum())
+    assert zeros == 3
+    assert f"not drawn (log axis): x_grad_norm = 0 (underflow) in {zeros} runs, plain at small_init=1e-06" in title
+    assert f"x_grad_norm = nan in 1 run, plain at small_init={rows[0]['small_init']}" in title
+
+
+def test_dpi_scales_the_raster_and_is_checked_before_writing(results, tmp_path):
+    small = imread(plot_results(results, "small_init", "loss", out=tmp_path / "a.png", dpi=50))
+    large = imread(plot_results(results, "small_init", "loss", out=tmp_path / "b.png", dpi=100))
+    assert abs(large.shape[0] - 2 * small.shape[0]) <= 2 and abs(large.shape[1] - 2 * small.shape[1]) <= 2
+    for dpi, message in [(0, "must be a positive number"), (float("nan"), "must be a positive number"),
+                         (20_000, "pixels, over")]:
+        with pytest.raises(ResultsError, match=f"--dpi .*{message}"):
+            plot_results(results, "small_init", "loss", out=tmp_path / "c.png", dpi=dpi)
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_a_facet_with_thousands_of_values_is_refused_before_drawing(tmp_path):
+    path = write_results(tmp_path / "depth.layers.csv", layer_rows())
+    n = pd.read_csv(path)["out_grad_norm"].nunique()
+    with pytest.raises(ResultsError, match=f"--facet out_grad_norm: {n:,} values .* would draw {n:,} panels, more "
+                                           f"than {MAX_PANELS}"):
+        plot_results(path, facet="out_grad_norm", out=tmp_path / "f.png")
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_an_empty_facet_asks_for_no_panels(tmp_path):
+    path = write_results(tmp_path / "depth.csv", depth_rows())
+    assert choose_layout(path, facet="").facet is None and choose_layout(path).facet == "small_init"
+    fig = figure(path, ys=["loss"], facet="")
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == ""
+
+
+def test_an_integer_axis_gets_integer_ticks(results):
+    fig = figure(results, "seed", ["loss"], facet="")
+    FigureCanvasAgg(fig).draw()
+    ticks = [t for t in fig.axes[0].get_xticks() if fig.axes[0].get_xlim()[0] <= t <= fig.axes[0].get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+# --- the figures in docs/ come from the commands written beside them --------------------------------------
+
+
+def test_docs_init_png_is_what_the_readme_commands_draw(tmp_path):
+    """README: `cnnexp sweep configs/init.yaml`, then `cnnexp plot results/init.csv --out docs/init.png`.
+    The figure was drawn on the underflow-free norms (cnnexp.norms); without them this test cannot hold."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("cnnexp.norms", reason="docs/init.png was drawn on the underflow-free norms")
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert "cnnexp plot results/init.csv --out docs/init.png" in readme
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "docs").mkdir()
+    for args in (["sweep", str(root / "configs" / "init.yaml"), "--out", "results/init.csv"],
+                 ["plot", "results/init.csv", "--out", "docs/init.png"]):
+        subprocess.run([sys.executable, "-m", "cnnexp", *args], cwd=tmp_path, env=env, check=True,
+                       capture_output=True)
+    np.testing.assert_array_equal(imread(tmp_path / "docs" / "init.png"), imread(root / "docs" / "init.png"))
+
+
+def test_many_ys_take_no_automatic_facet_beyond_the_panel_bound(tmp_path, monkeypatch):
+    import cnnexp.plot
+
+    rows = make_rows(small_inits=(1e-1, 1e-2, 1e-3, 1e-4), extra={"depth": [1, 2, 3]})  # x: small_init
+    path = write_results(tmp_path / "r.csv", rows)
+    assert choose_layout(path, ys=list(METRICS[:3])).facet == "depth"  # 3 x 3 = 9 panels
+    monkeypatch.setattr(cnnexp.plot, "MAX_PANELS", 8)
+    assert choose_layout(path, ys=list(METRICS[:2])).facet == "depth"  # 6 panels
+    assert choose_layout(path, ys=list(METRICS[:3])).facet is None  # 9 panels would be too many
+    with pytest.raises(ResultsError, match="--facet depth: 3 values .* would draw 9 panels, more than 8"):
+        choose_layout(path, ys=list(METRICS[:3]), facet="depth")
