@@ -25,12 +25,28 @@ from cnnexp.schema import DEFAULT_BLOCKS
 app = typer.Typer(
     help="Experiment runner for the residual gradient study.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
 )
 # No markup in what cnnexp prints (file names may hold brackets); the error prefix asks for it explicitly.
 out = Console(markup=False)
 err = Console(stderr=True, markup=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cnnexp import __version__
+
+        print(f"cnnexp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print cnnexp's version and exit.")] = False,
+) -> None:
+    """Experiment runner for the residual gradient study."""
 
 
 def command(name: str | None = None, **kwargs):
@@ -85,7 +101,8 @@ def sweep(
     per_layer: Annotated[Optional[Path], typer.Option(
         "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them, and say what a "
+                                                            "real run would do (resume, or refuse and why).")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
     threads: Annotated[Optional[int], typer.Option(
         min=1, help="torch threads for the runs [default: torch's]; see bench/bench_sweep.py.", show_default=False)] = None,
@@ -94,22 +111,29 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cnnexp.config import load_sweep
-    from cnnexp.sweep import plan_sweep, run_sweep, side_by_side
+    from cnnexp.sweep import plan_sweep, preview_sweep, run_sweep, side_by_side
 
-    plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer,
-                      threads=threads)
+    loaded = load_sweep(path, set_ or [])
     if dry_run:
+        plan = preview_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, threads=threads)
+        _warn(loaded.warnings)
         render.show(out, render.plan_table(plan))
+        out.print(render.plan_verdict(plan), highlight=False, soft_wrap=True)
         return
-    if plan.rows_skipped:
-        err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
-                  soft_wrap=True)
+    plan = plan_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, threads=threads)
+
+    def started() -> None:  # the files are open and locked: from here on, nothing will refuse the sweep
+        _warn(loaded.warnings)
+        if plan.rows_skipped:
+            err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
+                      soft_wrap=True)
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # a progress bar is for a person at a terminal; in a log it would only leave blank lines
     with Progress(*columns, console=err, transient=True, disable=not (plan.rows_to_run and err.is_terminal)) \
             as progress:
         bar = progress.add_task(plan.sweep.name, total=plan.rows_to_run)
-        report = run_sweep(plan, on_result=lambda result: progress.advance(bar))
+        report = run_sweep(plan, on_start=started, on_result=lambda result: progress.advance(bar))
     render.show(out, render.pairs_table(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms"))
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
@@ -118,6 +142,11 @@ def sweep(
         from cnnexp.plot import sweep_figure
 
         err.print(f"wrote {sweep_figure(report.path)}", soft_wrap=True)
+
+
+def _warn(warnings) -> None:
+    for line in warnings:
+        err.print(f"[bold yellow]warning:[/] {escape(line)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def _with_axis_options(fn):
@@ -186,13 +215,18 @@ def compare(
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write the joined comparison (both values, relative difference, status per row) as CSV.",
         show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Let --out replace a file that is not an earlier comparison (never an input).")] = False,
 ) -> None:
     """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
-    from cnnexp.analysis import compare as compare_results, write_csv
+    from cnnexp.analysis import check_csv_out, compare as compare_results, is_comparison_file, write_csv
 
+    written = dict(inputs=[a, b], ours=is_comparison_file, overwrite=overwrite)
+    if out_path is not None:
+        check_csv_out(out_path, **written)  # before any work
     result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric))
     if out_path is not None:
-        write_csv(result.joined, out_path, inputs=[a, b])
+        write_csv(result.joined, out_path, **written)
     for table in render.comparison_tables(result):
         render.show(out, table)
     out.print(render.comparison_verdict(result), highlight=False, soft_wrap=True)
@@ -207,13 +241,18 @@ def summary(
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write <metric>_mean, _std, _sem, n (and _ratio) beside the configuration columns as CSV.",
         show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Let --out replace a file that is not an earlier summary (never an input).")] = False,
 ) -> None:
     """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
-    from cnnexp.analysis import summary as summarize, write_csv
+    from cnnexp.analysis import check_csv_out, is_summary_file, summary as summarize, write_csv
 
+    written = dict(inputs=[path], ours=is_summary_file, overwrite=overwrite)
+    if out_path is not None:
+        check_csv_out(out_path, **written)  # before any work
     table = summarize(path)
     if out_path is not None:
-        write_csv(table, out_path, inputs=[path])
+        write_csv(table, out_path, **written)
     for rich_table in render.summary_tables(table):
         render.show(out, rich_table)
     if out_path is not None:

@@ -85,17 +85,44 @@ def pairs_table(pairs, title: str = ""):
     return table
 
 
+MAX_PLANNED = 40  # configurations a dry run lists; the title counts them all
+
+
 def plan_table(plan):
-    """The runs of a sweep, one row per configuration, with the blocks still to run."""
+    """The runs of a sweep, one row per configuration (the first MAX_PLANNED), with the blocks still to run."""
     from cnnexp.config import config_dict
 
-    todo = dict(plan.tasks)  # RunConfig -> blocks still to run
+    shown = plan.configs[:MAX_PLANNED]
+    # tasks follow the configurations' order, skipping those done: those of the shown are among the first
+    todo = dict(plan.tasks[: len(shown)])  # RunConfig -> blocks still to run
     columns = ["#", *config_dict(plan.configs[0]), "to run"]
     rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(todo.get(c, ())) or "done"]
-            for i, c in enumerate(plan.configs, start=1)]
-    title = (f"{plan.sweep.name}: {len(plan.configs)} configurations x {len(plan.sweep.blocks)} blocks = "
-             f"{plan.rows_total} rows ({plan.rows_to_run} to run) -> {plan.path}")
-    return _table(title, columns, rows)
+            for i, c in enumerate(shown, start=1)]
+    n = len(plan.configs)
+    title = (f"{plan.sweep.name}: {_count(n, 'configuration')} x {_count(len(plan.sweep.blocks), 'block')} = "
+             f"{_count(plan.rows_total, 'row')} ({plan.rows_to_run:,} to run) -> {plan.path}")
+    table = _table(title, columns, rows)
+    table.key_columns = 1
+    if n > len(shown):
+        table.caption, table.caption_justify = f"... and {n - len(shown):,} more configurations", "left"
+    return table
+
+
+def plan_verdict(plan) -> str:
+    """One line: what a real run of this plan would do."""
+    if plan.refusal:
+        return f"a real run would refuse: {plan.refusal}"
+    if not plan.rows_to_run:
+        return f"a real run would run nothing: all {_count(plan.rows_total, 'row')} are in {plan.path} already"
+    if plan.rows_skipped:
+        return (f"a real run would resume {plan.path}: {plan.rows_skipped:,} of {plan.rows_total:,} rows are there, "
+                f"{plan.rows_to_run:,} to run")
+    fresh = "start afresh" if plan.path.exists() else "write"
+    return f"a real run would {fresh} {plan.path}: {_count(plan.rows_to_run, 'row')} to run"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def metrics_table(pair):

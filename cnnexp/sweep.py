@@ -19,7 +19,7 @@ import platform
 import socket
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -27,11 +27,13 @@ from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
 from cnnexp.config import Sweep, Task, config_dict, expand, parse_blocks, parse_run
-from cnnexp.errors import ResultsError
+from cnnexp.errors import CnnexpError, ResultsError
 from cnnexp.memory import refuse_beyond_memory
-from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
-                            write_meta)
-from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, FINDING_METRICS, LAYER_COLUMNS, METRICS, RATIO_BLOCKS
+from cnnexp.paths import CSV, check_output
+from cnnexp.results import (ResultsFile, existing_meta_path, fingerprint, format_value, is_locked, keep_rows,
+                            meta_path, read_meta, read_rows, row_key, write_meta)
+from cnnexp.schema import (COLUMNS, CONFIG_COLUMNS, FINDING_METRICS, LAYER_COLUMNS, LAYER_METRICS, METRICS,
+                           RATIO_BLOCKS)
 
 
 
@@ -49,6 +51,7 @@ class SweepPlan:
     seen_size: int | None = None  # the CSV's size when planned (None: absent), checked again before writing
     meta: dict | None = None  # the provenance of the rows already there
     threads: int | None = None  # torch threads for the runs (None: torch's default)
+    refusal: str | None = None  # a dry run's plan only: why a real run would refuse (None: it would run)
 
     @property
     def rows_total(self) -> int:
@@ -100,20 +103,18 @@ def plan_sweep(
         ResultsError: the results file belongs to another sweep definition (and `overwrite` is not set),
             is damaged, or would be resumed with another thread count.
     """
-    path = Path(out) if out is not None else default_path(sweep)
+    path = check_output(out if out is not None else default_path(sweep), "--out", CSV, create_parent=out is None)
+    per_layer = check_output(per_layer, "--per-layer", CSV) if per_layer is not None else None
     configs = expand(sweep)
     check_memory(configs, len(sweep.blocks), sweep.name)
-    per_layer = Path(per_layer) if per_layer is not None else None
-    for p, flag in ((path, "--out"), (per_layer, "--per-layer")):
-        if p is not None and p.is_dir():
-            raise ResultsError(f"{p}: is a directory; {flag} takes a CSV file path")
     if per_layer is not None and per_layer.resolve() in (path.resolve(), meta_path(path).resolve()):
         raise ResultsError(f"{per_layer}: --per-layer must name a file of its own, not the results CSV or its "
                            "provenance")
     meta = None if overwrite else read_meta(path)
     done = {} if overwrite else _resumable_rows(path, sweep, meta)
     if per_layer is not None and not overwrite:
-        layer_rows = read_rows(per_layer, LAYER_COLUMNS)  # refuses a file that is not a per-layer CSV
+        # refuses a file that is not a per-layer CSV of this sweep, or one edited by hand
+        layer_rows = read_rows(per_layer, LAYER_COLUMNS, keys=_layer_key_values(sweep), numbers=LAYER_METRICS)
         if done and not layer_rows:
             raise ResultsError(f"{path}: already holds {len(done)} rows without per-layer rows in {per_layer}; "
                                "ask for --per-layer from the start, or use --overwrite to start afresh")
@@ -127,6 +128,29 @@ def plan_sweep(
     fresh = overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
     return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, threads)
+
+
+def preview_sweep(
+    sweep: Sweep,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    per_layer: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> SweepPlan:
+    """The plan of a dry run: like `plan_sweep`, but never refused for what only matters when writing (a
+    file of another definition, a damaged or locked file, a bad --out): then the plan is of the whole sweep
+    and `refusal` says why a real run would refuse. Reads, writes nothing.
+    """
+    try:
+        plan = plan_sweep(sweep, out, overwrite=overwrite, per_layer=per_layer, threads=threads)
+    except CnnexpError as e:
+        path = Path(out) if out is not None else default_path(sweep)
+        tasks = [(c, sweep.blocks) for c in expand(sweep)]
+        return SweepPlan(sweep, path, [c for c, _ in tasks], tasks, {}, True, refusal=str(e))
+    if plan.path.is_file() and is_locked(plan.path):
+        plan = replace(plan, refusal=f"{plan.path}: another cnnexp sweep is writing it now")
+    return plan
 
 
 def _check_threads(path: Path, meta: dict | None, threads: int | None) -> None:
@@ -148,6 +172,7 @@ def run_sweep(
     plan: SweepPlan,
     *,
     command: str | None = None,
+    on_start: Callable[[], None] | None = None,
     on_result: Callable[[object], None] | None = None,
     executor: Callable[[Iterable[Task]], Iterator] | None = None,
 ) -> SweepReport:
@@ -156,6 +181,8 @@ def run_sweep(
     Args:
         plan: from `plan_sweep`.
         command: the command line to record (default: this process's argv).
+        on_start: called once the files are open, locked and checked, before the first run (so a refusal
+            comes before anything a caller would say about the run, e.g. "resuming ...").
         on_result: called with each RunResult after its row is written (e.g. to advance a progress bar).
         executor: takes tasks and yields RunResults (default: `engine.run_serial`, in this process).
 
@@ -175,6 +202,8 @@ def run_sweep(
     with ExitStack() as files:
         csv_file, layer_file = _open_results(plan, files)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
+        if on_start is not None:
+            on_start()
         for result in executor(plan.tasks):
             row = result.row()
             if layer_file is not None:
@@ -289,16 +318,28 @@ def _typed(text_row: dict[str, str], config, block: str) -> dict:
 
 
 def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, dict[str, str]]:
-    rows = read_rows(path, COLUMNS)
-    if not rows:
+    """The rows a resume keeps, each verified: it parses, its key is one of this sweep's, no key twice, every
+    number as cnnexp writes it (a hand edit is refused, naming its line, before anything builds on it)."""
+    if not read_rows(path, COLUMNS):
         return {}
     if meta is None:
         raise ResultsError(f"{path}: holds results but has no provenance file {meta_path(path).name}, so it "
                            "cannot be resumed safely; use --overwrite to start it afresh or --out for another file")
     if meta.get("fingerprint") != fingerprint(sweep.to_dict()):
-        raise ResultsError(f"{path}: was written by a different sweep definition (see {meta_path(path).name}); "
+        raise ResultsError(f"{path}: was written by a different sweep definition (see "
+                           f"{(existing_meta_path(path) or meta_path(path)).name}); "
                            "use --overwrite to start it afresh or --out for another file")
+    rows = read_rows(path, COLUMNS, keys=_key_values(sweep), numbers=METRICS)
     return {row_key(r, CONFIG_COLUMNS): r for r in rows}
+
+
+def _key_values(sweep: Sweep) -> dict[str, set[str]]:
+    """Key column -> the texts a row of this sweep holds there, as the writer writes them."""
+    return {"block": set(sweep.blocks), **{a: {format_value(v) for v in vs} for a, vs in sweep.axes.items()}}
+
+
+def _layer_key_values(sweep: Sweep) -> dict[str, set[str]]:
+    return {**_key_values(sweep), "block_index": {str(i) for i in range(max(sweep.axes["depth"]))}}
 
 
 def _provenance(plan: SweepPlan, command: str, started: str, threads: int) -> dict:

@@ -30,7 +30,7 @@ def test_sweep_writes_csv_meta_and_a_side_by_side_table(in_tmp):
     assert result.exit_code == 0, result.output
     lines = (in_tmp / "results" / "tiny.csv").read_text().splitlines()
     assert len(lines) == 1 + 4 * 2
-    assert (in_tmp / "results" / "tiny.meta.json").exists()
+    assert (in_tmp / "results" / "tiny.csv.meta.json").exists()
     assert "ratio" in result.stdout and "x_grad_norm" in result.stdout
     assert "wrote 8 rows" in result.stderr
 
@@ -71,11 +71,12 @@ def test_sweep_resume_says_how_many_were_skipped(in_tmp):
 
 
 def test_set_and_out(in_tmp):
+    (in_tmp / "x").mkdir()
     result = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "seed=0,1,2", "--set", "d=4", "--out", "x/y.csv"])
     assert result.exit_code == 0, result.output
     lines = (in_tmp / "x" / "y.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * 3 * 2 and all(line.split(",")[1] == "4" for line in lines[1:])
-    assert (in_tmp / "x" / "y.meta.json").exists()
+    assert (in_tmp / "x" / "y.csv.meta.json").exists()
 
 
 def test_dry_run_lists_runs_and_writes_nothing(in_tmp):
@@ -156,7 +157,7 @@ def test_installed_script_runs_a_sweep(tmp_path):
     bad = subprocess.run([script, "sweep", "missing.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.yaml" in bad.stderr
     # an --out nobody can create (Linux /proc) is found only when writing starts
-    bad = subprocess.run([script, "sweep", "tiny.yaml", "--out", "/proc/cnnexp-test/r.csv"], cwd=tmp_path,
+    bad = subprocess.run([script, "sweep", "tiny.yaml", "--out", "/proc/cnnexp-test.csv"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "cannot write" in bad.stderr, bad.stderr
     # Typer's own usage errors are one line too

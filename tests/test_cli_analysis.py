@@ -125,8 +125,8 @@ def test_summary_of_a_non_numeric_metric_exits_2(tmp_path):
 
 
 @pytest.mark.parametrize("command, out", [
-    ("summary", "a.csv"), ("summary", "a.meta.json"), ("compare", "a.csv"), ("compare", "b.csv"),
-    ("compare", "b.meta.json"),
+    ("summary", "a.csv"), ("summary", "a.csv.meta.json"), ("compare", "a.csv"), ("compare", "b.csv"),
+    ("compare", "b.csv.meta.json"),
 ])
 def test_out_that_is_an_input_exits_2_and_changes_nothing(tmp_path, monkeypatch, command, out):
     monkeypatch.chdir(tmp_path)
@@ -151,7 +151,7 @@ def test_plot_writes_a_png(a, tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--y", "speed"], ["--y speed", "no such column"]),
     (["--x", "block"], ["column block is not numeric"]),
-    (["--out", "f.gif"], ["unknown figure format '.gif'"]),
+    (["--out", "f.gif"], ["unknown format '.gif'"]),
 ])
 def test_plot_bad_input_exits_2(a, args, words):
     one_line_error(cnnexp("plot", a, *args), *words)

@@ -60,7 +60,7 @@ def test_foreign_and_damaged_files_are_refused(tmp_path):
 
 
 def test_meta_path_and_fingerprint(tmp_path):
-    assert meta_path(tmp_path / "init.csv") == tmp_path / "init.meta.json"
+    assert meta_path(tmp_path / "init.csv") == tmp_path / "init.csv.meta.json"
     assert fingerprint({"a": [1, 2]}) == fingerprint({"a": [1, 2]}) != fingerprint({"a": [1, 3]})
 
 

@@ -39,7 +39,7 @@ def test_every_row_equals_a_direct_probe(tmp_path):
 
 def test_provenance_is_written_beside_the_csv(tmp_path):
     run(tmp_path)
-    meta = json.loads((tmp_path / "r.meta.json").read_text())
+    meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
     assert meta["sweep"]["sweep"]["small_init"] == [1e-2, 1e-3]
     assert meta["command"] == "test" and meta["finished"] >= meta["started"]
     for key in ("torch", "python", "host", "device", "dtype", "threads"):
@@ -54,7 +54,7 @@ def test_rerun_skips_everything_and_changes_nothing(tmp_path):
     report = run_sweep(plan, command="again")
     assert report.ran == 0 and report.skipped == 16 and len(report.rows) == 16
     assert (tmp_path / "r.csv").read_bytes() == before
-    assert len(json.loads((tmp_path / "r.meta.json").read_text())["invocations"]) == 2
+    assert len(json.loads((tmp_path / "r.csv.meta.json").read_text())["invocations"]) == 2
 
 
 def test_resume_runs_only_the_missing_rows_and_ends_byte_identical(tmp_path):
@@ -88,7 +88,7 @@ def test_a_different_sweep_is_refused_unless_overwrite(tmp_path):
 
 def test_a_csv_without_provenance_is_refused(tmp_path):
     run(tmp_path)
-    (tmp_path / "r.meta.json").unlink()
+    (tmp_path / "r.csv.meta.json").unlink()
     with pytest.raises(ResultsError, match="no provenance"):
         plan_sweep(sweep_of(), tmp_path / "r.csv")
 
@@ -173,18 +173,18 @@ def test_a_refused_per_layer_file_leaves_nothing_behind(tmp_path):
     with pytest.raises(ResultsError, match="columns"):
         plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "other.csv")
     with pytest.raises(ResultsError, match="file of its own"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "r.meta.json")
+        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "r.csv")
     (tmp_path / "sub").write_text("")  # a file where the per-layer file's directory should be
-    with pytest.raises(ResultsError, match="cannot read"):
+    with pytest.raises(ResultsError, match="sub is not a folder"):
         plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "sub" / "layers.csv")
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc, where nobody can create files")
 def test_an_unwritable_per_layer_file_leaves_no_results_csv_behind(tmp_path):
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer="/proc/cnnexp-test/layers.csv")
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer="/proc/cnnexp-test-layers.csv")
     with pytest.raises(ResultsError, match="cannot write"):
         run_sweep(plan, command="x")
-    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.meta.json").exists()
+    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.csv.meta.json").exists()
 
 
 def test_overwrite_refused_by_a_foreign_per_layer_file_keeps_the_results_csv(tmp_path):
