@@ -85,26 +85,21 @@ def pairs_table(pairs, title: str = ""):
     return table
 
 
-MAX_PLANNED = 40  # configurations a dry run lists; the title counts them all
-
-
-def plan_table(plan):
-    """The runs of a sweep, one row per configuration (the first MAX_PLANNED), with the blocks still to run."""
+def plan_table(preview):
+    """A dry run's plan (`sweep.SweepPreview`): a row per configuration shown, with the blocks still to run,
+    titled with the counts of the whole sweep."""
     from cnnexp.config import config_dict
 
-    shown = plan.configs[:MAX_PLANNED]
-    # tasks follow the configurations' order, skipping those done: those of the shown are among the first
-    todo = dict(plan.tasks[: len(shown)])  # RunConfig -> blocks still to run
-    columns = ["#", *config_dict(plan.configs[0]), "to run"]
-    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(todo.get(c, ())) or "done"]
-            for i, c in enumerate(shown, start=1)]
-    n = len(plan.configs)
-    title = (f"{plan.sweep.name}: {_count(n, 'configuration')} x {_count(len(plan.sweep.blocks), 'block')} = "
-             f"{_count(plan.rows_total, 'row')} ({plan.rows_to_run:,} to run) -> {plan.path}")
+    sweep, n = preview.sweep, preview.sweep.size
+    columns = ["#", *sweep.axes, "to run"]
+    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(blocks) or "done"]
+            for i, (c, blocks) in enumerate(preview.first, start=1)]
+    title = (f"{sweep.name}: {_count(n, 'configuration')} x {_count(len(sweep.blocks), 'block')} = "
+             f"{_count(preview.rows_total, 'row')} ({preview.rows_to_run:,} to run) -> {preview.path}")
     table = _table(title, columns, rows)
     table.key_columns = 1
-    if n > len(shown):
-        table.caption, table.caption_justify = f"... and {n - len(shown):,} more configurations", "left"
+    if n > len(rows):
+        table.caption, table.caption_justify = f"... and {n - len(rows):,} more configurations", "left"
     return table
 
 

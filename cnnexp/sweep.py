@@ -13,20 +13,21 @@ resumed by the sweep that wrote it (same fingerprint in its provenance file); an
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
 import socket
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
-from cnnexp.config import Sweep, Task, config_dict, expand, parse_blocks, parse_run
+from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
 from cnnexp.errors import CnnexpError, ResultsError
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.paths import CSV, check_output
@@ -51,7 +52,6 @@ class SweepPlan:
     seen_size: int | None = None  # the CSV's size when planned (None: absent), checked again before writing
     meta: dict | None = None  # the provenance of the rows already there
     threads: int | None = None  # torch threads for the runs (None: torch's default)
-    refusal: str | None = None  # a dry run's plan only: why a real run would refuse (None: it would run)
 
     @property
     def rows_total(self) -> int:
@@ -103,10 +103,32 @@ def plan_sweep(
         ResultsError: the results file belongs to another sweep definition (and `overwrite` is not set),
             is damaged, or would be resumed with another thread count.
     """
+    path, per_layer, meta, done = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer,
+                                                    threads=threads)
+    configs = expand(sweep)
+    if not done:  # nothing to look up (a fresh sweep): every block of every configuration
+        tasks = [(config, sweep.blocks) for config in configs]
+    else:
+        tasks = []
+        for config in configs:
+            missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
+            if missing:
+                tasks.append((config, missing))
+    fresh = overwrite or not done
+    seen_size = path.stat().st_size if path.exists() else None
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, threads)
+
+
+def _existing_results(sweep: Sweep, out, *, overwrite: bool, per_layer, threads: int | None):
+    """Every check a sweep passes before it runs, reading (never writing) its files and enumerating no
+    configuration: the output paths, memory, and the rows already there (verified, see `_resumable_rows`).
+
+    Returns:
+        (results path, per-layer path or None, provenance or None, row key -> row text of the rows kept)
+    """
     path = check_output(out if out is not None else default_path(sweep), "--out", CSV, create_parent=out is None)
     per_layer = check_output(per_layer, "--per-layer", CSV) if per_layer is not None else None
-    configs = expand(sweep)
-    check_memory(configs, len(sweep.blocks), sweep.name)
+    check_memory(largest_configs(sweep), len(sweep.blocks), sweep.name)
     if per_layer is not None and per_layer.resolve() in (path.resolve(), meta_path(path).resolve()):
         raise ResultsError(f"{per_layer}: --per-layer must name a file of its own, not the results CSV or its "
                            "provenance")
@@ -118,16 +140,26 @@ def plan_sweep(
         if done and not layer_rows:
             raise ResultsError(f"{path}: already holds {len(done)} rows without per-layer rows in {per_layer}; "
                                "ask for --per-layer from the start, or use --overwrite to start afresh")
-    tasks = []
-    for config in configs:
-        missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
-        if missing:
-            tasks.append((config, missing))
-    if done and tasks:
+    if done and len(done) < sweep.size * len(sweep.blocks):  # (every kept row is one of the sweep's, once)
         _check_threads(path, meta, threads)
-    fresh = overwrite or not done
-    seen_size = path.stat().st_size if path.exists() else None
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, threads)
+    return path, per_layer, meta, done
+
+
+@dataclass(frozen=True)
+class SweepPreview:
+    """What a dry run shows: the first configurations with the blocks still to run, the counts, and what a
+    real run would do."""
+
+    sweep: Sweep
+    path: Path
+    first: list[Task]  # the first configurations, in grid order, each with its blocks still to run (() if done)
+    rows_total: int
+    rows_to_run: int
+    refusal: str | None  # why a real run would refuse (None: it would run)
+
+    @property
+    def rows_skipped(self) -> int:
+        return self.rows_total - self.rows_to_run
 
 
 def preview_sweep(
@@ -137,20 +169,25 @@ def preview_sweep(
     overwrite: bool = False,
     per_layer: str | os.PathLike | None = None,
     threads: int | None = None,
-) -> SweepPlan:
-    """The plan of a dry run: like `plan_sweep`, but never refused for what only matters when writing (a
-    file of another definition, a damaged or locked file, a bad --out): then the plan is of the whole sweep
-    and `refusal` says why a real run would refuse. Reads, writes nothing.
+    shown: int = 40,
+) -> SweepPreview:
+    """The plan of a dry run, never refused for what only matters when running or writing (a file of
+    another definition, a damaged or locked file, a bad --out, too little memory): `refusal` then says
+    why a real run would refuse, and the plan is of the whole sweep. Reads, writes nothing, and enumerates
+    only the `shown` configurations listed (a sweep of a million plans in well under a second).
     """
+    refusal, done = None, {}
+    path = Path(out) if out is not None else default_path(sweep)
     try:
-        plan = plan_sweep(sweep, out, overwrite=overwrite, per_layer=per_layer, threads=threads)
+        path, _, _, done = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer, threads=threads)
+        if path.is_file() and is_locked(path):
+            refusal = f"{path}: another cnnexp sweep is writing it now"
     except CnnexpError as e:
-        path = Path(out) if out is not None else default_path(sweep)
-        tasks = [(c, sweep.blocks) for c in expand(sweep)]
-        return SweepPlan(sweep, path, [c for c, _ in tasks], tasks, {}, True, refusal=str(e))
-    if plan.path.is_file() and is_locked(plan.path):
-        plan = replace(plan, refusal=f"{plan.path}: another cnnexp sweep is writing it now")
-    return plan
+        refusal, done = str(e), {}
+    first = [(c, tuple(b for b in sweep.blocks if _key(b, c) not in done))
+             for c in itertools.islice(iter_configs(sweep), shown)]
+    total = sweep.size * len(sweep.blocks)
+    return SweepPreview(sweep, path, first, total, total - len(done), refusal)
 
 
 def _check_threads(path: Path, meta: dict | None, threads: int | None) -> None:
@@ -297,6 +334,14 @@ def estimated_bytes(config, n_blocks: int) -> int:
     return itemsize * n_blocks * config.depth * (6 * d * d + 8 * batch * d)
 
 
+def largest_configs(sweep: Sweep) -> list:
+    """The configurations among which the one `estimated_bytes` finds largest is: the largest d, batch and
+    depth with each dtype (a grid holds every combination), without enumerating the sweep."""
+    axes = sweep.axes
+    biggest = {a: max(axes[a]) for a in ("d", "batch", "depth")}
+    return [RunConfig(**{**{a: v[0] for a, v in axes.items()}, **biggest, "dtype": dtype}) for dtype in axes["dtype"]]
+
+
 def check_memory(configs: list, n_blocks: int, source: str) -> None:
     """Refuse configurations of which the largest would not fit in the memory available now."""
     biggest = max(configs, key=lambda c: estimated_bytes(c, n_blocks))
@@ -309,7 +354,8 @@ def check_memory(configs: list, n_blocks: int, source: str) -> None:
 
 
 def _key(block: str, config) -> tuple:
-    return row_key({"block": block, **config_dict(config)}, CONFIG_COLUMNS)
+    """The row key of a block on a configuration (as `row_key` makes it from a row)."""
+    return (block, *(format_value(getattr(config, c)) for c in CONFIG_COLUMNS[1:]))
 
 
 def _typed(text_row: dict[str, str], config, block: str) -> dict:
