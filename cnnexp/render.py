@@ -16,21 +16,67 @@ def _fmt(value, digits: int = 6) -> str:
 
 
 def show(out, renderable) -> None:
-    """Print to stdout without ever cropping: wider than the terminal if a table needs it, and at its
-    natural width when stdout is a file or a pipe."""
+    """Print to stdout without ever cropping a cell. At a terminal, or when COLUMNS sets a width, a table
+    wider than that is split into several, each repeating its key columns (a number is never cut or
+    wrapped); otherwise (a file, a pipe) it is printed at its natural width."""
+    import os
+
+    limit = out.width if out.is_terminal or os.environ.get("COLUMNS", "").isdigit() else None
+    if getattr(renderable, "title", None):  # a title line may be longer than its table: print it whole
+        if limit:
+            out.print(renderable.title, style="italic", width=limit, overflow="fold")
+        else:
+            out.print(renderable.title, style="italic", soft_wrap=True)
+        renderable.title = None
+    for part in _fit(out, renderable, limit) if limit else [renderable]:
+        need = _need(out, part)
+        width = max(out.width, need.minimum if limit else need.maximum)
+        out.print(part, width=width, crop=False)
+
+
+def _need(out, renderable):
     from rich.measure import Measurement
 
-    if getattr(renderable, "title", None):  # a title line may be longer than its table: print it whole
-        out.print(renderable.title, style="italic", soft_wrap=True)
-        renderable.title = None
-    need = Measurement.get(out, out.options.update_width(1000), renderable)
-    width = max(out.width, need.maximum if not out.is_terminal else need.minimum)
-    out.print(renderable, width=width, crop=False)
+    return Measurement.get(out, out.options.update_width(10_000), renderable)
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = ()):
+def _fit(out, table, limit: int) -> list:
+    """A table as several whose minimum widths fit `limit`, each with the table's first `key_columns`
+    columns and as many of the others as fit (at least one); the caption goes under the last."""
+    import copy
+    from dataclasses import replace
+
+    from rich.table import Table
+
+    if not isinstance(table, Table) or _need(out, table).minimum <= limit:
+        return [table]
+    keys = table.columns[: getattr(table, "key_columns", 1)]
+
+    def part(columns) -> Table:
+        piece = copy.copy(table)
+        piece.columns = [replace(c, _index=i) for i, c in enumerate([*keys, *columns])]
+        first = piece.columns[len(keys)]
+        if str(first.header).startswith("\n"):  # a group's later column (e.g. a block under its metric): name it
+            before = table.columns[: table.columns.index(columns[0])]
+            group = next((str(c.header).split("\n")[0] for c in reversed(before) if not str(c.header).startswith("\n")), "")
+            first.header = group + str(first.header)
+        piece.caption = None
+        return piece
+
+    groups: list[list] = [[]]
+    for column in table.columns[len(keys):]:
+        if groups[-1] and _need(out, part([*groups[-1], column])).minimum > limit:
+            groups.append([])
+        groups[-1].append(column)
+    parts = [part(g) for g in groups]
+    parts[-1].caption = table.caption
+    return parts
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (), keys: int = 1):
     """A rich table whose cells are never cut: each column is at least as wide as its widest cell. Numbers are
-    right-aligned; the columns named in `left` are left-aligned."""
+    right-aligned; the columns named in `left` are left-aligned. The first `keys` columns name a row: `show`
+    repeats them when it splits a table too wide for the terminal."""
     from rich import box
     from rich.table import Table
 
@@ -42,6 +88,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple
         table.add_column(name, justify=justify, min_width=width, overflow="fold")
     for r in rows:
         table.add_row(*r)
+    table.key_columns = max(1, keys)
     return table
 
 
@@ -76,7 +123,7 @@ def pairs_table(pairs, title: str = ""):
                 cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")
         rows.append(cells)
     title = "  ".join([title, *(f"{a}={_exact(pairs[0].config[a])}" for a in fixed)]).strip()
-    table = _table(title, columns, rows)
+    table = _table(title, columns, rows, keys=len(varying))
     for column in table.columns:
         if column.header.endswith("ratio"):
             column.style = "bold magenta"
@@ -97,7 +144,6 @@ def plan_table(preview):
     title = (f"{sweep.name}: {_count(n, 'configuration')} x {_count(len(sweep.blocks), 'block')} = "
              f"{_count(preview.rows_total, 'row')} ({preview.rows_to_run:,} to run) -> {preview.path}")
     table = _table(title, columns, rows)
-    table.key_columns = 1
     if n > len(rows):
         table.caption, table.caption_justify = f"... and {n - len(rows):,} more configurations", "left"
     return table
@@ -187,7 +233,7 @@ def comparison_tables(result) -> list:
                   _num(r[f"{m}_rel_diff"], 3)]
                  for _, r in differing.iterrows() for m in result.metrics if r[f"{m}_differs"]]
         table = _table(f"beyond tolerance  {fixed}".strip(), [*varying, "metric", "A", "B", "rel. diff"],
-                       cells[:MAX_SHOWN], left=("metric",))
+                       cells[:MAX_SHOWN], left=("metric",), keys=len(varying) + 1)
         tables.append(_shown(table, len(cells) - MAX_SHOWN if len(cells) > MAX_SHOWN else 0))
     for side in ("a", "b"):
         only = result.only(side)
@@ -220,7 +266,7 @@ def summary_tables(table) -> list:
     for m in metrics:
         rows = [[*(_exact(r[c]) for c in varying), *(_num(r[f"{m}_{s}"]) for s in ("mean", "std", "sem")),
                  str(r["n"])] for _, r in table.iterrows()]
-        tables.append(_table(f"{m}  {fixed}".strip(), [*varying, "mean", "std", "sem", "n"], rows))
+        tables.append(_table(f"{m}  {fixed}".strip(), [*varying, "mean", "std", "sem", "n"], rows, keys=len(varying)))
     ratios = [c for c in table.columns if c.endswith("_ratio")]
     if ratios:
         pairs = table[table["block"] == "residual"]
@@ -228,7 +274,7 @@ def summary_tables(table) -> list:
         rows = [[*(_exact(r[c]) for c in keys), *(_ratio_cell(r[c]) for c in ratios)]
                 for _, r in pairs.iterrows()]
         ratio_table = _table(f"residual / plain, ratio of the means  {fixed}".strip(),
-                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows)
+                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows, keys=len(keys))
         for column in ratio_table.columns[len(keys):]:
             column.style = "bold magenta"
         tables.append(ratio_table)
