@@ -239,9 +239,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, sep, value = text.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key or not value.strip():
-            raise ConfigError(f"--set {text!r}: expected KEY=VALUE[,VALUE...], e.g. --set seed=0,1,2")
+            raise ConfigError(f"--set {_clip(text)!r}: expected KEY=VALUE[,VALUE...], e.g. --set seed=0,1,2")
         if key in given:
-            raise ConfigError(f"--set {_short(text)}: {key} is already set by --set {_short(given[key])}; give "
+            raise ConfigError(f"--set {_clip(text)}: {key} is already set by --set {_clip(given[key])}; give "
                               f"each axis once, with all its values (e.g. --set {key}=1,2)")
         given[key] = text
         values = [v.strip() for v in value.split(",")]
@@ -251,10 +251,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             raw["blocks"] = values
         elif key in AXIS:
             if not isinstance(sweep, dict):
-                raise ConfigError(f"--set {text}: the file's 'sweep' is not a mapping")
+                raise ConfigError(f"--set {_clip(text)}: the file's 'sweep' is not a mapping")
             sweep[key] = values
         else:
-            raise ConfigError(f"--set {_short(text)}: unknown axis {_short(key)}{_suggest(key, [*AXIS, 'blocks'])}")
+            raise ConfigError(f"--set {_clip(text)}: unknown axis {_short(key)}{_suggest(key, [*AXIS, 'blocks'])}")
     if overrides:
         raw["sweep"] = sweep
     return raw
@@ -264,7 +264,7 @@ def _range_override(key: str, value: str, text: str) -> dict:
     """"start:stop[:step]" as a {range: [start, stop, step]} generator (checked by `_generate`)."""
     parts = [p.strip() for p in value.split(":")]
     if "," in value or not 2 <= len(parts) <= 3 or not all(_is_int_text(p) for p in parts):
-        raise ConfigError(f"--set {_short(text)}: a range is start:stop[:step] in integers, as in Python's range "
+        raise ConfigError(f"--set {_clip(text)}: a range is start:stop[:step] in integers, as in Python's range "
                           f"(e.g. --set {key}=0:10 for 0, 1, ..., 9)")
     return {"range": [int(p) for p in parts]}
 
@@ -471,6 +471,11 @@ def _kind(value) -> str:
 def _short(value, limit: int = 60) -> str:
     """A value for a message: its repr, cut to `limit` characters (a message is one line, whatever the value)."""
     text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """Text as given (a --set argument), cut to `limit` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
