@@ -56,7 +56,7 @@ def _stat(path: Path, flag: str) -> os.stat_result | None:
         raise ResultsError(f"{flag} {path}: cannot use it: {e.strerror or e}") from None
 
 
-def check_input(path: str | os.PathLike, what: str = "") -> Path | None:
+def check_input(path: str | os.PathLike, what: str = "input file") -> Path | None:
     """Refuse an input path that exists but is not a regular file (a directory, a device, a FIFO).
 
     Returns:
@@ -66,13 +66,12 @@ def check_input(path: str | os.PathLike, what: str = "") -> Path | None:
         ResultsError: the path names a special file or a directory, or holds a NUL byte.
     """
     path = Path(path)
-    st = _stat(path, what or "input")
+    st = _stat(path, what or "input file")
     if st is None:
         return None
     kind = _kind_of(st.st_mode)
     if kind is not None:
-        prefix = f"{what} " if what else ""
-        raise ResultsError(f"{prefix}{path}: is {kind}, not a regular file; cnnexp reads only regular files")
+        raise ResultsError(f"{path}: is {kind}, not a regular file; cnnexp reads only regular files")
     return path
 
 

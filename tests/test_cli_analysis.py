@@ -184,3 +184,63 @@ def test_compare_exit_status_as_a_process(a, tmp_path):
     b = variant(tmp_path, scaled("loss", 2.0))
     r = subprocess.run([sys.executable, "-m", "cnnexp", "compare", str(a), str(b)], capture_output=True, text=True)
     assert r.returncode == 1 and "loss" in r.stdout and r.stderr == ""
+
+
+# --- every --out is checked before any work (devices made here, never the real /dev/null) -------------
+
+
+@pytest.mark.parametrize("command", ["summary", "compare", "plot"])
+def test_out_onto_a_device_or_fifo_is_refused_and_the_node_kept(a, tmp_path, command):
+    import os
+    import stat
+
+    device = tmp_path / ("null.png" if command == "plot" else "null.csv")
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    fifo = tmp_path / ("pipe.png" if command == "plot" else "pipe.csv")
+    os.mkfifo(fifo)
+    inputs = [a, a] if command == "compare" else [a]
+    for node, kind in ((device, "a character device"), (fifo, "a FIFO")):
+        one_line_error(cnnexp(command, *inputs, "--out", node), f"--out {node}: is {kind}")
+        assert not stat.S_ISREG(node.stat().st_mode)
+    assert stat.S_ISCHR(device.stat().st_mode) and os.major(device.stat().st_rdev) == 1
+
+
+@pytest.mark.parametrize("command, out, words", [
+    ("summary", "s.json", ["--out s.json: unknown or unwritten format '.json' (.json is JSON)", "e.g. s.csv"]),
+    ("compare", "c.parquet", ["--out c.parquet", "Parquet"]),
+    ("plot", "f.csv", ["--out f.csv: unknown format '.csv'", ".png, .svg, .pdf"]),
+    ("summary", "missing/s.csv", ["the folder missing does not exist"]),
+])
+def test_out_of_another_format_or_folder_is_refused(a, tmp_path, monkeypatch, command, out, words):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    one_line_error(cnnexp(command, *([a, a] if command == "compare" else [a]), "--out", out), *words)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_summary_out_never_replaces_a_results_file_without_overwrite(a, tmp_path):
+    other = write_results(tmp_path / "other.csv", make_rows())
+    before = other.read_bytes()
+    one_line_error(cnnexp("summary", a, "--out", other), f"--out {other}: exists and was not written by this "
+                                                          "command; use --overwrite")
+    assert other.read_bytes() == before
+    compared = cnnexp("compare", a, a, "--out", other)
+    assert compared.exit_code == 2 and other.read_bytes() == before
+    assert cnnexp("summary", a, "--out", other, "--overwrite").exit_code == 0
+    assert "x_grad_norm_mean" in other.read_text()
+    assert cnnexp("summary", a, "--out", other).exit_code == 0  # now it is a summary: rewriting it is fine
+    assert cnnexp("compare", a, a, "--out", tmp_path / "c.csv").exit_code == 0
+    assert cnnexp("compare", a, a, "--out", tmp_path / "c.csv").exit_code == 0
+
+
+@pytest.mark.parametrize("meta", ['[1, 2]', '"text"', '{"columns": 7}', '{"columns": [1]}', '{"environment": 3}'])
+@pytest.mark.parametrize("command", ["summary", "compare", "plot"])
+def test_a_damaged_provenance_is_one_line_in_every_analysis(a, tmp_path, meta, command):
+    (tmp_path / "a.csv.meta.json").write_text(meta)
+    before = sorted(tmp_path.iterdir())
+    one_line_error(cnnexp(command, *([a, a] if command == "compare" else [a])), "a.csv.meta.json",
+                   "provenance file")
+    assert sorted(tmp_path.iterdir()) == before
