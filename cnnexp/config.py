@@ -123,8 +123,9 @@ def read_yaml(path: Path):
     from cnnexp.paths import read_text
 
     text = read_text(path, MAX_YAML_BYTES, "YAML file", error=ConfigError)
-    loader = _BoundedLoader()(text)
+    loader = None
     try:
+        loader = _BoundedLoader()(text)  # (its reader refuses unprintable characters at once)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -140,7 +141,8 @@ def read_yaml(path: Path):
     except RecursionError:  # a bound above should come first; this is the backstop
         raise ConfigError(f"{path}: YAML error: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_size(root) -> None:
