@@ -49,6 +49,12 @@ def _options(
     """Experiment runner for the residual gradient study."""
 
 
+def one_line(text: str) -> str:
+    """A message as one line whatever it quotes: a newline or other control character from the user's input
+    (a --set value, a file name) is shown escaped, as in a Python string."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def command(name: str | None = None, **kwargs):
     """Register a command whose `CnnexpError`s become one line on stderr and exit status 2."""
 
@@ -58,7 +64,7 @@ def command(name: str | None = None, **kwargs):
             try:
                 return fn(*args, **kw)
             except CnnexpError as e:
-                err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(one_line(str(e)))}", markup=True, highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
         return app.command(name, **kwargs)(guarded)
@@ -79,7 +85,7 @@ def main() -> None:
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err.print(f"[bold red]error:[/] {escape(where + e.format_message())}{escape(hint)}", markup=True, highlight=False,
+        err.print(f"[bold red]error:[/] {escape(one_line(where + e.format_message()))}{escape(hint)}", markup=True, highlight=False,
                   soft_wrap=True)
         raise SystemExit(e.exit_code) from None
     except click.exceptions.Abort:
@@ -146,7 +152,7 @@ def sweep(
 
 def _warn(warnings) -> None:
     for line in warnings:
-        err.print(f"[bold yellow]warning:[/] {escape(line)}", markup=True, highlight=False, soft_wrap=True)
+        err.print(f"[bold yellow]warning:[/] {escape(one_line(line))}", markup=True, highlight=False, soft_wrap=True)
 
 
 def _with_axis_options(fn):

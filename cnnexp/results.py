@@ -104,11 +104,11 @@ def _check_meta(meta, where: Path) -> None:
         names = " or ".join("null" if t is type(None) else {dict: "an object", list: "a list", str: "a string",
                                                              int: "an integer"}[t] for t in types)
         return ResultsError(f"{where}: damaged provenance file: {field} is {_json_kind(value)}, expected {names}; "
-                            "restore it, or use --overwrite to start the results afresh")
+                            "restore it (or rerun the sweep with --overwrite to start its results afresh)")
 
     if not isinstance(meta, dict):
         raise ResultsError(f"{where}: damaged provenance file: it holds {_json_kind(meta)}, expected an object; "
-                           "restore it, or use --overwrite to start the results afresh")
+                           "restore it (or rerun the sweep with --overwrite to start its results afresh)")
     for fields, data, prefix in ((META_FIELDS, meta, ""), (ENVIRONMENT_FIELDS, meta.get("environment") or {},
                                                            "environment.")):
         for field, types in fields.items():
