@@ -103,7 +103,7 @@ def read_text(path: str | os.PathLike, limit: int, what: str = "", error: type[C
 def check_output(
     path: str | os.PathLike,
     flag: str,
-    formats: dict[str, str],
+    formats: dict[str, str] | None,
     *,
     ours: Callable[[Path], bool] | None = None,
     overwrite: bool = False,
@@ -114,7 +114,8 @@ def check_output(
     Args:
         path: the output path as given.
         flag: the option it came from (`--out`, `--per-layer`), named in every message.
-        formats: the extensions the command writes (e.g. `CSV`, `FIGURES`), lower case with the dot.
+        formats: the extensions the command writes (e.g. `CSV`, `plot.FORMATS`), lower case with the dot;
+            None: any (a file cnnexp names itself, e.g. a provenance file).
         ours: says whether an existing file is one this command wrote (and may replace); None: any file may
             be replaced (figures).
         overwrite: the user's --overwrite: replace an existing file even when it is not ours.
@@ -138,7 +139,7 @@ def check_output(
             raise ResultsError(f"{flag} {path}: is {kind}; {flag} takes a regular file path "
                                "(cnnexp never writes to devices or pipes)")
     suffix = path.suffix.lower()
-    if suffix not in formats:
+    if formats is not None and suffix not in formats:
         other = OTHER_FORMATS.get(suffix)
         said = f" ({suffix} is {other})" if other else ""
         example = path.with_suffix(next(iter(formats))).name if suffix else path.name + next(iter(formats))

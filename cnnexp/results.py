@@ -140,7 +140,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
         ResultsError: `path` is a directory, or cannot be written.
     """
     path = Path(path)
-    check_output(path, "--out", {path.suffix.lower(): ""}, create_parent=True)  # never onto a device or folder
+    check_output(path, "--out", None, create_parent=True)  # never onto a device or a folder
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,11 @@ raises them for a longer hunt).
 """
 import json
 import os
+import shutil
 import string
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -39,6 +41,19 @@ def check(result, before: dict, folder: Path) -> None:
         assert snapshot(folder) == before
     else:
         assert all(not line.startswith("error") for line in lines), result.stderr
+
+
+def run_in(folder: Path, *commands: list[str]) -> list:
+    """Run each command in `folder`, checking each against the promise; a refusal must leave every file as
+    it was before the first. Returns the results."""
+    before = snapshot(folder)
+    results = []
+    with runner.isolated_filesystem(temp_dir=folder.parent):
+        os.chdir(folder)
+        for args in commands:
+            results.append(runner.invoke(app, args))
+            check(results[-1], before, folder)
+    return results
 
 
 # --- sweep files ------------------------------------------------------------------------------------
@@ -83,10 +98,7 @@ def test_fuzzed_sweep_files(tmp_path_factory, text):
     folder = tmp_path_factory.mktemp("sweep")
     (folder / "s.yaml").write_text(text)
     before = snapshot(folder)
-    with runner.isolated_filesystem(temp_dir=folder.parent):
-        os.chdir(folder)
-        for args in (["sweep", "s.yaml", "--dry-run"], ["conv-shape", "--from", "s.yaml"]):
-            check(runner.invoke(app, args), before, folder)
+    run_in(folder, ["sweep", "s.yaml", "--dry-run"], ["conv-shape", "--from", "s.yaml"])
     assert snapshot(folder) == before  # a dry run and a calculator write nothing
 
 
@@ -106,31 +118,25 @@ overrides = st.lists(st.builds(lambda k, v: f"{k}={v}",
 def test_fuzzed_set(tmp_path_factory, sets):
     folder = tmp_path_factory.mktemp("set")
     (folder / "tiny.yaml").write_text(TINY)
-    before = snapshot(folder)
-    with runner.isolated_filesystem(temp_dir=folder.parent):
-        os.chdir(folder)
-        args = ["sweep", "tiny.yaml", "--dry-run", *(a for s in sets for a in ("--set", s))]
-        check(runner.invoke(app, args), before, folder)
+    run_in(folder, ["sweep", "tiny.yaml", "--dry-run", *(a for s in sets for a in ("--set", s))])
 
 
 # --- provenance files and results CSVs ------------------------------------------------------------------
 
 
-def finished_sweep(tmp_path_factory) -> Path:
-    """A folder with a finished tiny sweep: results/tiny.csv and its provenance (made once, copied)."""
-    global _FINISHED
-    if "_FINISHED" not in globals():
-        _FINISHED = tmp_path_factory.mktemp("finished")
-        (_FINISHED / "tiny.yaml").write_text(TINY)
-        with runner.isolated_filesystem(temp_dir=_FINISHED.parent):
-            os.chdir(_FINISHED)
-            assert runner.invoke(app, ["sweep", "tiny.yaml"]).exit_code == 0
-    folder = tmp_path_factory.mktemp("copy")
-    for p in _FINISHED.rglob("*"):
-        if p.is_file():
-            (folder / p.relative_to(_FINISHED)).parent.mkdir(parents=True, exist_ok=True)
-            (folder / p.relative_to(_FINISHED)).write_bytes(p.read_bytes())
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A folder with a finished tiny sweep: tiny.yaml, results/tiny.csv and its provenance."""
+    folder = tmp_path_factory.mktemp("finished")
+    (folder / "tiny.yaml").write_text(TINY)
+    [result] = run_in(folder, ["sweep", "tiny.yaml"])
+    assert result.exit_code == 0
     return folder
+
+
+def copy_of(folder: Path, tmp_path_factory) -> Path:
+    """A fresh copy of a folder, for one example to damage."""
+    return Path(shutil.copytree(folder, tmp_path_factory.mktemp("copy") / "f"))
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
@@ -140,8 +146,8 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 
 @FUZZ
 @given(data=st.data())
-def test_fuzzed_provenance(tmp_path_factory, data):
-    folder = finished_sweep(tmp_path_factory)
+def test_fuzzed_provenance(finished, tmp_path_factory, data):
+    folder = copy_of(finished, tmp_path_factory)
     meta_file = folder / "results" / "tiny.csv.meta.json"
     meta = json.loads(meta_file.read_text())
     how = data.draw(st.sampled_from(["field", "environment", "whole", "text"]))
@@ -155,13 +161,9 @@ def test_fuzzed_provenance(tmp_path_factory, data):
         meta_file.write_text(json.dumps(data.draw(json_values)))
     else:
         meta_file.write_text(data.draw(st.text(max_size=40)))
-    before = snapshot(folder)
-    with runner.isolated_filesystem(temp_dir=folder.parent):
-        os.chdir(folder)
-        for args in (["summary", "results/tiny.csv"], ["compare", "results/tiny.csv", "results/tiny.csv"],
-                     ["sweep", "tiny.yaml", "--dry-run"]):  # (plot reads it through the same reader: see
-            check(runner.invoke(app, args), before, folder)  # test_cli_analysis; matplotlib is slow here)
-        check(runner.invoke(app, ["sweep", "tiny.yaml"]), before, folder)  # a resume: all rows are there
+    # (plot reads it through the same reader, tested in test_cli_analysis; matplotlib is slow for fuzzing)
+    run_in(folder, ["summary", "results/tiny.csv"], ["compare", "results/tiny.csv", "results/tiny.csv"],
+           ["sweep", "tiny.yaml", "--dry-run"], ["sweep", "tiny.yaml"])  # the last: a resume, all rows there
 
 
 def mutate(text: str, data) -> str:
@@ -191,16 +193,11 @@ def mutate(text: str, data) -> str:
 
 @FUZZ
 @given(data=st.data())
-def test_fuzzed_results_csv(tmp_path_factory, data):
-    folder = finished_sweep(tmp_path_factory)
+def test_fuzzed_results_csv(finished, tmp_path_factory, data):
+    folder = copy_of(finished, tmp_path_factory)
     csv_file = folder / "results" / "tiny.csv"
     csv_file.write_text(mutate(csv_file.read_text(), data))
-    before = snapshot(folder)
-    with runner.isolated_filesystem(temp_dir=folder.parent):
-        os.chdir(folder)
-        check(runner.invoke(app, ["sweep", "tiny.yaml", "--dry-run"]), before, folder)
-        resumed = runner.invoke(app, ["sweep", "tiny.yaml"])
-        check(resumed, before, folder)
-        if resumed.exit_code == 0:  # what a resume accepted, it completed: every row once, as written
-            lines = [line for line in csv_file.read_text().splitlines() if line]  # (blank lines are no rows)
-            assert len(lines) == 9 and len(set(lines)) == 9
+    _, resumed = run_in(folder, ["sweep", "tiny.yaml", "--dry-run"], ["sweep", "tiny.yaml"])
+    if resumed.exit_code == 0:  # what a resume accepted, it completed: every row once, as written
+        lines = [line for line in csv_file.read_text().splitlines() if line]  # (blank lines are no rows)
+        assert len(lines) == 9 and len(set(lines)) == 9
