@@ -145,7 +145,7 @@ def plan_table(preview):
              f"{_count(preview.rows_total, 'row')} ({preview.rows_to_run:,} to run) -> {preview.path}")
     table = _table(title, columns, rows)
     if n > len(rows):
-        table.caption, table.caption_justify = f"... and {n - len(rows):,} more configurations", "left"
+        table.caption, table.caption_justify = f"... and {_count(n - len(rows), 'more configuration')}", "left"
     return table
 
 
@@ -163,6 +163,7 @@ def plan_verdict(plan) -> str:
 
 
 def _count(n: int, noun: str) -> str:
+    """'1 row', '2 rows', '1,000 rows' (the last word takes the plural)."""
     return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
