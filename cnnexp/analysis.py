@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from cnnexp.errors import ResultsError
-from cnnexp.results import meta_path, read_meta, write_atomically
+from cnnexp.paths import CSV, check_input, check_output, csv_header
+from cnnexp.results import legacy_meta_path, meta_path, read_meta, write_atomically
 from cnnexp.schema import ALL_METRICS, BLOCKS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
 
 Results = Union[pd.DataFrame, str, os.PathLike]  # a loaded results frame or the path of a results CSV
@@ -65,6 +66,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path)
     try:
+        check_input(path)  # a device or a FIFO would be read forever, or block
         with warnings.catch_warnings():
             # a row longer than the header is damage, not an index column (index_col=False), and an error
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -516,20 +518,47 @@ def refuse_overwrite(out: str | os.PathLike, inputs: Sequence[str | os.PathLike]
     """
     target = Path(out).resolve()
     for path in inputs:
-        for protected in (Path(path), meta_path(Path(path))):
+        for protected in (Path(path), meta_path(Path(path)), legacy_meta_path(Path(path))):
             if target == protected.resolve() or (target.exists() and protected.exists()
                                                  and os.path.samefile(target, protected)):  # a hard link
                 raise ResultsError(f"--out {out}: would overwrite the input {protected}; "
                                    "choose another file name")
 
 
+def is_summary_file(path: Path) -> bool:
+    """Whether a CSV looks like one `summary --out` wrote (a column n and <metric>_mean columns)."""
+    header = csv_header(path)
+    return "n" in header and any(c.endswith("_mean") for c in header)
+
+
+def is_comparison_file(path: Path) -> bool:
+    """Whether a CSV looks like one `compare --out` wrote (a status column and <metric>_rel_diff columns)."""
+    header = csv_header(path)
+    return "status" in header and any(c.endswith("_rel_diff") for c in header)
+
+
+def check_csv_out(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (), *,
+                  ours=None, overwrite: bool = False) -> Path:
+    """Check a CSV output path before any work (see `paths.check_output`), and that it is no input.
+
+    Args:
+        ours: says whether an existing file is one this command wrote (`is_summary_file`, ...); None: any.
+        overwrite: replace an existing file that is not ours (never an input).
+
+    Raises:
+        ResultsError: see `paths.check_output` and `refuse_overwrite`.
+    """
+    refuse_overwrite(path, inputs)
+    return check_output(path, "--out", CSV, ours=ours, overwrite=overwrite)
+
+
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (),
-              na_rep: str = "nan") -> Path:
+              ours=None, overwrite: bool = False, na_rep: str = "nan") -> Path:
     """Write a frame as CSV atomically: floats as repr (exact), NaN as `na_rep` (`nan`), no index.
 
     Raises:
-        ResultsError: `path` is one of `inputs` or the provenance file of one (see `refuse_overwrite`),
-            or a directory.
+        ResultsError: `path` fails `check_csv_out` (an input, a special file, a missing folder, another
+            extension, a file not `ours` without `overwrite`).
     """
-    refuse_overwrite(path, inputs)
+    check_csv_out(path, inputs, ours=ours, overwrite=overwrite)
     return write_atomically(path, lambda tmp: df.to_csv(tmp, index=False, na_rep=na_rep, lineterminator="\n"))

@@ -26,12 +26,34 @@ from cnnexp.schema import DEFAULT_BLOCKS
 app = typer.Typer(
     help="Experiment runner for the residual gradient study.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
 )
 # No markup in what cnnexp prints (file names may hold brackets); the error prefix asks for it explicitly.
 out = Console(markup=False)
 err = Console(stderr=True, markup=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cnnexp import __version__
+
+        print(f"cnnexp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print cnnexp's version and exit.")] = False,
+) -> None:
+    """Experiment runner for the residual gradient study."""
+
+
+def one_line(text: str) -> str:
+    """A message as one line whatever it quotes: a newline or other control character from the user's input
+    (a --set value, a file name) is shown escaped, as in a Python string."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def command(name: str | None = None, **kwargs):
@@ -43,7 +65,7 @@ def command(name: str | None = None, **kwargs):
             try:
                 return fn(*args, **kw)
             except CnnexpError as e:
-                err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(one_line(str(e)))}", markup=True, highlight=False, soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
 
         return app.command(name, **kwargs)(guarded)
@@ -66,7 +88,7 @@ def main() -> None:
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err.print(f"[bold red]error:[/] {escape(where + e.format_message())}{escape(hint)}", markup=True, highlight=False,
+        err.print(f"[bold red]error:[/] {escape(one_line(where + e.format_message()))}{escape(hint)}", markup=True, highlight=False,
                   soft_wrap=True)
         raise SystemExit(e.exit_code) from None
     except click.exceptions.Abort:  # Ctrl-C before any row was written
@@ -102,7 +124,8 @@ def sweep(
     per_layer: Annotated[Optional[Path], typer.Option(
         "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them, and say what a "
+                                                            "real run would do (resume, or refuse and why).")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
     workers: Annotated[Optional[int], typer.Option(
@@ -121,21 +144,26 @@ def sweep(
 ) -> None:
     """Run a YAML sweep: every configuration on every block, each row appended to a tidy CSV as it finishes."""
     from cnnexp.config import load_sweep
-    from cnnexp.sweep import plan_sweep, run_sweep, side_by_side
+    from cnnexp.sweep import plan_sweep, preview_sweep, run_sweep, side_by_side
 
     execution = _execution(engine, device, workers, threads, scheduler, scheduler_file)
-    plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer,
-                      execution=execution)
+    loaded = load_sweep(path, set_ or [])
     if dry_run:
+        plan = preview_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution)
+        _warn(loaded.warnings)
         render.show(out, render.plan_table(plan))
+        out.print(render.plan_verdict(plan), highlight=False, soft_wrap=True)
         return
-    for warning in plan.warnings:
-        err.print(f"warning: {warning}", soft_wrap=True, highlight=False)
-    if plan.rows_skipped:
-        err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
-                  soft_wrap=True)
+    plan = plan_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution)
+
+    def started() -> None:  # the files are open and locked: from here on, nothing will refuse the sweep
+        _warn([*loaded.warnings, *plan.warnings])
+        if plan.rows_skipped:
+            err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
+                      soft_wrap=True)
+
     with render.SweepProgress(err, plan.sweep.name, plan.rows_to_run) as progress:
-        report = run_sweep(plan, on_result=progress.advance)
+        report = run_sweep(plan, on_start=started, on_result=progress.advance)
     for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms",
                                      path=report.path):
         render.show(out, table)
@@ -146,10 +174,16 @@ def sweep(
         from cnnexp.plot import sweep_figure
 
         err.print(f"wrote {sweep_figure(report.path)}", soft_wrap=True)
-    from cnnexp.fit import sweep_exponents  # the finding as numbers, when small_init has 3+ values
+    if len(plan.sweep.axes["small_init"]) >= 3:  # the finding as numbers: fitted exponents
+        from cnnexp.fit import sweep_exponents
 
-    for line in render.fit_lines(sweep_exponents(report.rows)):
-        out.print(line, highlight=False, soft_wrap=True)
+        for line in render.fit_lines(sweep_exponents(report.rows)):
+            out.print(line, highlight=False, soft_wrap=True)
+
+
+def _warn(warnings) -> None:
+    for line in warnings:
+        err.print(f"[bold yellow]warning:[/] {escape(one_line(line))}", markup=True, highlight=False, soft_wrap=True)
 
 
 def _with_axis_options(fn):
@@ -225,13 +259,18 @@ def compare(
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write the joined comparison (both values, relative difference, status per row) as CSV.",
         show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Let --out replace a file that is not an earlier comparison (never an input).")] = False,
 ) -> None:
     """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
-    from cnnexp.analysis import compare as compare_results, write_csv
+    from cnnexp.analysis import check_csv_out, compare as compare_results, is_comparison_file, write_csv
 
+    written = dict(inputs=[a, b], ours=is_comparison_file, overwrite=overwrite)
+    if out_path is not None:
+        check_csv_out(out_path, **written)  # before any work
     result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric), ignore=_names(ignore))
     if out_path is not None:
-        write_csv(result.joined, out_path, inputs=[a, b])
+        write_csv(result.joined, out_path, **written)
     for table in render.comparison_tables(result):
         render.show(out, table)
     out.print(render.comparison_verdict(result), highlight=False, soft_wrap=True)
@@ -249,13 +288,18 @@ def summary(
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write <metric>_mean, _std, _sem, n (and _ratio) beside the configuration columns as CSV.",
         show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Let --out replace a file that is not an earlier summary (never an input).")] = False,
 ) -> None:
     """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
-    from cnnexp.analysis import summary as summarize, write_csv
+    from cnnexp.analysis import check_csv_out, is_summary_file, summary as summarize, write_csv
 
+    written = dict(inputs=[path], ours=is_summary_file, overwrite=overwrite)
+    if out_path is not None:
+        check_csv_out(out_path, **written)  # before any work
     table = summarize(path, _names(metric))
     if out_path is not None:
-        write_csv(table, out_path, inputs=[path])
+        write_csv(table, out_path, **written)
     for rich_table in render.summary_tables(table, width=out.width if out.is_terminal else None):
         render.show(out, rich_table)
     if out_path is not None:

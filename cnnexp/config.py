@@ -24,7 +24,7 @@ import difflib
 import itertools
 import math
 import os
-from dataclasses import asdict, dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from cnnexp.errors import ConfigError
@@ -53,6 +53,7 @@ class Sweep:
     name: str
     blocks: tuple[str, ...]
     axes: dict[str, tuple]  # axis name -> values, in AXES order
+    warnings: tuple[str, ...] = ()  # what a user should hear about this sweep (the CLI prints them once)
 
     @property
     def size(self) -> int:
@@ -64,9 +65,13 @@ class Sweep:
         return {"name": self.name, "blocks": list(self.blocks), "sweep": {k: list(v) for k, v in self.axes.items()}}
 
 
+AXIS_NAMES: tuple[str, ...] = tuple(a.name for a in AXES)
+
+
 def config_dict(config) -> dict:
-    """A RunConfig as a plain mapping, axis name -> value, in AXES order."""
-    return asdict(config)
+    """A RunConfig as a plain mapping, axis name -> value, in AXES order (its values are scalars: no copies
+    needed, unlike dataclasses.asdict, which costs 30x more and shows in planning a large sweep)."""
+    return {name: getattr(config, name) for name in AXIS_NAMES}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -78,7 +83,8 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
 
     Args:
         path: the YAML file.
-        overrides: strings like "seed=0,1,2" (comma-separated values replace the axis' values).
+        overrides: strings like "seed=0,1,2" (comma-separated values replace the axis' values) or
+            "seed=0:10" (a range, start:stop[:step] as in Python's range).
 
     Returns:
         The checked Sweep.
@@ -96,77 +102,178 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
     return parse_sweep(apply_overrides(raw, overrides), source=str(path), overridden=overridden)
 
 
+MAX_YAML_BYTES = 1 << 20  # a sweep or chain file is a few hundred bytes; a megabyte is surely not one
+MAX_YAML_NODES = 200_000  # values after every alias is expanded (an alias bomb expands to billions)
+MAX_YAML_DEPTH = 50  # nesting of lists and mappings (a sweep file needs 4)
+MAX_INT_DIGITS = 40  # an integer literal longer than this is no axis value (seeds end at 2**64, 20 digits)
+
+
 def read_yaml(path: Path):
     """The one reader of YAML files in cnnexp: PyYAML's safe loader (tags that build Python objects are
-    refused, never run), refusing a key given twice.
+    refused, never run), refusing a key given twice, and bounded before anything is built: at most
+    MAX_YAML_BYTES of text, MAX_YAML_DEPTH levels of nesting, MAX_YAML_NODES values with every alias
+    expanded (an alias bomb is refused from its node graph, never expanded), integers of at most
+    MAX_INT_DIGITS digits.
 
     Raises:
-        ConfigError: the file is missing, unreadable or not valid YAML; the message names the file and line.
+        ConfigError: the file is missing, not a regular file (a device, a FIFO: refused without reading),
+            too large, unreadable or not valid YAML, or past a bound; the message names the file and line.
     """
     import yaml
 
+    from cnnexp.paths import read_text
+
+    text = read_text(path, MAX_YAML_BYTES, "YAML file", error=ConfigError)
+    loader = None
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from None
-    try:
-        return yaml.load(text, Loader=_unique_keys_loader())
+        loader = _BoundedLoader()(text)  # (its reader refuses unprintable characters at once)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = e.problem or e.context or "invalid YAML"
         raise ConfigError(f"{path}: YAML error{where}: {problem}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: YAML error: {e}") from None
+        raise ConfigError(f"{path}: YAML error: {' '.join(str(e).split())}") from None
+    except RecursionError:  # a bound above should come first; this is the backstop
+        raise ConfigError(f"{path}: YAML error: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
-def _unique_keys_loader():
-    """yaml.SafeLoader, except that a mapping with a key given twice is an error (not: the last one wins)."""
+def _check_size(root) -> None:
+    """Refuse a node graph whose values, with every alias expanded, number more than MAX_YAML_NODES.
+
+    Aliases make the graph a DAG (the same node under many parents): count each node once per path to it,
+    by memoising each node's expanded size, so a bomb is counted in time linear in its text.
+    """
     import yaml
 
-    class UniqueKeyLoader(yaml.SafeLoader):
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) in sizes:
+            if sizes[id(node)] < 0:
+                raise yaml.composer.ComposerError(None, None, "an alias refers to the value that holds it",
+                                                  node.start_mark)
+            return sizes[id(node)]
+        sizes[id(node)] = -1  # in progress: meeting it again is a cycle
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_NODES:,} values once its aliases are expanded "
+                                "(an alias bomb?)", node.start_mark)
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def _BoundedLoader():
+    """yaml.SafeLoader, except that a mapping with a key given twice is an error (not: the last one wins),
+    nesting is bounded while composing, long integers are refused before int() sees them, and a key that is
+    not hashable (`? [1]`) is an error."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        _depth = 0
+
+        def compose_node(self, parent, index):
+            self._depth += 1
+            try:
+                if self._depth > MAX_YAML_DEPTH:
+                    raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                                      self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+        def construct_yaml_int(self, node):
+            digits = sum(c.isdigit() for c in str(node.value))
+            if digits > MAX_INT_DIGITS:
+                raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits} digits is too large "
+                                                        f"(at most {MAX_INT_DIGITS})", node.start_mark)
+            return super().construct_yaml_int(node)
+
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value, not a "
+                                                            f"{type(key).__name__}", key_node.start_mark) from None
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice",
+                    raise yaml.constructor.ConstructorError(None, None, f"key {_short(key)} appears twice",
                                                             key_node.start_mark)
                 seen.add(key)
             return super().construct_mapping(node, deep)
 
-    return UniqueKeyLoader
+    BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+    return BoundedLoader
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Return `raw` with each "key=v1,v2" override replacing that axis' values (or the blocks).
+    """Return `raw` with each "key=v1,v2" or "key=start:stop[:step]" override replacing that axis' values
+    (or the blocks).
 
-    The values stay strings; `parse_sweep` converts and checks them like values from the file.
+    The values stay strings (a range becomes a {range: [...]} generator); `parse_sweep` converts and checks
+    them like values from the file. An axis set twice is refused: which one was meant?
     """
     raw = dict(raw)
+    given: dict[str, str] = {}
     sweep = raw.get("sweep")
     sweep = dict(sweep) if isinstance(sweep, dict) else ({} if sweep is None else sweep)
     for text in overrides:
         key, sep, value = text.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key or not value.strip():
-            raise ConfigError(f"--set {text!r}: expected KEY=VALUE[,VALUE...], e.g. --set seed=0,1,2")
+            raise ConfigError(f"--set {_clip(text)!r}: expected KEY=VALUE[,VALUE...], e.g. --set seed=0,1,2")
+        if key in given:
+            raise ConfigError(f"--set {_clip(text)}: {key} is already set by --set {_clip(given[key])}; give "
+                              f"each axis once, with all its values (e.g. --set {key}=1,2)")
+        given[key] = text
         values = [v.strip() for v in value.split(",")]
+        if ":" in value and key in AXIS:
+            values = _range_override(key, value, text)
         if key == "blocks":
             raw["blocks"] = values
         elif key in AXIS:
             if not isinstance(sweep, dict):
-                raise ConfigError(f"--set {text}: the file's 'sweep' is not a mapping")
+                raise ConfigError(f"--set {_clip(text)}: the file's 'sweep' is not a mapping")
             sweep[key] = values
         else:
-            raise ConfigError(f"--set {text}: unknown axis {key!r}{_suggest(key, [*AXIS, 'blocks'])}")
+            raise ConfigError(f"--set {_clip(text)}: unknown axis {_short(key)}{_suggest(key, [*AXIS, 'blocks'])}")
     if overrides:
         raw["sweep"] = sweep
     return raw
+
+
+def _range_override(key: str, value: str, text: str) -> dict:
+    """"start:stop[:step]" as a {range: [start, stop, step]} generator (checked by `_generate`)."""
+    parts = [p.strip() for p in value.split(":")]
+    if "," in value or not 2 <= len(parts) <= 3 or not all(_is_int_text(p) for p in parts):
+        raise ConfigError(f"--set {_clip(text)}: a range is start:stop[:step] in integers, as in Python's range "
+                          f"(e.g. --set {key}=0:10 for 0, 1, ..., 9)")
+    return {"range": [int(p) for p in parts]}
+
+
+def _is_int_text(text: str) -> bool:
+    return 0 < len(text.lstrip("+-")) <= MAX_INT_DIGITS and text.lstrip("+-").isdigit()
 
 
 def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = frozenset()) -> Sweep:
@@ -182,10 +289,11 @@ def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = froze
     """
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"{source}: unknown key {key!r}{_suggest(key, TOP_LEVEL_KEYS)}")
+            raise ConfigError(f"{source}: unknown key {_short(key)}{_suggest(str(key), TOP_LEVEL_KEYS)}")
     name = raw.get("name", Path(source).stem)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise ConfigError(f"{source}: name: {name!r} is not a usable file name (a plain word, e.g. 'init')")
+    if (not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith(".")
+            or not name.isprintable() or len(name) > 200):
+        raise ConfigError(f"{source}: name: {_short(name)} is not a usable file name (a plain word, e.g. 'init')")
     where = lambda key: f"--set {key}" if key in overridden else f"{source}: sweep.{key}"  # noqa: E731
     blocks = parse_blocks(raw.get("blocks", list(DEFAULT_BLOCKS)), "--set" if "blocks" in overridden else source)
     sweep = raw.get("sweep")
@@ -195,9 +303,18 @@ def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = froze
         raise ConfigError(f"{source}: sweep: must be a mapping of axis -> values, not a {_kind(sweep)}")
     for key in sweep:
         if key not in AXIS:
-            raise ConfigError(f"{source}: sweep: unknown axis {key!r}{_suggest(str(key), AXIS)}")
+            raise ConfigError(f"{source}: sweep: unknown axis {_short(key)}{_suggest(str(key), AXIS)}")
     axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), where(a.name)) for a in AXES}
-    checked = Sweep(name=name, blocks=blocks, axes=axes)
+    warnings = []
+    for a in AXES:  # an axis no block of this sweep reads would only repeat identical runs
+        if a.name in sweep and a.used_by and not set(a.used_by) & set(blocks):
+            first = axes[a.name][0]
+            warnings.append(f"{where(a.name)}: only the {', '.join(a.used_by)} block{'s' * (len(a.used_by) > 1)} "
+                            f"use{'s' * (len(a.used_by) == 1)} it and this sweep runs {', '.join(blocks)}; "
+                            f"running {a.name}={first!r} only" + (f" (not {len(axes[a.name])} identical copies)"
+                                                                if len(axes[a.name]) > 1 else ""))
+            axes[a.name] = (first,)
+    checked = Sweep(name=name, blocks=blocks, axes=axes, warnings=tuple(warnings))
     if checked.size > MAX_CONFIGURATIONS:
         raise ConfigError(f"{source}: sweep: {' x '.join(str(len(v)) for v in axes.values())} = {checked.size:,} "
                           f"configurations, more than the {MAX_CONFIGURATIONS:,} a sweep may have")
@@ -216,8 +333,12 @@ def parse_run(values: dict, source: str = "flags") -> "RunConfig":
 
 def expand(sweep: Sweep) -> list:
     """All configurations of a sweep, in grid order (the last axis varies fastest)."""
-    names = list(sweep.axes)
-    return [RunConfig(**dict(zip(names, values))) for values in itertools.product(*sweep.axes.values())]
+    return list(iter_configs(sweep))
+
+
+def iter_configs(sweep: Sweep):
+    """The configurations of a sweep one at a time, in grid order (for the first few of a large sweep)."""
+    return itertools.starmap(RunConfig, itertools.product(*sweep.axes.values()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -229,10 +350,10 @@ def parse_blocks(blocks, source: str) -> tuple[str, ...]:
     if isinstance(blocks, str):
         blocks = [blocks]
     if not isinstance(blocks, list) or not blocks:
-        raise ConfigError(f"{source}: blocks: must be a non-empty list of {list(BLOCKS)}, got {blocks!r}")
+        raise ConfigError(f"{source}: blocks: must be a non-empty list of {list(BLOCKS)}, got {_short(blocks)}")
     for b in blocks:
-        if b not in BLOCKS:
-            raise ConfigError(f"{source}: blocks: unknown block {b!r}{_suggest(str(b), BLOCKS)}")
+        if not isinstance(b, str) or b not in BLOCKS:
+            raise ConfigError(f"{source}: blocks: unknown block {_short(b)}{_suggest(str(b), BLOCKS)}")
     if len(set(blocks)) != len(blocks):
         raise ConfigError(f"{source}: blocks: {blocks!r} lists a block twice")
     return tuple(b for b in BLOCKS if b in blocks)
@@ -248,10 +369,13 @@ def _parse_axis(axis: Axis, spec, where: str) -> tuple:
         values = [spec]
     if not values:
         raise ConfigError(f"{where}: the list of values is empty")
-    parsed = [_parse_value(axis, v, where) for v in values]
-    if len(set(parsed)) != len(parsed):
-        dup = next(v for v in parsed if parsed.count(v) > 1)
-        raise ConfigError(f"{where}: value {dup!r} appears twice")
+    parsed, seen = [], set()
+    for v in values:
+        value = _parse_value(axis, v, where)
+        if value in seen:
+            raise ConfigError(f"{where}: value {_short(value)} appears twice")
+        seen.add(value)
+        parsed.append(value)
     return tuple(parsed)
 
 
@@ -262,30 +386,31 @@ def _generate(axis: Axis, spec: dict, where: str) -> list:
                           f"{{logspace: [start, stop, num]}}, got {keys}")
     kind, args = next(iter(spec.items()))
     if not isinstance(args, list) or not all(_is_number(a) for a in args):
-        raise ConfigError(f"{where}: {kind}: expected a list of numbers, got {args!r}")
+        raise ConfigError(f"{where}: {kind}: expected a list of numbers, got {_short(args)}")
     if kind == "range":
         if axis.kind is not int:
             raise ConfigError(f"{where}: range gives integers, but {axis.name} is a {axis.kind.__name__}; use logspace or a list")
         if not 1 <= len(args) <= 3 or not all(isinstance(a, int) for a in args):
-            raise ConfigError(f"{where}: range: expected 1 to 3 integers [start, stop, step] as in Python's range, got {args!r}")
+            raise ConfigError(f"{where}: range: expected 1 to 3 integers [start, stop, step] as in Python's range, got {_short(args)}")
         if len(args) == 3 and args[2] == 0:
             raise ConfigError(f"{where}: range: step must not be 0")
-        values = range(*args)
+        start, stop, step = ([0] + args + [1])[-3:] if len(args) == 1 else (args + [1])[:3]
+        count = max(0, -(-(stop - start) // step))  # len(range(...)), without its C-size limit
     else:
         if axis.kind is not float:
             raise ConfigError(f"{where}: logspace gives floats, but {axis.name} is an {axis.kind.__name__}; use range or a list")
         if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
-            raise ConfigError(f"{where}: logspace: expected [start_exponent, stop_exponent, num] with num >= 1, got {args!r}")
-        values = range(args[2])  # its length, checked before anything is generated
-    if len(values) > MAX_CONFIGURATIONS:
-        raise ConfigError(f"{where}: {kind} {args!r} gives {len(values):,} values, more than a whole sweep may have "
+            raise ConfigError(f"{where}: logspace: expected [start_exponent, stop_exponent, num] with num >= 1, got {_short(args)}")
+        count = args[2]  # its length, checked before anything is generated
+    if count > MAX_CONFIGURATIONS:
+        raise ConfigError(f"{where}: {kind} {_short(args)} gives {count:,} values, more than a whole sweep may have "
                           f"({MAX_CONFIGURATIONS:,} configurations)")
     if kind == "range":
-        return list(values)
+        return list(range(start, stop, step))
     try:
         return logspace(*args)
     except OverflowError:
-        raise ConfigError(f"{where}: logspace {args!r}: 10**{max(args[:2])} is out of range for a float") from None
+        raise ConfigError(f"{where}: logspace {_short(args)}: 10**{_short(max(args[:2]))} is out of range for a float") from None
 
 
 def logspace(start: float, stop: float, num: int) -> list[float]:
@@ -301,7 +426,9 @@ def _parse_value(axis: Axis, value, where: str):
     """One value of an axis: convert (numeric strings count as numbers) and check its rule."""
     if axis.kind is str:
         if not isinstance(value, str) or (axis.choices and value not in axis.choices):
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(axis.choices)}{_suggest(str(value), axis.choices)}")
+            close = difflib.get_close_matches(str(value), list(axis.choices), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: {_short(value)} is not one of {', '.join(axis.choices)}{hint}")
         parsed = value
     elif axis.kind is int:
         parsed = _to_int(value, where)
@@ -309,19 +436,17 @@ def _parse_value(axis: Axis, value, where: str):
         parsed = _to_float(value, where)
     problem = axis.check(parsed)
     if problem:
-        raise ConfigError(f"{where}: {value!r} {problem}")
+        raise ConfigError(f"{where}: {_short(value)} {problem}")
     return parsed
 
 
 def _to_int(value, where: str) -> int:
     if isinstance(value, str):
-        try:
+        if _is_int_text(value.strip()):
             return int(value.strip())
-        except ValueError:
-            pass
     elif isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ConfigError(f"{where}: {value!r} is not an integer")
+    raise ConfigError(f"{where}: {_short(value)} is not an integer")
 
 
 def _to_float(value, where: str) -> float:
@@ -331,8 +456,11 @@ def _to_float(value, where: str) -> float:
         except ValueError:
             pass
     elif _is_number(value):
-        return float(value)
-    raise ConfigError(f"{where}: {value!r} is not a number")
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: {_short(value)} is too large for a float") from None
+    raise ConfigError(f"{where}: {_short(value)} is not a number")
 
 
 def _is_number(value) -> bool:
@@ -341,6 +469,17 @@ def _is_number(value) -> bool:
 
 def _kind(value) -> str:
     return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), type(value).__name__)
+
+
+def _short(value, limit: int = 60) -> str:
+    """A value for a message: its repr, cut to `limit` characters (a message is one line, whatever the value)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """Text as given (a --set argument), cut to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _suggest(word: str, options) -> str:

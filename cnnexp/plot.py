@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cnnexp.analysis import Results, as_frame, names, require_numeric, source, split_columns
+from cnnexp.paths import check_output
 from cnnexp.results import write_atomically
 from cnnexp.errors import ResultsError
 from cnnexp.schema import BLOCKS, FINDING_METRICS
@@ -97,7 +98,7 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
     if not (0 < dpi < math.inf):  # also refuses NaN
         raise ResultsError(f"--dpi {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
     if out is not None:
-        file_format(out)  # refuse an unknown extension before reading anything
+        check_output(out, "--out", FORMATS)  # a special file, a missing folder, another format: before reading
     df = as_frame(results)
     layout = choose_layout(df, x, y, facet)
     if out is None:

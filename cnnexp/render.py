@@ -16,22 +16,68 @@ def _fmt(value, digits: int = 6) -> str:
 
 
 def show(out, renderable) -> None:
-    """Print to stdout without ever cropping: wider than the terminal if a table needs it, and at its
-    natural width when stdout is a file or a pipe."""
+    """Print to stdout without ever cropping a cell. At a terminal, or when COLUMNS sets a width, a table
+    wider than that is split into several, each repeating its key columns (a number is never cut or
+    wrapped); otherwise (a file, a pipe) it is printed at its natural width."""
+    import os
+
+    limit = out.width if out.is_terminal or os.environ.get("COLUMNS", "").isdigit() else None
+    if getattr(renderable, "title", None):  # a title line may be longer than its table: print it whole
+        if limit:
+            out.print(renderable.title, style="italic", width=limit, overflow="fold")
+        else:
+            out.print(renderable.title, style="italic", soft_wrap=True)
+        renderable.title = None
+    for part in _fit(out, renderable, limit) if limit else [renderable]:
+        need = _need(out, part)
+        width = max(out.width, need.minimum if limit else need.maximum)
+        out.print(part, width=width, crop=False)
+
+
+def _need(out, renderable):
     from rich.measure import Measurement
 
-    if getattr(renderable, "title", None):  # a title line may be longer than its table: print it whole
-        out.print(renderable.title, style="italic", soft_wrap=True)
-        renderable.title = None
-    need = Measurement.get(out, out.options.update_width(1000), renderable)
-    width = max(out.width, need.maximum if not out.is_terminal else need.minimum)
-    out.print(renderable, width=width, crop=False)
+    return Measurement.get(out, out.options.update_width(10_000), renderable)
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (),
+def _fit(out, table, limit: int) -> list:
+    """A table as several whose minimum widths fit `limit`, each with the table's first `key_columns`
+    columns and as many of the others as fit (at least one); the caption goes under the last."""
+    import copy
+    from dataclasses import replace
+
+    from rich.table import Table
+
+    if not isinstance(table, Table) or _need(out, table).minimum <= limit:
+        return [table]
+    keys = table.columns[: getattr(table, "key_columns", 1)]
+
+    def part(columns) -> Table:
+        piece = copy.copy(table)
+        piece.columns = [replace(c, _index=i) for i, c in enumerate([*keys, *columns])]
+        first = piece.columns[len(keys)]
+        if str(first.header).startswith("\n"):  # a group's later column (e.g. a block under its metric): name it
+            before = table.columns[: table.columns.index(columns[0])]
+            group = next((str(c.header).split("\n")[0] for c in reversed(before) if not str(c.header).startswith("\n")), "")
+            first.header = group + str(first.header)
+        piece.caption = None
+        return piece
+
+    groups: list[list] = [[]]
+    for column in table.columns[len(keys):]:
+        if groups[-1] and _need(out, part([*groups[-1], column])).minimum > limit:
+            groups.append([])
+        groups[-1].append(column)
+    parts = [part(g) for g in groups]
+    parts[-1].caption = table.caption
+    return parts
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (), keys: int = 1,
            gap: int = 2):
     """A rich table whose cells are never cut: each column is at least as wide as its widest cell. Numbers are
-    right-aligned; the columns named in `left` are left-aligned. `gap=1` sets columns one space apart, with
+    right-aligned; the columns named in `left` are left-aligned. The first `keys` columns name a row: `show`
+    repeats them when it splits a table too wide for the terminal. `gap=1` sets columns one space apart, with
     no edge, to keep a wide table within a narrow terminal (e.g. COLUMNS=60)."""
     from rich import box
     from rich.table import Table
@@ -45,6 +91,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple
         table.add_column(name, justify=justify, min_width=width, overflow="fold")
     for r in rows:
         table.add_row(*r)
+    table.key_columns = max(1, keys)
     return table
 
 
@@ -92,7 +139,7 @@ def pairs_table(pairs, title: str = ""):
                 cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")
         rows.append(cells)
     title = "  ".join([title, *(f"{a}={_exact(pairs[0].config[a])}" for a in fixed)]).strip()
-    table = _table(title, columns, rows)
+    table = _table(title, columns, rows, keys=len(varying))
     for column in table.columns:
         if column.header.endswith("ratio"):
             column.style = "bold magenta"
@@ -101,17 +148,39 @@ def pairs_table(pairs, title: str = ""):
     return table
 
 
-def plan_table(plan):
-    """The runs of a sweep, one row per configuration, with the blocks still to run."""
+def plan_table(preview):
+    """A dry run's plan (`sweep.SweepPreview`): a row per configuration shown, with the blocks still to run,
+    titled with the counts of the whole sweep."""
     from cnnexp.config import config_dict
 
-    todo = dict(plan.tasks)  # RunConfig -> blocks still to run
-    columns = ["#", *config_dict(plan.configs[0]), "to run"]
-    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(todo.get(c, ())) or "done"]
-            for i, c in enumerate(plan.configs, start=1)]
-    title = (f"{plan.sweep.name}: {len(plan.configs)} configurations x {len(plan.sweep.blocks)} blocks = "
-             f"{plan.rows_total} rows ({plan.rows_to_run} to run) -> {plan.path}")
-    return _table(title, columns, rows)
+    sweep, n = preview.sweep, preview.sweep.size
+    columns = ["#", *sweep.axes, "to run"]
+    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(blocks) or "done"]
+            for i, (c, blocks) in enumerate(preview.first, start=1)]
+    title = (f"{sweep.name}: {_count(n, 'configuration')} x {_count(len(sweep.blocks), 'block')} = "
+             f"{_count(preview.rows_total, 'row')} ({preview.rows_to_run:,} to run) -> {preview.path}")
+    table = _table(title, columns, rows)
+    if n > len(rows):
+        table.caption, table.caption_justify = f"... and {_count(n - len(rows), 'more configuration')}", "left"
+    return table
+
+
+def plan_verdict(plan) -> str:
+    """One line: what a real run of this plan would do."""
+    if plan.refusal:
+        return f"a real run would refuse: {plan.refusal}"
+    if not plan.rows_to_run:
+        return f"a real run would run nothing: all {_count(plan.rows_total, 'row')} are in {plan.path} already"
+    if plan.rows_skipped:
+        return (f"a real run would resume {plan.path}: {plan.rows_skipped:,} of {plan.rows_total:,} rows are there, "
+                f"{plan.rows_to_run:,} to run")
+    fresh = "start afresh" if plan.path.exists() else "write"
+    return f"a real run would {fresh} {plan.path}: {_count(plan.rows_to_run, 'row')} to run"
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 row', '2 rows', '1,000 rows' (the last word takes the plural)."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def metrics_table(pair):
@@ -186,7 +255,7 @@ def comparison_tables(result) -> list:
                   _num(r[f"{m}_rel_diff"], 3)]
                  for _, r in differing.iterrows() for m in result.metrics if r[f"{m}_differs"]]
         table = _table(f"beyond tolerance  {fixed}".strip(), [*varying, "metric", "A", "B", "rel. diff"],
-                       cells[:MAX_SHOWN], left=("metric",), gap=1)
+                       cells[:MAX_SHOWN], left=("metric",), keys=len(varying) + 1, gap=1)
         tables.append(_shown(table, len(cells) - MAX_SHOWN if len(cells) > MAX_SHOWN else 0))
     for side in ("a", "b"):
         only = result.only(side)
@@ -240,7 +309,8 @@ def summary_tables(table, width: int | None = None) -> list:
         cells |= {c: [str(v) for v in table[c]] for c in counts}
         if width is not None and _width(cells) > width:
             del cells["sem"]
-        rich_table = _table(f"{m}  {fixed}".strip(), list(cells), [list(r) for r in zip(*cells.values())], gap=1)
+        rich_table = _table(f"{m}  {fixed}".strip(), list(cells), [list(r) for r in zip(*cells.values())],
+                            keys=len(keys), gap=1)
         if "sem" not in cells:
             rich_table.caption = "sem (std / sqrt(n)) left out to fit the terminal; --out writes it"
         tables.append(rich_table)
@@ -251,7 +321,7 @@ def summary_tables(table, width: int | None = None) -> list:
         rows = [[*(_exact(r[c]) for c in keys), *(_ratio_cell(r[c]) for c in ratios)]
                 for _, r in pairs.iterrows()]
         ratio_table = _table(f"residual / plain, ratio of the means  {fixed}".strip(),
-                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows, gap=1)
+                             [*keys, *(c.removesuffix("_ratio") for c in ratios)], rows, keys=len(keys), gap=1)
         for column in ratio_table.columns[len(keys):]:
             column.style = "bold magenta"
         tables.append(ratio_table)

@@ -2,7 +2,9 @@
 
     results/init.csv         block, d, batch, small_init, seed, loss, x_grad_norm, ...   (one row per block
                                                                                       and configuration)
-    results/init.meta.json   the resolved sweep, its fingerprint, versions, host, times, command lines
+    results/init.csv.meta.json   the resolved sweep, its fingerprint, versions, host, times, command lines
+                                 (named from the whole file name; the older results/init.meta.json is
+                                 still read, and the next write moves it to the new name)
 
 Rows are appended and flushed one at a time, so a kill loses at most the row in flight; a truncated last
 line left by a kill is cut off before appending again. Floats are written with `repr`, the shortest text
@@ -20,16 +22,34 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Container
 
 from cnnexp.errors import ResultsError
+from cnnexp.paths import check_input, check_output, csv_header, read_text
 
 META_SUFFIX = ".meta.json"
+MAX_META_BYTES = 16 << 20  # a provenance file is a few kB; grown by one entry per invocation
 
 
 def meta_path(csv_path: Path) -> Path:
-    """The provenance file beside a results CSV: results/init.csv -> results/init.meta.json."""
+    """The provenance file beside a results CSV, named from its whole name: results/init.csv ->
+    results/init.csv.meta.json (so init.csv and init.txt never share one)."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.name + META_SUFFIX)
+
+
+def legacy_meta_path(csv_path: Path) -> Path:
+    """The name provenance had before: results/init.csv -> results/init.meta.json (read, never written)."""
+    csv_path = Path(csv_path)
     return csv_path.with_name(csv_path.stem + META_SUFFIX)
+
+
+def existing_meta_path(csv_path: Path) -> Path | None:
+    """The provenance file of a results CSV that is there: its own name first, then the old one."""
+    for candidate in (meta_path(csv_path), legacy_meta_path(csv_path)):
+        if os.path.lexists(candidate):
+            return candidate
+    return None
 
 
 def format_value(value) -> str:
@@ -48,14 +68,63 @@ def fingerprint(definition: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# The fields of a provenance file a reader relies on, and their types (None: may be null). Any may be absent
+# (files of older releases lack some); present, each must have its type.
+META_FIELDS: dict[str, tuple[type, ...]] = {
+    "cnnexp": (str,), "fingerprint": (str,), "sweep": (dict,), "columns": (list,), "per_layer": (str, type(None)),
+    "command": (str,), "started": (str,), "finished": (str, type(None)), "environment": (dict,),
+    "invocations": (list,),
+}
+ENVIRONMENT_FIELDS: dict[str, tuple[type, ...]] = {"threads": (int, type(None)), "dtype": (str, list)}
+
+
 def read_meta(path: Path) -> dict | None:
-    """The provenance beside a results CSV, or None when there is none."""
-    try:
-        return json.loads(meta_path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """The provenance beside a results CSV (under its own name, else the old one), checked; None when there
+    is none.
+
+    Raises:
+        ResultsError: the provenance file is not a regular file, not JSON, not an object, or a field a
+            reader relies on has the wrong type; one line naming the file and the field.
+    """
+    where = existing_meta_path(path)
+    if where is None:
         return None
-    except (OSError, ValueError) as e:
-        raise ResultsError(f"{meta_path(path)}: unreadable provenance file: {e}") from None
+    try:
+        meta = json.loads(read_text(where, MAX_META_BYTES, "provenance file"))
+    except ResultsError as e:
+        raise ResultsError(f"unreadable provenance file: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise ResultsError(f"{where}: unreadable provenance file: not JSON ({' '.join(str(e).split())[:80]})") from None
+    _check_meta(meta, where)
+    return meta
+
+
+def _check_meta(meta, where: Path) -> None:
+    def wrong(field: str, value, types) -> ResultsError:
+        names = " or ".join("null" if t is type(None) else {dict: "an object", list: "a list", str: "a string",
+                                                             int: "an integer"}[t] for t in types)
+        return ResultsError(f"{where}: damaged provenance file: {field} is {_json_kind(value)}, expected {names}; "
+                            "restore it (or rerun the sweep with --overwrite to start its results afresh)")
+
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{where}: damaged provenance file: it holds {_json_kind(meta)}, expected an object; "
+                           "restore it (or rerun the sweep with --overwrite to start its results afresh)")
+    for fields, data, prefix in ((META_FIELDS, meta, ""), (ENVIRONMENT_FIELDS, meta.get("environment") or {},
+                                                           "environment.")):
+        for field, types in fields.items():
+            if field in data and (not isinstance(data[field], types) or isinstance(data[field], bool)):
+                raise wrong(prefix + field, data[field], types)
+    if not all(isinstance(c, str) for c in meta.get("columns", [])):
+        raise wrong("columns", meta["columns"], (list,))
+    if not all(isinstance(i, dict) for i in meta.get("invocations", [])):
+        raise wrong("invocations", meta["invocations"], (list,))
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
 
 
 def write_meta(path: Path, meta: dict) -> None:
@@ -71,8 +140,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
         ResultsError: `path` is a directory, or cannot be written.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ResultsError(f"{path}: is a directory; --out takes a file path")
+    check_output(path, "--out", None, create_parent=True)  # never onto a device or a folder
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,37 +154,86 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     return path
 
 
-def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+def read_rows(
+    path: Path,
+    columns: tuple[str, ...],
+    *,
+    keys: dict[str, Container[str]] | None = None,
+    numbers: tuple[str, ...] = (),
+) -> list[dict[str, str]]:
     """The complete rows of an existing results CSV, as text; [] when it is missing or empty.
 
-    A last line without its newline (left by a kill) is ignored here and cut off by `ResultsFile`.
+    A last line without its newline (left by a kill) is ignored here and cut off by `ResultsFile`. With
+    `keys` and `numbers` every row is verified as cnnexp wrote it, so a hand edit is caught before a resume
+    builds on it.
+
+    Args:
+        path: the CSV.
+        columns: its header, exactly.
+        keys: key column -> the texts it may hold (the sweep's values, written as cnnexp writes them); the
+            key of a row (these columns, in order) must be unique.
+        numbers: columns that must hold a float in cnnexp's own form (repr: `0.01`, not `1e-2`; `nan`, `inf`).
 
     Raises:
-        ResultsError: the header is not `columns` or a complete row has the wrong number of cells.
+        ResultsError: the file is not a regular file, the header is not `columns`, or a complete row has the
+            wrong number of cells, a key outside `keys`, a key seen before, or a number not in canonical form;
+            the message names the file and the line.
     """
     try:
+        if check_input(path) is None:
+            return []
         data = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: cannot read: {e}") from None
     lines = data[: data.rfind("\n") + 1]  # complete lines only
     if not lines:
         return []
     reader = csv.reader(io.StringIO(lines))
-    header = tuple(next(reader))
-    if header != columns:
-        raise ResultsError(f"{path}: its columns ({', '.join(header)}) are not this sweep's "
-                           f"({', '.join(columns)}); use --overwrite to start it afresh or --out for another file")
-    rows = []
-    for number, cells in enumerate(reader, start=2):
-        if not cells:  # a blank line (an editor's trailing newline): no row
-            continue
-        if len(cells) != len(columns):
-            raise ResultsError(f"{path}: line {number} has {len(cells)} cells, expected {len(columns)}; "
-                               "the file is damaged (use --overwrite to start afresh)")
-        rows.append(dict(zip(columns, cells)))
+    try:
+        header = tuple(next(reader))
+        if header != columns:
+            raise ResultsError(f"{path}: its columns ({_short(', '.join(header))}) are not this file's "
+                               f"({', '.join(columns)}); use --overwrite to start it afresh or --out for another file")
+        rows, seen = [], set()
+        for cells in reader:
+            number = reader.line_num
+            if not cells:  # a blank line (an editor's trailing newline): no row
+                continue
+            if len(cells) != len(columns):
+                raise ResultsError(f"{path}: line {number} has {len(cells)} cells, expected {len(columns)}; "
+                                   "the file is damaged or was edited (restore it, or use --overwrite to start afresh)")
+            row = dict(zip(columns, cells))
+            if keys is not None:
+                for column, allowed in keys.items():
+                    if row[column] not in allowed:
+                        raise ResultsError(f"{path}: line {number}: {column} {_short(row[column])!r} is not a value "
+                                           "this sweep writes (edited by hand?); restore the file, or use "
+                                           "--overwrite to start afresh")
+                key = tuple(row[c] for c in keys)
+                if key in seen:
+                    raise ResultsError(f"{path}: line {number} repeats the configuration of an earlier row; "
+                                       "remove the copy, or use --overwrite to start afresh")
+                seen.add(key)
+            for column in numbers:
+                if not _canonical_number(row[column]):
+                    raise ResultsError(f"{path}: line {number}: {column} {_short(row[column])!r} is not a number as "
+                                       "cnnexp writes it (edited by hand?); restore the file, or use --overwrite")
+            rows.append(row)
+    except csv.Error as e:
+        raise ResultsError(f"{path}: line {reader.line_num}: not CSV ({e})") from None
     return rows
+
+
+def _canonical_number(text: str) -> bool:
+    """Whether a cell is a float exactly as `format_value` writes it."""
+    try:
+        return format_value(float(text)) == text
+    except (ValueError, OverflowError):
+        return False
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...], keys: set[tuple]) -> None:
@@ -266,3 +383,19 @@ def _cut_partial_line(file, chunk: int = 1 << 16) -> None:
             end = start
     if size:
         file.truncate(0)  # not one complete line: a header torn by a kill
+
+
+def is_locked(path: Path) -> bool:
+    """Whether another process holds the lock of a results file now (a dry run asks; it never waits)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(path, "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when closed
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -25,6 +25,7 @@ class Axis:
     help: str
     check: Callable[[object], str | None] = lambda v: None  # returns what is wrong, or None
     choices: tuple[str, ...] = ()  # for kind=str: the allowed values
+    used_by: tuple[str, ...] = ()  # the blocks that read it (empty: every block)
 
 
 def _at_least_one(v) -> str | None:
@@ -61,7 +62,8 @@ AXES: tuple[Axis, ...] = (
     Axis("activation", str, "relu", "the nonlinearity inside F", choices=("relu", "tanh", "gelu")),
     Axis("dtype", str, "float32", "precision of the run (x and weights are drawn in float32, then converted)",
          choices=("float32", "float64")),
-    Axis("alpha_init", float, 0.0, "initial gate alpha of the rezero block (other blocks ignore it)", _finite),
+    Axis("alpha_init", float, 0.0, "initial gate alpha of the rezero block (other blocks ignore it)", _finite,
+         used_by=("rezero",)),
 )
 AXIS = {a.name: a for a in AXES}
 

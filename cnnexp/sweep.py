@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
-from cnnexp.config import Sweep, Task, config_dict, expand, parse_blocks, parse_run
+from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
 from cnnexp.engine import (UNIT_BYTES, Execution, device_info, execute, open_executor, plan_units, unit_bytes,
                            use_threads, worker_count)
-from cnnexp.errors import Interrupted, ResultsError
+from cnnexp.errors import CnnexpError, Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
-from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
-                            write_meta)
-from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, FINDING_METRICS, LAYER_COLUMNS, METRICS, RATIO_BLOCKS
+from cnnexp.paths import CSV, check_output
+from cnnexp.results import (ResultsFile, existing_meta_path, fingerprint, format_value, is_locked, keep_rows,
+                            meta_path, read_meta, read_rows, row_key, write_meta)
+from cnnexp.schema import (COLUMNS, CONFIG_COLUMNS, FINDING_METRICS, LAYER_COLUMNS, LAYER_METRICS, METRICS,
+                           RATIO_BLOCKS)
 
 
 
@@ -104,13 +106,34 @@ def plan_sweep(
         ResultsError: the results file belongs to another sweep definition (and `overwrite` is not set),
             is damaged, or would be resumed with another thread count.
     """
-    path = Path(out) if out is not None else default_path(sweep)
+    path, per_layer, meta, done, warnings = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer,
+                                                              execution=execution)
     configs = expand(sweep)
-    check_memory(configs, len(sweep.blocks), sweep.name, execution.workers or 1)
-    per_layer = Path(per_layer) if per_layer is not None else None
-    for p, flag in ((path, "--out"), (per_layer, "--per-layer")):
-        if p is not None and p.is_dir():
-            raise ResultsError(f"{p}: is a directory; {flag} takes a CSV file path")
+    if not done:  # nothing to look up (a fresh sweep): every block of every configuration
+        tasks = [(config, sweep.blocks) for config in configs]
+    else:
+        tasks = []
+        for config in configs:
+            missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
+            if missing:
+                tasks.append((config, missing))
+    warnings += _execution_changes(path, meta, execution) if done and tasks else ()
+    fresh = overwrite or not done
+    seen_size = path.stat().st_size if path.exists() else None
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, execution, warnings)
+
+
+def _existing_results(sweep: Sweep, out, *, overwrite: bool, per_layer, execution: Execution):
+    """Every check a sweep passes before it runs, reading (never writing) its files and enumerating no
+    configuration: the output paths, memory, and the rows already there (verified, see `_resumable_rows`).
+
+    Returns:
+        (results path, per-layer path or None, provenance or None, row key -> row text of the rows kept,
+        warnings)
+    """
+    path = check_output(out if out is not None else default_path(sweep), "--out", CSV, create_parent=out is None)
+    per_layer = check_output(per_layer, "--per-layer", CSV) if per_layer is not None else None
+    check_memory(largest_configs(sweep), len(sweep.blocks), sweep.name, execution.workers or 1, sweep.size)
     if per_layer is not None and per_layer.resolve() in (path.resolve(), meta_path(path).resolve()):
         raise ResultsError(f"{per_layer}: --per-layer must name a file of its own, not the results CSV or its "
                            "provenance")
@@ -118,21 +141,60 @@ def plan_sweep(
     done = {} if overwrite else _resumable_rows(path, sweep, meta)
     warnings: tuple[str, ...] = ()
     if per_layer is not None and not overwrite:
-        layer_rows = read_rows(per_layer, LAYER_COLUMNS)  # refuses a file that is not a per-layer CSV
+        # refuses a file that is not a per-layer CSV of this sweep, or one edited by hand
+        layer_rows = read_rows(per_layer, LAYER_COLUMNS, keys=_layer_key_values(sweep), numbers=LAYER_METRICS)
         incomplete = _runs_without_layers(done, layer_rows)
         if incomplete:  # e.g. resumed once without --per-layer: those runs run again, in both files
             done = {k: row for k, row in done.items() if k not in incomplete}
             warnings += (f"{per_layer}: {len(incomplete)} of the runs already in {path} lack their per-layer rows; "
                          "they run again",)
-    tasks = []
-    for config in configs:
-        missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
-        if missing:
-            tasks.append((config, missing))
-    warnings += _execution_changes(path, meta, execution) if done and tasks else ()
-    fresh = overwrite or not done
-    seen_size = path.stat().st_size if path.exists() else None
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, execution, warnings)
+    return path, per_layer, meta, done, warnings
+
+
+@dataclass(frozen=True)
+class SweepPreview:
+    """What a dry run shows: the first configurations with the blocks still to run, the counts, and what a
+    real run would do."""
+
+    sweep: Sweep
+    path: Path
+    first: list[Task]  # the first configurations, in grid order, each with its blocks still to run (() if done)
+    rows_total: int
+    rows_to_run: int
+    refusal: str | None  # why a real run would refuse (None: it would run)
+
+    @property
+    def rows_skipped(self) -> int:
+        return self.rows_total - self.rows_to_run
+
+
+def preview_sweep(
+    sweep: Sweep,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    per_layer: str | os.PathLike | None = None,
+    execution: Execution = Execution(),
+    shown: int = 40,
+) -> SweepPreview:
+    """The plan of a dry run, never refused for what only matters when running or writing (a file of
+    another definition, a damaged or locked file, a bad --out, too little memory): `refusal` then says
+    why a real run would refuse, and the plan is of the whole sweep. Reads, writes nothing, and enumerates
+    only the `shown` configurations listed (a sweep of a million plans in well under a second).
+    """
+    refusal, done = None, {}
+    path = Path(out) if out is not None else default_path(sweep)
+    try:
+        path, _, _, done, _ = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer,
+                                                execution=execution)
+        if path.is_file() and is_locked(path):
+            refusal = f"{path}: another cnnexp sweep is writing it now"
+    except CnnexpError as e:
+        refusal, done = str(e), {}
+    first = [(c, tuple(b for b in sweep.blocks if _key(b, c) not in done))
+             for c in itertools.islice(iter_configs(sweep), shown)]
+    total = sweep.size * len(sweep.blocks)
+    return SweepPreview(sweep, path, first, total, total - len(done), refusal)
 
 
 def _execution_changes(path: Path, meta: dict | None, execution: Execution) -> tuple[str, ...]:
@@ -151,6 +213,7 @@ def run_sweep(
     plan: SweepPlan,
     *,
     command: str | None = None,
+    on_start: Callable[[], None] | None = None,
     on_result: Callable[[object], None] | None = None,
 ) -> SweepReport:
     """Execute a plan: write the provenance, then append each result to the CSV as it arrives.
@@ -161,6 +224,8 @@ def run_sweep(
     Args:
         plan: from `plan_sweep`.
         command: the command line to record (default: this process's argv).
+        on_start: called once the files are open, locked and checked, before the first run (so a refusal
+            comes before anything a caller would say about the run, e.g. "resuming ...").
         on_result: called with each RunResult after its row is written (e.g. to advance a progress bar).
 
     Returns:
@@ -188,6 +253,8 @@ def run_sweep(
         csv_file, layer_file = _open_results(plan, files)
         meta = _provenance(plan, command, started, threads, where)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
+        if on_start is not None:
+            on_start()
         try:
             for results in execute(units, executor, where.get("window", 4)):
                 for result in results:
@@ -314,12 +381,20 @@ def ratio(a: float, b: float) -> float:
     return a / b
 
 
-def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1) -> None:
+def largest_configs(sweep: Sweep) -> list:
+    """The configurations among which the one `unit_bytes` finds largest is: the largest d, batch and depth
+    with each dtype (a grid holds every combination), without enumerating the sweep."""
+    axes = sweep.axes
+    biggest = {a: max(axes[a]) for a in ("d", "batch", "depth")}
+    return [RunConfig(**{**{a: v[0] for a, v in axes.items()}, **biggest, "dtype": dtype}) for dtype in axes["dtype"]]
+
+
+def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1, count: int | None = None) -> None:
     """Refuse configurations of which the largest would not fit in the memory available now, in each of the
-    local worker processes at once (a unit holds up to UNIT_BYTES of configurations)."""
+    local worker processes at once (a unit holds up to UNIT_BYTES of the sweep's `count` configurations)."""
     biggest = max(configs, key=lambda c: unit_bytes(c, n_blocks))
     one = unit_bytes(biggest, n_blocks)
-    per_worker = max(one, min(UNIT_BYTES, one * len(configs)))
+    per_worker = max(one, min(UNIT_BYTES, one * (count or len(configs))))
     refuse_beyond_memory(workers * per_worker,
                          f"{source}: the configuration d={biggest.d}, batch={biggest.batch}, depth={biggest.depth}",
                          "lower d, batch or depth" + (", or --workers" if workers > 1 else ""))
@@ -329,7 +404,8 @@ def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1) ->
 
 
 def _key(block: str, config) -> tuple:
-    return row_key({"block": block, **config_dict(config)}, CONFIG_COLUMNS)
+    """The row key of a block on a configuration (as `row_key` makes it from a row)."""
+    return (block, *(format_value(getattr(config, c)) for c in CONFIG_COLUMNS[1:]))
 
 
 def _typed(text_row: dict[str, str], config, block: str) -> dict:
@@ -347,16 +423,28 @@ def _runs_without_layers(done: dict[tuple, dict], layer_rows: list[dict[str, str
 
 
 def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, dict[str, str]]:
-    rows = read_rows(path, COLUMNS)
-    if not rows:
+    """The rows a resume keeps, each verified: it parses, its key is one of this sweep's, no key twice, every
+    number as cnnexp writes it (a hand edit is refused, naming its line, before anything builds on it)."""
+    if not read_rows(path, COLUMNS):
         return {}
     if meta is None:
         raise ResultsError(f"{path}: holds results but has no provenance file {meta_path(path).name}, so it "
                            "cannot be resumed safely; use --overwrite to start it afresh or --out for another file")
     if meta.get("fingerprint") != fingerprint(sweep.to_dict()):
-        raise ResultsError(f"{path}: was written by a different sweep definition (see {meta_path(path).name}); "
+        raise ResultsError(f"{path}: was written by a different sweep definition (see "
+                           f"{(existing_meta_path(path) or meta_path(path)).name}); "
                            "use --overwrite to start it afresh or --out for another file")
+    rows = read_rows(path, COLUMNS, keys=_key_values(sweep), numbers=METRICS)
     return {row_key(r, CONFIG_COLUMNS): r for r in rows}
+
+
+def _key_values(sweep: Sweep) -> dict[str, set[str]]:
+    """Key column -> the texts a row of this sweep holds there, as the writer writes them."""
+    return {"block": set(sweep.blocks), **{a: {format_value(v) for v in vs} for a, vs in sweep.axes.items()}}
+
+
+def _layer_key_values(sweep: Sweep) -> dict[str, set[str]]:
+    return {**_key_values(sweep), "block_index": {str(i) for i in range(max(sweep.axes["depth"]))}}
 
 
 def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where: dict) -> dict:

@@ -381,14 +381,14 @@ def test_write_atomically_leaves_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 
-@pytest.mark.parametrize("out", ["r.csv", "./r.csv", "sub/../r.csv", "r.meta.json", "link.csv", "hard.csv"])
+@pytest.mark.parametrize("out", ["r.csv", "./r.csv", "sub/../r.csv", "r.csv.meta.json", "link.csv", "hard.csv"])
 def test_write_csv_refuses_to_overwrite_an_input_or_its_provenance(tmp_path, monkeypatch, out):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
     results = write_results(tmp_path / "r.csv", make_rows(), meta={"fingerprint": "abc"})
     (tmp_path / "link.csv").symlink_to(results)
     (tmp_path / "hard.csv").hardlink_to(results)
-    before = {p: p.read_bytes() for p in (results, tmp_path / "r.meta.json")}
+    before = {p: p.read_bytes() for p in (results, tmp_path / "r.csv.meta.json")}
     with pytest.raises(ResultsError, match=f"--out {out}: would overwrite the input"):
         write_csv(summary(results), out, inputs=[tmp_path / "other.csv", "r.csv"])
     assert {p: p.read_bytes() for p in before} == before
@@ -397,13 +397,13 @@ def test_write_csv_refuses_to_overwrite_an_input_or_its_provenance(tmp_path, mon
 def test_refuse_overwrite_lets_other_paths_through(tmp_path):
     results = write_results(tmp_path / "r.csv", make_rows())
     refuse_overwrite(tmp_path / "r-summary.csv", [results])
-    refuse_overwrite(tmp_path / "r.meta.json.csv", [results])
+    refuse_overwrite(tmp_path / "r.csv.meta.json.csv", [results])
     assert write_csv(summary(results), tmp_path / "s.csv", inputs=[results]).exists()
 
 
 def test_an_unwritable_out_path_is_one_clear_error(results, tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(ResultsError, match="cannot write"):
+    with pytest.raises(ResultsError, match="file is not a folder"):
         write_csv(summary(results), tmp_path / "file" / "s.csv")  # a file where a directory should be
 
 

@@ -1,5 +1,7 @@
 """The command line, through Typer's CliRunner and once through the installed `cnnexp` script."""
 import json
+import os
+import stat
 import shutil
 import subprocess
 import sys
@@ -30,7 +32,7 @@ def test_sweep_writes_csv_meta_and_a_side_by_side_table(in_tmp):
     assert result.exit_code == 0, result.output
     lines = (in_tmp / "results" / "tiny.csv").read_text().splitlines()
     assert len(lines) == 1 + 4 * 2
-    assert (in_tmp / "results" / "tiny.meta.json").exists()
+    assert (in_tmp / "results" / "tiny.csv.meta.json").exists()
     assert "ratio" in result.stdout and "x_grad_norm" in result.stdout
     assert "wrote 8 rows" in result.stderr
 
@@ -71,11 +73,12 @@ def test_sweep_resume_says_how_many_were_skipped(in_tmp):
 
 
 def test_set_and_out(in_tmp):
+    (in_tmp / "x").mkdir()
     result = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "seed=0,1,2", "--set", "d=4", "--out", "x/y.csv"])
     assert result.exit_code == 0, result.output
     lines = (in_tmp / "x" / "y.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * 3 * 2 and all(line.split(",")[1] == "4" for line in lines[1:])
-    assert (in_tmp / "x" / "y.meta.json").exists()
+    assert (in_tmp / "x" / "y.csv.meta.json").exists()
 
 
 def test_dry_run_lists_runs_and_writes_nothing(in_tmp):
@@ -156,7 +159,7 @@ def test_installed_script_runs_a_sweep(tmp_path):
     bad = subprocess.run([script, "sweep", "missing.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.yaml" in bad.stderr
     # an --out nobody can create (Linux /proc) is found only when writing starts
-    bad = subprocess.run([script, "sweep", "tiny.yaml", "--out", "/proc/cnnexp-test/r.csv"], cwd=tmp_path,
+    bad = subprocess.run([script, "sweep", "tiny.yaml", "--out", "/proc/cnnexp-test.csv"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "cannot write" in bad.stderr, bad.stderr
     # Typer's own usage errors are one line too
@@ -403,3 +406,129 @@ def test_conv_check_bad_numbers_are_one_line_through_the_script(args, words):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines
     assert "--input" not in lines[0]
+
+
+# --- conventions: --version, -h, completion, narrow terminals ------------------------------------------
+
+
+def test_version_and_short_help():
+    from cnnexp import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"cnnexp {__version__}\n"
+    for args in (["-h"], ["sweep", "-h"], ["conv-shape", "-h"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "Usage: " in result.stdout and "--help" in result.stdout
+
+
+def test_shell_completion_is_offered(monkeypatch):
+    import shellingham
+
+    help_text = runner.invoke(app, ["--help"]).stdout
+    assert "--install-completion" in help_text and "--show-completion" in help_text
+    # Typer detects the shell from the parent process, which a test does not control: say it is bash
+    monkeypatch.setattr(shellingham, "detect_shell", lambda: ("bash", "/bin/bash"))
+    script = runner.invoke(app, ["--show-completion"], prog_name="cnnexp")
+    assert script.exit_code == 0 and "complete -o default -F _cnnexp_completion cnnexp" in script.stdout
+
+
+def test_tables_fit_columns_and_keep_every_number(in_tmp):
+    wide = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "blocks=plain,residual,rezero,prenorm"],
+                         env={"COLUMNS": "60"})
+    assert wide.exit_code == 0, wide.output
+    assert max(map(len, wide.stdout.splitlines())) <= 60
+    import pandas as pd
+
+    rows = pd.read_csv(in_tmp / "results" / "tiny.csv")
+    for value in rows["x_grad_norm"]:  # every number is on screen, whole, in one of the split tables
+        assert f"{value:.4g}" in wide.stdout
+    natural = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "blocks=plain,residual,rezero,prenorm"],
+                            env={"COLUMNS": None})  # a pipe without COLUMNS: the natural width
+    assert max(map(len, natural.stdout.splitlines())) > 60
+
+
+# --- dry run: the plan, and one line on what a real run would do ---------------------------------------
+
+
+def test_dry_run_says_what_a_real_run_would_do(in_tmp):
+    first = runner.invoke(app, ["sweep", "tiny.yaml", "--dry-run"])
+    assert first.stdout.splitlines()[-1] == "a real run would write results/tiny.csv: 8 rows to run"
+    runner.invoke(app, ["sweep", "tiny.yaml", "--set", "seed=0"])  # 4 rows
+    other = runner.invoke(app, ["sweep", "tiny.yaml", "--dry-run"])
+    assert other.exit_code == 0 and other.stderr == ""
+    assert other.stdout.splitlines()[-1].startswith("a real run would refuse: results/tiny.csv: was written by a "
+                                                    "different sweep definition")
+    assert "4 configurations x 2 blocks = 8 rows (8 to run)" in other.stdout
+
+
+def test_dry_run_of_a_resume_and_of_a_large_sweep(in_tmp):
+    runner.invoke(app, ["sweep", "tiny.yaml"])
+    lines = (in_tmp / "results" / "tiny.csv").read_text().splitlines(keepends=True)
+    (in_tmp / "results" / "tiny.csv").write_text("".join(lines[:4]))
+    resume = runner.invoke(app, ["sweep", "tiny.yaml", "--dry-run"])
+    assert resume.stdout.splitlines()[-1] == "a real run would resume results/tiny.csv: 3 of 8 rows are there, 5 to run"
+    big = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "seed=0:1000", "--set", "d=1:101", "--out", "big.csv",
+                              "--dry-run"])
+    assert big.exit_code == 0 and "200,000 configurations x 2 blocks = 400,000 rows" in big.stdout
+    assert "... and 199,960 more configurations" in big.stdout
+    assert len([line for line in big.stdout.splitlines() if line.strip().endswith("plain, residual")]) == 40
+
+
+def test_a_refusal_says_nothing_before_it(in_tmp):
+    from cnnexp.results import ResultsFile
+    from cnnexp.schema import COLUMNS
+
+    runner.invoke(app, ["sweep", "tiny.yaml"])
+    lines = (in_tmp / "results" / "tiny.csv").read_text().splitlines(keepends=True)
+    (in_tmp / "results" / "tiny.csv").write_text("".join(lines[:4]))
+    with ResultsFile(in_tmp / "results" / "tiny.csv", COLUMNS):  # another sweep is writing it
+        locked = runner.invoke(app, ["sweep", "tiny.yaml"])
+    assert locked.exit_code == 2 and locked.stdout == ""
+    assert locked.stderr.splitlines() == ["error: results/tiny.csv: another cnnexp sweep is writing it now; wait "
+                                          "for it, or use --out for another file"]
+    resumed = runner.invoke(app, ["sweep", "tiny.yaml"])
+    assert resumed.stderr.splitlines()[0] == "resuming results/tiny.csv: 3 of 8 rows already there, skipped"
+
+
+def test_an_unused_axis_is_warned_once_and_run_once(in_tmp):
+    result = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "alpha_init=0,1,2"])
+    assert result.exit_code == 0
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: --set alpha_init: only the rezero block uses it and this sweep runs plain, "
+                        "residual; running alpha_init=0.0 only (not 3 identical copies)"]
+    assert len((in_tmp / "results" / "tiny.csv").read_text().splitlines()) == 1 + 8
+
+
+# --- odd paths: devices, FIFOs, missing folders, other formats (nodes made here, never /dev/null) ------
+
+
+def make_device(path):
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    return path
+
+
+@pytest.mark.parametrize("args, words", [
+    (["sweep", "tiny.yaml", "--out", "<dev>"], ["--out <dev>: is a character device"]),
+    (["sweep", "tiny.yaml", "--per-layer", "<dev>"], ["--per-layer <dev>: is a character device"]),
+    (["sweep", "tiny.yaml", "--out", "<fifo>"], ["--out <fifo>: is a FIFO"]),
+    (["sweep", "<dev>"], ["<dev>: is a character device, not a regular file"]),
+    (["sweep", "<fifo>"], ["<fifo>: is a FIFO (named pipe), not a regular file"]),
+    (["conv-shape", "--from", "<fifo>"], ["<fifo>: is a FIFO"]),
+    (["sweep", "tiny.yaml", "--out", "no/such/dir/x.csv"], ["the folder no/such/dir does not exist"]),
+    (["sweep", "tiny.yaml", "--out", "r.parquet"], ["--out r.parquet: unknown or unwritten format '.parquet'"]),
+    (["sweep", "tiny.yaml", "--out", "r.txt"], ["--out r.txt: unknown or unwritten format '.txt'"]),
+])
+def test_odd_paths_are_one_line_and_touch_nothing(in_tmp, args, words):
+    device = make_device(in_tmp / "dev.csv")
+    os.mkfifo(in_tmp / "fifo.csv")
+    names = {"<dev>": "dev.csv", "<fifo>": "fifo.csv"}
+    args = [names.get(a, a) for a in args]
+    words = [w.replace("<dev>", "dev.csv").replace("<fifo>", "fifo.csv") for w in words]
+    before = sorted(p.name for p in in_tmp.iterdir())
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert len(result.stderr.splitlines()) == 1 and all(w in result.stderr for w in words), result.stderr
+    assert sorted(p.name for p in in_tmp.iterdir()) == before and stat.S_ISCHR(device.stat().st_mode)

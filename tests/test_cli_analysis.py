@@ -202,8 +202,8 @@ def test_damaged_metric_cells_are_one_line_in_every_command(tmp_path, command, c
 
 
 @pytest.mark.parametrize("command, out", [
-    ("summary", "a.csv"), ("summary", "a.meta.json"), ("compare", "a.csv"), ("compare", "b.csv"),
-    ("compare", "b.meta.json"),
+    ("summary", "a.csv"), ("summary", "a.csv.meta.json"), ("compare", "a.csv"), ("compare", "b.csv"),
+    ("compare", "b.csv.meta.json"),
 ])
 def test_out_that_is_an_input_exits_2_and_changes_nothing(tmp_path, monkeypatch, command, out):
     monkeypatch.chdir(tmp_path)
@@ -228,7 +228,7 @@ def test_plot_writes_a_png(a, tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--y", "speed"], ["--y speed", "no such column"]),
     (["--x", "block"], ["column block is not numeric"]),
-    (["--out", "f.gif"], ["unknown figure format '.gif'"]),
+    (["--out", "f.gif"], ["'.gif'"]),
     (["--dpi", "0"], ["--dpi 0.0: must be a positive number"]),
     (["--dpi", "nan"], ["--dpi nan"]),
     (["--dpi", "1e6"], ["pixels, over 50,000,000"]),
@@ -359,3 +359,63 @@ def test_a_damaged_results_file_gives_exit_0_or_2_and_at_most_one_line(tmp_path_
     assert result.exit_code in (0, 2) and "Traceback" not in result.output, result.output
     if result.exit_code == 2:
         one_line_error(result)
+
+
+# --- every --out is checked before any work (devices made here, never the real /dev/null) -------------
+
+
+@pytest.mark.parametrize("command", ["summary", "compare", "plot"])
+def test_out_onto_a_device_or_fifo_is_refused_and_the_node_kept(a, tmp_path, command):
+    import os
+    import stat
+
+    device = tmp_path / ("null.png" if command == "plot" else "null.csv")
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    fifo = tmp_path / ("pipe.png" if command == "plot" else "pipe.csv")
+    os.mkfifo(fifo)
+    inputs = [a, a] if command == "compare" else [a]
+    for node, kind in ((device, "a character device"), (fifo, "a FIFO")):
+        one_line_error(cnnexp(command, *inputs, "--out", node), f"--out {node}: is {kind}")
+        assert not stat.S_ISREG(node.stat().st_mode)
+    assert stat.S_ISCHR(device.stat().st_mode) and os.major(device.stat().st_rdev) == 1
+
+
+@pytest.mark.parametrize("command, out, words", [
+    ("summary", "s.json", ["--out s.json: unknown or unwritten format '.json' (.json is JSON)", "e.g. s.csv"]),
+    ("compare", "c.parquet", ["--out c.parquet", "Parquet"]),
+    ("plot", "f.csv", ["--out f.csv: unknown format '.csv'", ".png, .svg, .pdf"]),
+    ("summary", "missing/s.csv", ["the folder missing does not exist"]),
+])
+def test_out_of_another_format_or_folder_is_refused(a, tmp_path, monkeypatch, command, out, words):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    one_line_error(cnnexp(command, *([a, a] if command == "compare" else [a]), "--out", out), *words)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_summary_out_never_replaces_a_results_file_without_overwrite(a, tmp_path):
+    other = write_results(tmp_path / "other.csv", make_rows())
+    before = other.read_bytes()
+    one_line_error(cnnexp("summary", a, "--out", other), f"--out {other}: exists and was not written by this "
+                                                          "command; use --overwrite")
+    assert other.read_bytes() == before
+    compared = cnnexp("compare", a, a, "--out", other)
+    assert compared.exit_code == 2 and other.read_bytes() == before
+    assert cnnexp("summary", a, "--out", other, "--overwrite").exit_code == 0
+    assert "x_grad_norm_mean" in other.read_text()
+    assert cnnexp("summary", a, "--out", other).exit_code == 0  # now it is a summary: rewriting it is fine
+    assert cnnexp("compare", a, a, "--out", tmp_path / "c.csv").exit_code == 0
+    assert cnnexp("compare", a, a, "--out", tmp_path / "c.csv").exit_code == 0
+
+
+@pytest.mark.parametrize("meta", ['[1, 2]', '"text"', '{"columns": 7}', '{"columns": [1]}', '{"environment": 3}'])
+@pytest.mark.parametrize("command", ["summary", "compare", "plot"])
+def test_a_damaged_provenance_is_one_line_in_every_analysis(a, tmp_path, meta, command):
+    (tmp_path / "a.csv.meta.json").write_text(meta)
+    before = sorted(tmp_path.iterdir())
+    one_line_error(cnnexp(command, *([a, a] if command == "compare" else [a])), "a.csv.meta.json",
+                   "provenance file")
+    assert sorted(tmp_path.iterdir()) == before

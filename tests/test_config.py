@@ -179,3 +179,108 @@ def test_bad_overrides(tmp_path, override, words):
         load_sweep(write(tmp_path, INIT), [override])
     for word in words:
         assert word in str(info.value)
+
+
+# --- bounds of the YAML reader and odd files: one clear error, found before anything is built ---------
+
+
+def alias_bomb(levels: int = 9, fan: int = 9) -> str:
+    """The classic billion-laughs file: each anchor repeats the one before `fan` times."""
+    names = [f"l{i}" for i in range(levels + 1)]
+    lines = [f"{names[0]}: &{names[0]} [" + ", ".join(["lol"] * fan) + "]"]
+    lines += [f"{n}: &{n} [" + ", ".join([f"*{p}"] * fan) + "]" for p, n in zip(names, names[1:])]
+    return "sweep:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+@pytest.mark.parametrize("text, words", [
+    (alias_bomb(), ["more than 200,000 values once its aliases are expanded"]),
+    ("sweep: " + "[" * 500 + "]" * 500 + "\n", ["nested more than 50 levels deep"]),
+    ("sweep: &a {seed: *a}\n", ["an alias refers to the value that holds it"]),
+    ("? [1]\n: 2\n", ["line 1", "a key must be a plain value, not a list"]),
+    ("1: x\n", ["unknown key 1"]),
+    ("~: x\n", ["unknown key None"]),
+    ("2020-01-01: x\n", ["unknown key datetime.date(2020, 1, 1)"]),
+    ("sweep: {seed: " + "1" * 5000 + "}\n", ["an integer of 5000 digits is too large"]),
+    ("sweep: {small_init: " + "9" * 400 + "}\n", ["an integer of 400 digits is too large"]),
+    ("sweep: {seed: {range: [100000000000000000000]}}\n", ["range [100000000000000000000] gives 100,000,000,000,"]),
+    ("sweep: {small_init: {logspace: [0, 1, 100000000000000000000]}}\n", ["gives 100,000,000,000,000,000,000 values"]),
+    ('name: "a\\0b"\nsweep: {seed: 1}\n', ["name: 'a\\x00b' is not a usable file name"]),
+    ("sweep: {activation: [" + ", ".join(["x" * 50] * 2) + "]}\n", ["is not one of relu, tanh, gelu"]),
+])
+def test_odd_yaml_is_one_short_line(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        load_sweep(write(tmp_path, text))
+    message = str(e.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert all(w in message for w in words), message
+
+
+def test_an_alias_bomb_is_refused_from_its_graph_without_expanding_it(tmp_path):
+    import time
+
+    path = write(tmp_path, alias_bomb(levels=30, fan=30))  # 30**30 values if expanded
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="alias bomb"):
+        load_sweep(path)
+    assert time.perf_counter() - started < 5  # (linear in the text: milliseconds; generous for a busy machine)
+
+
+def test_aliases_within_the_bound_are_fine(tmp_path):
+    sweep = load_sweep(write(tmp_path, "sweep:\n  seed: &s [0, 1]\n  depth: [1, 2]\nname: &n x\n"))
+    assert sweep.axes["seed"] == (0, 1) and sweep.name == "x"
+
+
+def test_an_activation_error_lists_the_choices_once(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_sweep(write(tmp_path, "sweep: {activation: relux}\n"))
+    assert str(e.value).count("gelu") == 1 and "did you mean 'relu'" in str(e.value)
+
+
+def test_a_long_list_with_a_repeat_is_refused_in_linear_time(tmp_path):
+    values = list(range(50_000)) + [49_999]
+    with pytest.raises(ConfigError, match="value 49999 appears twice"):
+        parse_sweep({"sweep": {"seed": values}})
+
+
+# --- --set: ranges, and one --set per axis --------------------------------------------------------
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("seed=0:3", (0, 1, 2)),
+    ("seed=2:10:3", (2, 5, 8)),
+    ("seed=5:0:-2", (5, 3, 1)),
+    ("depth=1:3", (1, 2)),
+    ("seed=0,4", (0, 4)),
+])
+def test_set_takes_ranges_as_pythons_range(tmp_path, override, expected):
+    axis = override.partition("=")[0]
+    assert load_sweep(write(tmp_path, INIT), [override]).axes[axis] == expected
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["seed=1", "seed=2"], ["--set seed=2: seed is already set by --set seed=1"]),
+    (["small-init=1e-2", "small_init=1e-3"], ["small_init is already set"]),
+    (["seed=0:x"], ["a range is start:stop[:step] in integers"]),
+    (["seed=0:3,7"], ["a range is start:stop[:step]"]),
+    (["small_init=0:3"], ["range gives integers, but small_init is a float"]),
+    (["seed=0:3:0"], ["step must not be 0"]),
+    (["seed=3:0"], ["the list of values is empty"]),
+    (["seed=0:2000000"], ["gives 2,000,000 values"]),
+])
+def test_bad_set_is_refused(tmp_path, overrides, words):
+    with pytest.raises(ConfigError) as e:
+        load_sweep(write(tmp_path, INIT), overrides)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+# --- an axis no block uses --------------------------------------------------------------------------
+
+
+def test_an_axis_no_block_uses_runs_once_with_a_warning_as_data(tmp_path):
+    sweep = load_sweep(write(tmp_path, INIT), ["alpha_init=0,0.5,1"])
+    assert sweep.axes["alpha_init"] == (0.0,) and sweep.size == 3
+    assert sweep.warnings == ("--set alpha_init: only the rezero block uses it and this sweep runs plain, residual; "
+                              "running alpha_init=0.0 only (not 3 identical copies)",)
+    with_rezero = load_sweep(write(tmp_path, INIT), ["alpha_init=0,0.5,1", "blocks=plain,rezero"])
+    assert with_rezero.axes["alpha_init"] == (0.0, 0.5, 1.0) and with_rezero.warnings == ()
+    assert load_sweep(write(tmp_path, INIT)).warnings == ()  # an axis left at its default says nothing

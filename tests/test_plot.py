@@ -200,7 +200,7 @@ def test_default_output_is_beside_the_csv(results):
     ("width", "loss", None, "f.png", "--x width: no such column"),
     ("small_init", "block", None, "f.png", "column block is not numeric"),
     ("small_init", "loss", "colour", "f.png", "--facet colour: no such column"),
-    ("small_init", "loss", None, "f.jpeg", "unknown figure format '.jpeg'"),
+    ("small_init", "loss", None, "f.jpeg", "unknown format '.jpeg'"),
 ])
 def test_bad_requests_are_refused_before_writing(results, tmp_path, x, y, facet, out, message):
     with pytest.raises(ResultsError, match=message):

@@ -44,7 +44,7 @@ def test_every_row_equals_a_direct_probe(tmp_path):
 
 def test_provenance_is_written_beside_the_csv(tmp_path):
     run(tmp_path)
-    meta = json.loads((tmp_path / "r.meta.json").read_text())
+    meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
     assert meta["sweep"]["sweep"]["small_init"] == [1e-2, 1e-3]
     assert meta["command"] == "test" and meta["finished"] >= meta["started"]
     for key in ("torch", "python", "host", "device", "dtype", "threads"):
@@ -59,7 +59,7 @@ def test_rerun_skips_everything_and_changes_nothing(tmp_path):
     report = run_sweep(plan, command="again")
     assert report.ran == 0 and report.skipped == 16 and len(report.rows) == 16
     assert (tmp_path / "r.csv").read_bytes() == before
-    assert len(json.loads((tmp_path / "r.meta.json").read_text())["invocations"]) == 2
+    assert len(json.loads((tmp_path / "r.csv.meta.json").read_text())["invocations"]) == 2
 
 
 def test_resume_runs_only_the_missing_rows_and_ends_byte_identical(tmp_path):
@@ -93,7 +93,7 @@ def test_a_different_sweep_is_refused_unless_overwrite(tmp_path):
 
 def test_a_csv_without_provenance_is_refused(tmp_path):
     run(tmp_path)
-    (tmp_path / "r.meta.json").unlink()
+    (tmp_path / "r.csv.meta.json").unlink()
     with pytest.raises(ResultsError, match="no provenance"):
         plan_sweep(sweep_of(), tmp_path / "r.csv")
 
@@ -179,18 +179,18 @@ def test_a_refused_per_layer_file_leaves_nothing_behind(tmp_path):
     with pytest.raises(ResultsError, match="columns"):
         plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "other.csv")
     with pytest.raises(ResultsError, match="file of its own"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "r.meta.json")
+        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "r.csv")
     (tmp_path / "sub").write_text("")  # a file where the per-layer file's directory should be
-    with pytest.raises(ResultsError, match="cannot read"):
+    with pytest.raises(ResultsError, match="sub is not a folder"):
         plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "sub" / "layers.csv")
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc, where nobody can create files")
 def test_an_unwritable_per_layer_file_leaves_no_results_csv_behind(tmp_path):
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer="/proc/cnnexp-test/layers.csv")
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer="/proc/cnnexp-test-layers.csv")
     with pytest.raises(ResultsError, match="cannot write"):
         run_sweep(plan, command="x")
-    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.meta.json").exists()
+    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.csv.meta.json").exists()
 
 
 def test_overwrite_refused_by_a_foreign_per_layer_file_keeps_the_results_csv(tmp_path):
@@ -321,3 +321,98 @@ def test_per_layer_rows_of_runs_resumed_without_them_are_run_again(tmp_path):
     run_sweep(plan, command="x")
     assert (tmp_path / "r.csv").read_text() == (tmp_path / "ref.csv").read_text()
     assert (tmp_path / "L.csv").read_text() == (tmp_path / "refL.csv").read_text()
+
+
+# --- resume verifies what it keeps -------------------------------------------------------------------
+
+
+def _edit(path: Path, line: int, old: str, new: str) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new, 1)
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda p: _edit(p, 3, ",0,", ",99,"), ["line 3: seed '99' is not a value this sweep writes"]),
+    (lambda p: _edit(p, 2, "plain", "PLAIN"), ["line 2: block 'PLAIN'"]),
+    (lambda p: _edit(p, 2, "0.01", "1e-2"), ["line 2: small_init '1e-2'"]),
+    (lambda p: p.write_text(p.read_text() + p.read_text().splitlines(keepends=True)[1]),
+     ["line 18 repeats the configuration"]),
+    (lambda p: p.write_text(p.read_text() + "junk\n"), ["line 18 has 1 cells"]),
+])
+def test_a_hand_edited_csv_is_refused_on_resume_and_left_alone(tmp_path, edit, words):
+    run(tmp_path)
+    edit(tmp_path / "r.csv")
+    before = {f: f.read_bytes() for f in tmp_path.iterdir()}
+    with pytest.raises(ResultsError) as e:
+        plan_sweep(sweep_of(), tmp_path / "r.csv")
+    assert str(e.value).startswith(f"{tmp_path / 'r.csv'}: ") and all(w in str(e.value) for w in words), str(e.value)
+    assert {f: f.read_bytes() for f in tmp_path.iterdir()} == before
+
+
+def test_a_metric_cell_edited_to_text_is_refused_before_any_row_is_appended(tmp_path):
+    run(tmp_path)
+    lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "r.csv").write_text("".join(lines[:3]) + lines[3].rsplit(",", 1)[0] + ",oops\n")  # and 14 lost
+    with pytest.raises(ResultsError, match="line 4: cos_x_out 'oops'"):
+        plan_sweep(sweep_of(), tmp_path / "r.csv")
+
+
+def test_a_damaged_provenance_is_refused_on_resume(tmp_path):
+    run(tmp_path)
+    (tmp_path / "r.csv.meta.json").write_text('{"fingerprint": ["x"]}')
+    with pytest.raises(ResultsError, match="damaged provenance file: fingerprint is a list, expected a string"):
+        plan_sweep(sweep_of(), tmp_path / "r.csv")
+
+
+def test_a_file_with_provenance_under_the_old_name_resumes_and_moves_to_the_new_name(tmp_path):
+    run(tmp_path)
+    (tmp_path / "r.csv.meta.json").rename(tmp_path / "r.meta.json")  # as the previous release wrote it
+    report = run_sweep(plan_sweep(sweep_of(), tmp_path / "r.csv"), command="again")
+    assert report.ran == 0 and report.meta_path == tmp_path / "r.csv.meta.json"
+    assert len(json.loads(report.meta_path.read_text())["invocations"]) == 2
+
+
+# --- a dry run's plan never refuses; it says what a real run would do --------------------------------
+
+from cnnexp.sweep import preview_sweep  # noqa: E402
+
+
+def test_preview_of_a_resume_counts_the_rows_there(tmp_path):
+    run(tmp_path)
+    lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "r.csv").write_text("".join(lines[:6]))
+    preview = preview_sweep(sweep_of(), tmp_path / "r.csv")
+    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    assert (preview.rows_total, preview.rows_skipped, preview.refusal) == (16, 5, None)
+    assert preview.rows_to_run == plan.rows_to_run
+    assert preview.first == [(c, blocks) for c, blocks in [(c, dict(plan.tasks).get(c, ())) for c in plan.configs]]
+
+
+def test_preview_of_another_definitions_file_says_a_real_run_would_refuse(tmp_path):
+    run(tmp_path)
+    before = {f: f.read_bytes() for f in tmp_path.iterdir()}
+    other = sweep_of({**SMALL, "sweep": {**SMALL["sweep"], "seed": [0, 1, 2]}})
+    preview = preview_sweep(other, tmp_path / "r.csv")
+    assert "different sweep definition" in preview.refusal and preview.rows_to_run == 24
+    assert {f: f.read_bytes() for f in tmp_path.iterdir()} == before
+
+
+def test_preview_of_a_locked_file_says_so(tmp_path):
+    from cnnexp.results import ResultsFile
+    from cnnexp.schema import COLUMNS
+
+    run(tmp_path)
+    with ResultsFile(tmp_path / "r.csv", COLUMNS):  # as a running sweep holds it
+        preview = preview_sweep(sweep_of(), tmp_path / "r.csv")
+    assert preview.refusal == f"{tmp_path / 'r.csv'}: another cnnexp sweep is writing it now"
+    assert preview_sweep(sweep_of(), tmp_path / "r.csv").refusal is None
+
+
+def test_preview_of_a_million_configurations_lists_only_the_first(tmp_path):
+    sweep = sweep_of({"name": "big", "sweep": {"seed": {"range": [0, 1000]}, "d": {"range": [1, 1001]}}})
+    preview = preview_sweep(sweep, tmp_path / "big.csv", shown=40)
+    assert sweep.size == 1_000_000 and preview.rows_to_run == 2_000_000 and len(preview.first) == 40
+    assert [(c.seed, c.d) for c, _ in preview.first[:3]] == [(0, 1), (1, 1), (2, 1)]  # d before seed: seed fastest
+    assert not (tmp_path / "big.csv").exists()
