@@ -266,6 +266,7 @@ class ResultsFile:
     def __init__(self, path: Path, columns: tuple[str, ...]):
         self.path, self.columns = path, columns
         self.created = not path.exists()
+        self._written = 0  # the file's size as this object left it: anything else is someone else's doing
         self._open()
 
     def _open(self) -> None:
@@ -291,7 +292,7 @@ class ResultsFile:
         _cut_partial_line(self._file)
         if self._file.seek(0, os.SEEK_END) == 0:
             self._write(self.columns)
-        self._written = self.size
+        self._written = self.size  # and from here on, the bytes this object appended
         return self
 
     def keep(self, keys: set[tuple], key_columns: tuple[str, ...]) -> None:
@@ -329,14 +330,15 @@ class ResultsFile:
     def append(self, row: dict) -> None:
         """Write one row and flush it to the operating system."""
         self._write([format_value(row[c]) for c in self.columns])
-        self._written = self._file.seek(0, os.SEEK_END)
 
     def _write(self, cells) -> None:
         line = io.StringIO()
         csv.writer(line, lineterminator="\n").writerow(cells)
         data = line.getvalue().encode("utf-8")
         while data:  # one row in one write, the rest if the system took only part of it
-            data = data[self._file.write(data):]
+            written = self._file.write(data)
+            self._written += written
+            data = data[written:]
 
     def close(self) -> None:
         self._file.close()

@@ -468,8 +468,10 @@ def test_a_short_junk_line_is_refused_not_padded(tmp_path):
 
 @pytest.mark.parametrize("text", ["[1, 2]", '"a string"', "3"])
 def test_provenance_that_is_not_an_object_is_one_clear_error(results, text):
-    (results.parent / "init.meta.json").write_text(text)
-    with pytest.raises(ResultsError, match="init.meta.json: damaged provenance file"):
+    from cnnexp.results import existing_meta_path
+
+    existing_meta_path(results).write_text(text)
+    with pytest.raises(ResultsError, match=f"{existing_meta_path(results).name}: "):
         load_results(results)
 
 
