@@ -2,7 +2,7 @@
 
 Workers are forked from the writer after `import torch` (on Linux), so none pays for importing torch again.
 They ignore Ctrl-C, which is the writer's to handle: it stops, says how many rows are safe, and the pool is
-shut down with the units not yet started cancelled.
+shut down with the units not yet started cancelled. A worker whose writer dies is ended by the kernel.
 
     >>> with process_pool(2) as pool:                                      # doctest: +SKIP
     ...     for results in execute(plan_units(tasks, workers=2), pool):
@@ -48,8 +48,6 @@ def _die_with_parent() -> None:
 
 
 def stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel the units not yet started and end the workers now, not after the units they are computing."""
-    workers = list((getattr(pool, "_processes", None) or {}).values())  # private, but the only handle before 3.14
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in workers:
-        process.terminate()
+    """Cancel the units not yet started and wait for the few being computed (each is short, see
+    engine.UNIT_COST): workers killed mid-unit could leave the pool's queues, and so the exit, hanging."""
+    pool.shutdown(wait=True, cancel_futures=True)
