@@ -19,18 +19,40 @@ from __future__ import annotations
 import torch
 
 
+SAFE = (1e-140, 1e140)  # a float64 norm in this range lost nothing that matters to squares under- or overflowing
+
+
 def _rows(tensors) -> list[torch.Tensor]:
     """Each tensor as (B, n) float64: one row per configuration."""
     return [t.detach().reshape(t.shape[0], -1).to(torch.float64) for t in tensors]
 
 
+def _scaled(rows: torch.Tensor) -> torch.Tensor:
+    """||row|| = s * ||row / s|| with s = max |row_i|: no square can under- or overflow. -> (B,)"""
+    scale = rows.abs().amax(dim=1)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
+    return scale * torch.linalg.vector_norm(rows / safe, dim=1)  # an all-zero row: 0 * 0 = 0
+
+
+def _norm(t: torch.Tensor) -> torch.Tensor:
+    """The norm of each row of one tensor. The squares of float32 (or narrower) numbers are never below or
+    above float64's range, so one float64 pass is exact; float64 rows whose norm lies outside SAFE are taken
+    again, scaled. -> (B,) float64"""
+    rows = t.detach().reshape(t.shape[0], -1)
+    result = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64)
+    if rows.dtype == torch.float64:
+        redo = ~((result > SAFE[0]) & (result < SAFE[1]))
+        if redo.any():
+            result[redo] = _scaled(rows[redo])
+    return result
+
+
 def norm(*tensors: torch.Tensor) -> torch.Tensor:
     """The L2 norm of the tensors taken together, per row of their leading dimension. -> (B,) float64"""
-    rows = _rows(tensors)
-    scale = torch.stack([r.abs().amax(dim=1) for r in rows]).amax(dim=0)  # (B,)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
-    squares = sum((r / safe).square().sum(dim=1) for r in rows)
-    return scale * squares.sqrt()  # an all-zero row: 0 * sqrt(0) = 0
+    parts = torch.stack([_norm(t) for t in tensors])  # (k, B): each exact, then combined scaled
+    if len(parts) == 1:
+        return parts[0]
+    return _scaled(parts.T)
 
 
 def mean_square(t: torch.Tensor) -> torch.Tensor:
