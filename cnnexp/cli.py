@@ -182,14 +182,15 @@ def run(
     """Run one configuration (default: the notebook's) and print each block's metrics."""
     import json
 
-    from cnnexp.config import config_dict
+    from cnnexp.config import shown_dict
     from cnnexp.sweep import run_one, side_by_side
 
     results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads))
     if as_json:
         # strict JSON: a metric that overflowed (inf) or is undefined (nan) is null
-        finite = lambda metrics: {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # noqa: E731
-        data = {"config": config_dict(results[0].config), **{r.block: finite(r.metrics) for r in results}}
+        finite = lambda metrics: {k: v if v is not None and math.isfinite(v) else None  # noqa: E731
+                                  for k, v in metrics.items()}
+        data = {"config": shown_dict(results[0].config), **{r.block: finite(r.metrics) for r in results}}
         print(json.dumps(data, indent=2, allow_nan=False))
         return
     [pair] = side_by_side([r.row() for r in results])

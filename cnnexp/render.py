@@ -113,12 +113,11 @@ def plan_table(plan):
 
 def metrics_table(pair):
     """The metrics of one configuration: a row per metric, a column per block, and the ratio."""
-    from cnnexp.schema import METRICS
-
+    metrics = list(dict.fromkeys(m for values in pair.metrics.values() for m in values))
     columns = ["metric", *pair.metrics, *(["residual/plain"] if pair.ratios else [])]
     rows = [[m, *(_metric_cell(pair, block, m, 6) for block in pair.metrics),
              *([_ratio_cell(pair.ratios[m]) if m in pair.ratios else ""] if pair.ratios else [])]
-            for m in METRICS]
+            for m in metrics]
     title = "  ".join(f"{k}={_exact(v)}" for k, v in pair.config.items())
     return _table(title, columns, rows, left=("metric",))
 

@@ -33,8 +33,11 @@ from cnnexp.engine import (UNIT_BYTES, Execution, device_info, execute, open_exe
 from cnnexp.errors import Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
-                            write_meta)
-from cnnexp.schema import COLUMNS, CONFIG_COLUMNS, FINDING_METRICS, LAYER_COLUMNS, METRICS, RATIO_BLOCKS
+                            write_meta, write_table)
+from cnnexp.errors import ConfigError
+from cnnexp.schema import (AXIS, CONFIG_COLUMNS, FINDING_METRICS, METRICS, RATIO_BLOCKS, STEP_METRICS,
+                           TRAINING_AXES, TRAINING_DEFINITION, Columns)
+from cnnexp.schema import columns as columns_of
 
 
 
@@ -53,6 +56,16 @@ class SweepPlan:
     meta: dict | None = None  # the provenance of the rows already there
     execution: Execution = Execution()  # engine, device, workers, threads, scheduler
     warnings: tuple[str, ...] = ()  # what the user should know before the run starts (printed by the CLI)
+    curve: Path | None = None  # the curve CSV (one row per run and recorded step), when asked for
+    curve_every: int = 0  # --curve-every: also every N-th step in the curve (0: steps 0, 1, 2, 4, ... and the last)
+    columns: Columns = columns_of(False)  # the columns of this sweep's files (schema.columns)
+
+    @property
+    def side_files(self) -> list["SideFile"]:
+        """The files written beside the results CSV, each run's rows before its results row."""
+        files = [SideFile("--per-layer", self.per_layer, self.columns.layers, "layer_rows"),
+                 SideFile("--curve", self.curve, self.columns.curve, "curve_rows")]
+        return [f for f in files if f.path is not None]
 
     @property
     def rows_total(self) -> int:
@@ -65,6 +78,23 @@ class SweepPlan:
     @property
     def rows_skipped(self) -> int:
         return self.rows_total - self.rows_to_run
+
+
+@dataclass(frozen=True)
+class SideFile:
+    """A file of several rows per run, written beside the results CSV (--per-layer, --curve).
+
+    Resume keeps the two consistent: a run's rows here are written before its results row, and rows of runs
+    that never reached the results CSV (a kill between the two) are dropped and run again.
+    """
+
+    flag: str
+    path: Path | None
+    columns: tuple[str, ...]
+    rows_of: str  # the RunResult method that gives a run's rows
+
+    def rows(self, result) -> list[dict]:
+        return getattr(result, self.rows_of)()
 
 
 @dataclass(frozen=True)
@@ -89,6 +119,8 @@ def plan_sweep(
     overwrite: bool = False,
     per_layer: str | os.PathLike | None = None,
     execution: Execution = Execution(),
+    curve: str | os.PathLike | None = None,
+    curve_every: int = 0,
 ) -> SweepPlan:
     """Decide what a sweep has left to run, reading (never writing) its results files.
 
@@ -98,6 +130,8 @@ def plan_sweep(
         overwrite: start the results afresh instead of resuming them.
         per_layer: also write one row per run and block index to this CSV.
         execution: engine, device, workers, threads and scheduler for the runs.
+        curve: also write one row per run and recorded step to this CSV (steps 0, 1, 2, 4, ... and the last).
+        curve_every: also record every N-th step in the curve (0: only those).
 
     Raises:
         ConfigError: a configuration needs more memory than the machine has.
@@ -107,29 +141,44 @@ def plan_sweep(
     path = Path(out) if out is not None else default_path(sweep)
     configs = expand(sweep)
     check_memory(configs, len(sweep.blocks), sweep.name, execution.workers or 1)
+    if curve_every < 0:
+        raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
+    cols = columns_of(sweep.training)
     per_layer = Path(per_layer) if per_layer is not None else None
-    for p, flag in ((path, "--out"), (per_layer, "--per-layer")):
-        if p is not None and p.is_dir():
-            raise ResultsError(f"{p}: is a directory; {flag} takes a CSV file path")
-    if per_layer is not None and per_layer.resolve() in (path.resolve(), meta_path(path).resolve()):
-        raise ResultsError(f"{per_layer}: --per-layer must name a file of its own, not the results CSV or its "
-                           "provenance")
+    curve = Path(curve) if curve is not None else None
+    sides = [SideFile("--per-layer", per_layer, cols.layers, "layer_rows"),
+             SideFile("--curve", curve, cols.curve, "curve_rows")]
+    sides = [f for f in sides if f.path is not None]
+    if path.is_dir():
+        raise ResultsError(f"{path}: is a directory; --out takes a CSV file path")
+    taken = [path.resolve(), meta_path(path).resolve()]
+    for side in sides:
+        if side.path.is_dir():
+            raise ResultsError(f"{side.path}: is a directory; {side.flag} takes a CSV file path")
+        if side.path.resolve() in taken:
+            raise ResultsError(f"{side.path}: {side.flag} must name a file of its own, not the results CSV, its "
+                               "provenance or another side file")
+        taken.append(side.path.resolve())
     meta = None if overwrite else read_meta(path)
-    done = {} if overwrite else _resumable_rows(path, sweep, meta)
-    if per_layer is not None and not overwrite:
-        layer_rows = read_rows(per_layer, LAYER_COLUMNS)  # refuses a file that is not a per-layer CSV
-        if done and not layer_rows:
-            raise ResultsError(f"{path}: already holds {len(done)} rows without per-layer rows in {per_layer}; "
-                               "ask for --per-layer from the start, or use --overwrite to start afresh")
+    done = {} if overwrite else _resumable_rows(path, sweep, meta, cols)
+    for side in sides if not overwrite else ():
+        side_rows = read_rows(side.path, side.columns)  # refuses a file that is not such a CSV
+        if done and not side_rows:
+            raise ResultsError(f"{path}: already holds {len(done)} rows without {side.flag[2:]} rows in {side.path}; "
+                               f"ask for {side.flag} from the start, or use --overwrite to start afresh")
+        if done and side.flag == "--curve" and (meta or {}).get("curve_every", 0) != curve_every:
+            raise ResultsError(f"{side.path}: its rows were recorded with --curve-every "
+                               f"{(meta or {}).get('curve_every', 0)}; resume with the same, or use --overwrite")
     tasks = []
     for config in configs:
-        missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
+        missing = tuple(b for b in sweep.blocks if _key(b, config, cols.config) not in done)
         if missing:
             tasks.append((config, missing))
     warnings = _execution_changes(path, meta, execution) if done and tasks else ()
     fresh = overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, execution, warnings)
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, execution, warnings,
+                     curve, curve_every, cols)
 
 
 def _execution_changes(path: Path, meta: dict | None, execution: Execution) -> tuple[str, ...]:
@@ -170,17 +219,19 @@ def run_sweep(
         Interrupted: Ctrl-C; the rows written before stay.
     """
     execution, layers = plan.execution, plan.per_layer is not None
+    curve = plan.curve_every if plan.curve is not None else None
     threads = use_threads(execution.threads)
-    units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers)
+    units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers, curve=curve)
     workers = worker_count(execution, sum(u.cost for u in units))
     if workers > 1:  # smaller units, largest first, to balance the workers
         units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
-                           workers=workers)
+                           workers=workers, curve=curve)
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     new: dict[tuple, dict] = {}
+    keys = plan.columns.config
     with ExitStack() as files:
-        csv_file, layer_file = _open_results(plan, files)
+        csv_file, sides = _open_results(plan, files)
         executor, where = files.enter_context(open_executor(execution, workers))
         meta = _provenance(plan, command, started, threads, where)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
@@ -188,17 +239,17 @@ def run_sweep(
             for results in execute(units, executor, where.get("window", 4)):
                 for result in results:
                     row = result.row()
-                    if layer_file is not None:
-                        for layer_row in result.layer_rows():  # first, so a run in the results CSV is complete
-                            layer_file.append(layer_row)
+                    for side, side_file in sides:  # first, so a run in the results CSV is complete
+                        for side_row in side.rows(result):
+                            side_file.append(side_row)
                     csv_file.append(row)
-                    new[row_key(row, CONFIG_COLUMNS)] = row
+                    new[row_key(row, keys)] = row
                     if on_result is not None:
                         on_result(result)
-            order = {_key(b, c): i for i, (c, b) in enumerate(itertools.product(plan.configs, plan.sweep.blocks))}
-            csv_file.finish(order, CONFIG_COLUMNS)
-            if layer_file is not None:
-                layer_file.finish(order, CONFIG_COLUMNS)
+            order = {_key(b, c, keys): i
+                     for i, (c, b) in enumerate(itertools.product(plan.configs, plan.sweep.blocks))}
+            for f in [csv_file, *(side_file for _, side_file in sides)]:
+                f.finish(order, keys)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted: {len(plan.done) + len(new)} of {plan.rows_total} rows written to "
                               f"{plan.path}; rerun the same command to resume") from None
@@ -209,41 +260,53 @@ def run_sweep(
     meta["finished"] = meta["invocations"][-1]["finished"] = _now()
     write_meta(plan.path, meta)
     rows = [new.get(k) or _typed(plan.done[k], c, b) for c in plan.configs for b in plan.sweep.blocks
-            for k in [_key(b, c)]]
+            for k in [_key(b, c, keys)]]
     return SweepReport(plan.path, meta_path(plan.path), rows, ran=len(new), skipped=plan.rows_skipped)
 
 
 def _open_results(plan: SweepPlan, files: ExitStack):
-    """Open and lock the results CSV and the per-layer CSV, check them, and only then start them (empty
-    them when fresh, cut a torn line, write headers): a refused sweep leaves every file as it was, and
-    removes the files it created."""
+    """Open and lock the results CSV and its side files (per-layer, curve), check them, and only then start
+    them (empty them when fresh, cut a torn line, write headers): a refused sweep leaves every file as it
+    was, and removes the files it created. Returns the results file and (SideFile, its ResultsFile) pairs."""
     opened = []
     try:
-        opened.append(ResultsFile(plan.path, COLUMNS))
+        opened.append(ResultsFile(plan.path, plan.columns.results))
         if opened[0].size != (plan.seen_size or 0):
             raise ResultsError(f"{plan.path}: changed since this sweep read it (another process wrote it?); "
                                "run the command again")
-        if plan.per_layer is not None:
+        for side in plan.side_files:
             if not plan.fresh:  # rows of runs that never reached the results CSV (a kill between the two) run again
-                keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
-            opened.append(ResultsFile(plan.per_layer, LAYER_COLUMNS))
+                keep_rows(side.path, side.columns, plan.columns.config, set(plan.done))
+            opened.append(ResultsFile(side.path, side.columns))
     except ResultsError:
         for f in opened:
             f.abandon()
         raise
     for f in opened:
         files.enter_context(f.start(fresh=plan.fresh))
-    return opened[0], (opened[1] if len(opened) > 1 else None)
+    return opened[0], list(zip(plan.side_files, opened[1:]))
 
 
-def run_one(values: dict, blocks, execution: Execution = Execution()) -> list:
-    """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each."""
+def run_one(values: dict, blocks, execution: Execution = Execution(), *, curve: str | os.PathLike | None = None,
+            curve_every: int = 0) -> list:
+    """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each.
+
+    With `curve`, also write the run's curve file there (steps 0, 1, 2, 4, ... and the last; every
+    `curve_every`-th as well), atomically.
+    """
     config = parse_run(values, source="cnnexp run")
     blocks = parse_blocks(list(blocks), source="cnnexp run")
+    if curve_every < 0:
+        raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
+    if curve is not None and Path(curve).is_dir():
+        raise ResultsError(f"{curve}: is a directory; --curve takes a CSV file path")
     check_memory([config], len(blocks), "cnnexp run")
     use_threads(execution.threads)
-    [unit] = plan_units([(config, blocks)], engine=execution.engine, device=execution.device)
+    [unit] = plan_units([(config, blocks)], engine=execution.engine, device=execution.device,
+                        curve=curve_every if curve is not None else None)
     [results] = execute([unit])
+    if curve is not None:
+        write_table(Path(curve), columns_of(True).curve, [r for result in results for r in result.curve_rows()])
     return results
 
 
@@ -260,12 +323,18 @@ class Pair:
 
 
 def side_by_side(rows: list[dict]) -> list[Pair]:
-    """Group result rows by configuration, in first-seen order, putting the blocks side by side."""
+    """Group result rows by configuration, in first-seen order, putting the blocks side by side.
+
+    The training axes and metrics are left out unless a row trains (so the study at init looks as it did);
+    a steps_to_fit of None (never reached) is NaN here."""
+    training = any(row.get(a, AXIS[a].default) != AXIS[a].default for row in rows for a in TRAINING_AXES)
+    axes = [c for c in CONFIG_COLUMNS if c != "block" and (training or c not in TRAINING_AXES)]
+    shown = METRICS if training else STEP_METRICS
     grouped: dict[tuple, Pair] = {}
     for row in rows:
-        config = {c: row[c] for c in CONFIG_COLUMNS if c != "block"}
+        config = {c: row[c] for c in axes}
         pair = grouped.setdefault(tuple(config.values()), Pair(config, {}, {}))
-        pair.metrics[row["block"]] = {m: row[m] for m in METRICS}
+        pair.metrics[row["block"]] = {m: math.nan if row.get(m) is None else row[m] for m in shown}
     for pair in grouped.values():
         top, bottom = RATIO_BLOCKS
         if {top, bottom} <= pair.metrics.keys():
@@ -287,7 +356,7 @@ def over_seeds(pairs: list[Pair]) -> list[Pair]:
         config = {k: v for k, v in group[0].config.items() if k != "seed"}
         metrics, spread = {}, {}
         for block in dict.fromkeys(b for p in group for b in p.metrics):
-            for m in METRICS:
+            for m in next(p.metrics[block] for p in group if block in p.metrics):
                 values = [p.metrics[block][m] for p in group if block in p.metrics]
                 mean = math.fsum(values) / len(values)
                 metrics.setdefault(block, {})[m] = mean
@@ -322,17 +391,19 @@ def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1) ->
 # --------------------------------------------------------------------------------------------------
 
 
-def _key(block: str, config) -> tuple:
-    return row_key({"block": block, **config_dict(config)}, CONFIG_COLUMNS)
+def _key(block: str, config, key_columns: tuple[str, ...]) -> tuple:
+    return row_key({"block": block, **config_dict(config)}, key_columns)
 
 
 def _typed(text_row: dict[str, str], config, block: str) -> dict:
-    """A row read back from the CSV, with the numbers of its configuration and metrics."""
-    return {"block": block, **config_dict(config), **{m: float(text_row[m]) for m in METRICS}}
+    """A row read back from the CSV, with the numbers of its configuration and of the metrics it has (an
+    empty steps_to_fit is None, as the engines give it)."""
+    metrics = {m: (float(text) if text != "" else None) for m in METRICS if (text := text_row.get(m)) is not None}
+    return {"block": block, **config_dict(config), **metrics}
 
 
-def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, dict[str, str]]:
-    rows = read_rows(path, COLUMNS)
+def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None, cols: Columns) -> dict[tuple, dict[str, str]]:
+    rows = read_rows(path, cols.results)
     if not rows:
         return {}
     if meta is None:
@@ -341,7 +412,7 @@ def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, 
     if meta.get("fingerprint") != fingerprint(sweep.to_dict()):
         raise ResultsError(f"{path}: was written by a different sweep definition (see {meta_path(path).name}); "
                            "use --overwrite to start it afresh or --out for another file")
-    return {row_key(r, CONFIG_COLUMNS): r for r in rows}
+    return {row_key(r, cols.config): r for r in rows}
 
 
 def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where: dict) -> dict:
@@ -354,8 +425,10 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where
         "cnnexp": __version__,
         "fingerprint": fingerprint(plan.sweep.to_dict()),
         "sweep": plan.sweep.to_dict(),
-        "columns": list(COLUMNS),
+        "columns": list(plan.columns.results),
         "per_layer": str(plan.per_layer) if plan.per_layer is not None else None,
+        **({"curve": str(plan.curve), "curve_every": plan.curve_every} if plan.curve is not None else {}),
+        **({"training_definition": TRAINING_DEFINITION} if plan.sweep.training or plan.curve else {}),
         "command": command,
         "started": started,
         "finished": None,

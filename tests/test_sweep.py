@@ -12,7 +12,7 @@ from cnnexp.config import parse_sweep
 from cnnexp.engine import Execution
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.probe import probe
-from cnnexp.schema import METRICS
+from cnnexp.schema import STEP_METRICS as METRICS
 from cnnexp.sweep import plan_sweep, ratio, run_one, run_sweep, side_by_side
 
 SMALL = {"name": "small", "sweep": {"d": [8, 16], "batch": 4, "small_init": [1e-2, 1e-3], "seed": [0, 1]}}
