@@ -83,6 +83,8 @@ def main() -> None:
 ENGINE_HELP = "batched (default: configurations of one shape computed together) or reference (the notebook's " \
               "method, one run at a time); both give the same numbers (rel 1e-6)."
 DEVICE_HELP = "cpu (default, exactly reproducible), cuda, mps, or auto (the best there is)."
+CURVE_HELP = "Also write the metrics at steps 0, 1, 2, 4, 8, ... and the last of each run to this CSV."
+CURVE_EVERY_HELP = "With --curve: also every N-th step (0: only those)."
 
 
 def _execution(engine: str, device: str, workers=None, threads=None, scheduler=None, scheduler_file=None):
@@ -103,6 +105,9 @@ def sweep(
         "--out", help="Results CSV [default: results/<name>.csv].", show_default=False)] = None,
     per_layer: Annotated[Optional[Path], typer.Option(
         "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
+    curve: Annotated[Optional[Path], typer.Option(
+        "--curve", help=CURVE_HELP, show_default=False)] = None,
+    curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
@@ -127,7 +132,7 @@ def sweep(
 
     execution = _execution(engine, device, workers, threads, scheduler, scheduler_file)
     plan = plan_sweep(load_sweep(path, set_ or []), out_path, overwrite=overwrite, per_layer=per_layer,
-                      execution=execution)
+                      execution=execution, curve=curve, curve_every=curve_every)
     if dry_run:
         render.show(out, render.plan_table(plan))
         return
@@ -138,10 +143,12 @@ def sweep(
                   soft_wrap=True)
     with render.SweepProgress(err, plan.sweep.name, plan.rows_to_run) as progress:
         report = run_sweep(plan, on_result=progress.advance)
-    for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms",
+    what = "losses and steps to fit" if plan.sweep.training else "gradient norms"
+    for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: {what}",
                                      path=report.path):
         render.show(out, table)
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
+    also += f"; curve rows in {plan.curve}" if plan.curve else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
               f"{also}", soft_wrap=True)
     if plot:
@@ -173,6 +180,8 @@ def run(
     *,
     blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = ",".join(DEFAULT_BLOCKS),
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")] = False,
+    curve: Annotated[Optional[Path], typer.Option("--curve", help=CURVE_HELP, show_default=False)] = None,
+    curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     threads: Annotated[Optional[int], typer.Option(
@@ -185,7 +194,8 @@ def run(
     from cnnexp.config import shown_dict
     from cnnexp.sweep import run_one, side_by_side
 
-    results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads))
+    results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads), curve=curve,
+                      curve_every=curve_every)
     if as_json:
         # strict JSON: a metric that overflowed (inf) or is undefined (nan) is null
         finite = lambda metrics: {k: v if v is not None and math.isfinite(v) else None  # noqa: E731
@@ -195,6 +205,8 @@ def run(
         return
     [pair] = side_by_side([r.row() for r in results])
     render.show(out, render.metrics_table(pair))
+    if curve is not None:
+        err.print(f"wrote the curve to {curve}", soft_wrap=True)
 
 
 # --- analysis: compare, summary, plot ---------------------------------------------------------------

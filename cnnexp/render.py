@@ -57,33 +57,43 @@ UNDERFLOW = "0 (underflow)"  # a gradient whose every element fell below the dty
 def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
     """A metric on screen: 0 from a nonzero init said to be an underflow; the spread over seeds when known."""
     value = pair.metrics[block][metric]
-    if value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm":
+    if metric == "steps_to_fit":  # a count of steps, whole; NaN: never reached (or no target to reach)
+        if math.isnan(value):
+            return MISSING
+        digits = 9
+    elif value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm":
         return UNDERFLOW
     spread = pair.spread.get(block, {}).get(metric)
     cell = _fmt(value, digits)
     return cell if spread is None else f"{cell} ±{_fmt(100 * spread, 2)}%"
 
 
+TRAINING_SHOWN = {"initial_loss": "initial loss", "loss": "final loss", "steps_to_fit": "steps_to_fit"}
+
+
 def pairs_table(pairs, title: str = ""):
-    """One row per configuration: each block's gradient norms side by side, and residual/plain ratios.
+    """One row per configuration: each block's gradient norms side by side, and residual/plain ratios; for a
+    sweep that trains, each block's initial loss, final loss and steps_to_fit side by side instead.
 
     Axes with one value across all rows go in the title, so the table stays narrow.
     """
     from cnnexp.schema import FINDING_METRICS
 
+    training = any("steps_to_fit" in m for p in pairs for m in p.metrics.values())
+    shown = TRAINING_SHOWN if training else {m: m for m in FINDING_METRICS}
     axes = list(pairs[0].config) if pairs else []
     fixed = [a for a in axes if len({p.config[a] for p in pairs}) == 1]
     varying = [a for a in axes if a not in fixed]
     blocks = list(dict.fromkeys(b for p in pairs for b in p.metrics))
-    with_ratio = any(p.ratios for p in pairs)
+    with_ratio = any(p.ratios for p in pairs) and not training
     columns = list(varying)
-    for metric in FINDING_METRICS:  # the metric's name heads the first column of its group
+    for heading in shown.values():  # the metric's name heads the first column of its group
         group = [*blocks, *(["ratio"] if with_ratio else [])]
-        columns += [f"{metric if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
+        columns += [f"{heading if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
     rows = []
     for p in pairs:
         cells = [_exact(p.config[a]) for a in varying]
-        for metric in FINDING_METRICS:
+        for metric in shown:
             cells += [_metric_cell(p, b, metric) if b in p.metrics else "" for b in blocks]
             if with_ratio:
                 cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")
