@@ -110,11 +110,9 @@ def pairs_table(pairs, title: str = ""):
 
 def plan_table(plan):
     """The runs of a sweep, one row per configuration, with the blocks still to run."""
-    from cnnexp.config import config_dict
-
     todo = dict(plan.tasks)  # RunConfig -> blocks still to run
-    columns = ["#", *config_dict(plan.configs[0]), "to run"]
-    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(todo.get(c, ())) or "done"]
+    columns = ["#", *plan.columns.config[1:], "to run"]  # the axes of the sweep's files
+    rows = [[str(i), *(_exact(getattr(c, a)) for a in columns[1:-1]), ", ".join(todo.get(c, ())) or "done"]
             for i, c in enumerate(plan.configs, start=1)]
     title = (f"{plan.sweep.name}: {len(plan.configs)} configurations x {len(plan.sweep.blocks)} blocks = "
              f"{plan.rows_total} rows ({plan.rows_to_run} to run) -> {plan.path}")
