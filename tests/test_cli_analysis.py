@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnexp.cli import app
-from cnnexp.schema import CONFIG_COLUMNS, METRICS
+from cnnexp.schema import CONFIG_COLUMNS, STEP_METRICS as METRICS
 from tests.test_analysis import make_rows, write_results
 
 runner = CliRunner()
