@@ -45,8 +45,10 @@ class RunResult:
     curve: tuple[dict[str, float], ...] = ()  # per recorded step: {"step": s, metric: value, ...}
 
     def row(self) -> dict:
-        """The results CSV row: block, the configuration's axes, then the metrics."""
-        return {"block": self.block, **config_dict(self.config), **self.metrics}
+        """The results CSV row: block, the configuration's axes, then the metrics (a run at init, in the file of
+        a sweep that trains others, has initial_loss = loss and no steps_to_fit, by the definition)."""
+        at_init = {"initial_loss": self.metrics["loss"], "steps_to_fit": None}
+        return {"block": self.block, **config_dict(self.config), **at_init, **self.metrics}
 
     def layer_rows(self) -> list[dict]:
         """The per-layer rows: block, the configuration's axes, block_index, then the layer metrics."""

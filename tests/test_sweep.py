@@ -12,7 +12,7 @@ from cnnexp.config import parse_sweep
 from cnnexp.engine import Execution
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.probe import probe
-from cnnexp.schema import STEP_METRICS as METRICS
+from cnnexp.schema import METRICS as ROW_METRICS, STEP_METRICS as METRICS
 from cnnexp.sweep import plan_sweep, ratio, run_one, run_sweep, side_by_side
 
 SMALL = {"name": "small", "sweep": {"d": [8, 16], "batch": 4, "small_init": [1e-2, 1e-3], "seed": [0, 1]}}
@@ -36,8 +36,8 @@ def test_every_row_equals_a_direct_probe(tmp_path):
     from cnnexp.config import expand
 
     expected = [r.row() for c in expand(sweep_of()) for r in probe(c, ("plain", "residual"))]
-    assert [{k: v for k, v in r.items() if k not in METRICS} for r in report.rows] == \
-        [{k: v for k, v in r.items() if k not in METRICS} for r in expected]
+    assert [{k: v for k, v in r.items() if k not in ROW_METRICS} for r in report.rows] == \
+        [{k: v for k, v in r.items() if k not in ROW_METRICS} for r in expected]
     for got, want in zip(report.rows, expected):  # the batched engine against the reference
         assert {m: got[m] for m in METRICS} == pytest.approx({m: want[m] for m in METRICS}, rel=1e-6)
 
@@ -266,3 +266,18 @@ def test_steps_at_its_default_written_out_is_the_study_at_init_byte_for_byte(tmp
     run(tmp_path / "a")
     run(tmp_path / "b", {**SMALL, "sweep": {**SMALL["sweep"], "steps": 0, "lr": 0.1, "target": "zero"}})
     assert (tmp_path / "a" / "r.csv").read_bytes() == (tmp_path / "b" / "r.csv").read_bytes()
+
+
+def test_a_sweep_that_trains_some_configurations_holds_the_others_as_the_study_at_init(tmp_path):
+    from cnnexp.analysis import load_results
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run(tmp_path / "a")
+    run(tmp_path / "b", {**SMALL, "sweep": {**SMALL["sweep"], "steps": [0, 3]}})
+    at_init, mixed = load_results(tmp_path / "a" / "r.csv"), load_results(tmp_path / "b" / "r.csv")
+    still = mixed[mixed["steps"] == 0].reset_index(drop=True)
+    for m in METRICS:
+        assert still[m].tolist() == at_init[m].tolist() or m == "cos_x_out"  # exactly (cos may be NaN)
+    assert still["initial_loss"].tolist() == still["loss"].tolist() and still["steps_to_fit"].isna().all()
+    trained = mixed[mixed["steps"] == 3]
+    assert (trained["loss"] < trained["initial_loss"]).all() and trained["steps_to_fit"].isna().all()
