@@ -141,8 +141,7 @@ def plan_sweep(
     path = Path(out) if out is not None else default_path(sweep)
     configs = expand(sweep)
     check_memory(configs, len(sweep.blocks), sweep.name, execution.workers or 1)
-    if curve_every < 0:
-        raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
+    _check_curve_every(curve_every)
     cols = columns_of(sweep.training)
     per_layer = Path(per_layer) if per_layer is not None else None
     curve = Path(curve) if curve is not None else None
@@ -296,8 +295,7 @@ def run_one(values: dict, blocks, execution: Execution = Execution(), *, curve: 
     """
     config = parse_run(values, source="cnnexp run")
     blocks = parse_blocks(list(blocks), source="cnnexp run")
-    if curve_every < 0:
-        raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
+    _check_curve_every(curve_every)
     if curve is not None and Path(curve).is_dir():
         raise ResultsError(f"{curve}: is a directory; --curve takes a CSV file path")
     check_memory([config], len(blocks), "cnnexp run")
@@ -389,6 +387,11 @@ def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1) ->
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def _check_curve_every(curve_every: int) -> None:
+    if curve_every < 0:
+        raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
 
 
 def _key(block: str, config, key_columns: tuple[str, ...]) -> tuple:
