@@ -104,7 +104,7 @@ def fit(block: str, activation: str, x, weights, alphas, *, y, lr, steps: int, r
             last, per_layer = found, layer
             if s in record:
                 curve[s] = found
-        else:
+        elif threshold is not None:  # (the zero target has no steps_to_fit: no loss needed between records)
             loss = norms.mean_square(g["diff"])
         if threshold is not None:
             fitted = torch.where((fitted < 0) & can_fit & (loss <= threshold), s, fitted)
