@@ -103,6 +103,8 @@ def main() -> None:
 ENGINE_HELP = "batched (default: configurations of one shape computed together) or reference (the notebook's " \
               "method, one run at a time); both give the same numbers (rel 1e-6)."
 DEVICE_HELP = "cpu (default, exactly reproducible), cuda, mps, or auto (the best there is)."
+CURVE_HELP = "Also write the metrics at steps 0, 1, 2, 4, 8, ... and the last of each run to this CSV."
+CURVE_EVERY_HELP = "With --curve: also every N-th step (0: only those)."
 
 
 def _execution(engine: str, device: str, workers=None, threads=None, scheduler=None, scheduler_file=None):
@@ -123,6 +125,9 @@ def sweep(
         "--out", help="Results CSV [default: results/<name>.csv].", show_default=False)] = None,
     per_layer: Annotated[Optional[Path], typer.Option(
         "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
+    curve: Annotated[Optional[Path], typer.Option(
+        "--curve", help=CURVE_HELP, show_default=False)] = None,
+    curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them, and say what a "
                                                             "real run would do (resume, or refuse and why).")] = False,
@@ -149,12 +154,14 @@ def sweep(
     execution = _execution(engine, device, workers, threads, scheduler, scheduler_file)
     loaded = load_sweep(path, set_ or [])
     if dry_run:
-        plan = preview_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution)
+        plan = preview_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution,
+                             curve=curve, curve_every=curve_every)
         _warn(loaded.warnings)
         render.show(out, render.plan_table(plan))
         out.print(render.plan_verdict(plan), highlight=False, soft_wrap=True)
         return
-    plan = plan_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution)
+    plan = plan_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution,
+                      curve=curve, curve_every=curve_every)
 
     def started() -> None:  # the files are open and locked: from here on, nothing will refuse the sweep
         _warn([*loaded.warnings, *plan.warnings])
@@ -164,10 +171,12 @@ def sweep(
 
     with render.SweepProgress(err, plan.sweep.name, plan.rows_to_run) as progress:
         report = run_sweep(plan, on_start=started, on_result=progress.advance)
-    for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: gradient norms",
+    what = "losses and steps to fit" if plan.sweep.training else "gradient norms"
+    for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: {what}",
                                      path=report.path):
         render.show(out, table)
     also = f"; per-layer rows in {plan.per_layer}" if plan.per_layer else ""
+    also += f"; curve rows in {plan.curve}" if plan.curve else ""
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
               f"{also}", soft_wrap=True)
     if plot:
@@ -209,6 +218,8 @@ def run(
     *,
     blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = ",".join(DEFAULT_BLOCKS),
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")] = False,
+    curve: Annotated[Optional[Path], typer.Option("--curve", help=CURVE_HELP, show_default=False)] = None,
+    curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     threads: Annotated[Optional[int], typer.Option(
@@ -218,18 +229,22 @@ def run(
     """Run one configuration (default: the notebook's) and print each block's metrics."""
     import json
 
-    from cnnexp.config import config_dict
+    from cnnexp.config import shown_dict
     from cnnexp.sweep import run_one, side_by_side
 
-    results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads))
+    results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads), curve=curve,
+                      curve_every=curve_every)
     if as_json:
         # strict JSON: a metric that overflowed (inf) or is undefined (nan) is null
-        finite = lambda metrics: {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # noqa: E731
-        data = {"config": config_dict(results[0].config), **{r.block: finite(r.metrics) for r in results}}
+        finite = lambda metrics: {k: v if v is not None and math.isfinite(v) else None  # noqa: E731
+                                  for k, v in metrics.items()}
+        data = {"config": shown_dict(results[0].config), **{r.block: finite(r.metrics) for r in results}}
         print(json.dumps(data, indent=2, allow_nan=False))
         return
     [pair] = side_by_side([r.row() for r in results])
     render.show(out, render.metrics_table(pair))
+    if curve is not None:
+        err.print(f"wrote the curve to {curve}", soft_wrap=True)
 
 
 # --- analysis: compare, summary, plot ---------------------------------------------------------------

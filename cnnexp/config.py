@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from cnnexp.errors import ConfigError
-from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, Axis
+from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, TRAINING_AXES, Axis
 
 TOP_LEVEL_KEYS = ("name", "blocks", "sweep")
 MAX_CONFIGURATIONS = 1_000_000  # a sweep larger than this is surely a typo (and would not finish anyway)
@@ -60,9 +60,19 @@ class Sweep:
         """Number of configurations (each runs once per block)."""
         return math.prod(len(v) for v in self.axes.values())
 
+    @property
+    def training(self) -> bool:
+        """Whether any configuration trains: a training axis (steps, lr, target) off its default."""
+        return any(self.axes[name] != (AXIS[name].default,) for name in TRAINING_AXES)
+
     def to_dict(self) -> dict:
-        """The resolved sweep as plain data, in the sweep-file shape (for provenance and fingerprints)."""
-        return {"name": self.name, "blocks": list(self.blocks), "sweep": {k: list(v) for k, v in self.axes.items()}}
+        """The resolved sweep as plain data, in the sweep-file shape (for provenance and fingerprints).
+
+        A sweep that does not train leaves the training axes out, so its fingerprint is the one it had before
+        they existed and its old files resume.
+        """
+        axes = {k: list(v) for k, v in self.axes.items() if self.training or k not in TRAINING_AXES}
+        return {"name": self.name, "blocks": list(self.blocks), "sweep": axes}
 
 
 AXIS_NAMES: tuple[str, ...] = tuple(a.name for a in AXES)
@@ -72,6 +82,17 @@ def config_dict(config) -> dict:
     """A RunConfig as a plain mapping, axis name -> value, in AXES order (its values are scalars: no copies
     needed, unlike dataclasses.asdict, which costs 30x more and shows in planning a large sweep)."""
     return {name: getattr(config, name) for name in AXIS_NAMES}
+
+
+def shown_dict(config) -> dict:
+    """The axes a results file of this configuration has: all of them, or, when it does not train, all but
+    the training axes (the columns the study at init has always had)."""
+    return {k: v for k, v in config_dict(config).items() if k not in TRAINING_AXES or trains(config)}
+
+
+def trains(config) -> bool:
+    """Whether a configuration trains (a training axis off its default), as `Sweep.training` for one."""
+    return any(getattr(config, name) != AXIS[name].default for name in TRAINING_AXES)
 
 
 # --------------------------------------------------------------------------------------------------

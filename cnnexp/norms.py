@@ -52,7 +52,7 @@ def norm(*tensors: torch.Tensor) -> torch.Tensor:
     parts = torch.stack([_norm(t) for t in tensors])  # (k, B): each exact, then combined scaled
     if len(parts) == 1:
         return parts[0]
-    return _scaled(parts.T)
+    return _scaled(parts.T.contiguous())
 
 
 def mean_square(t: torch.Tensor) -> torch.Tensor:

@@ -107,33 +107,43 @@ UNDERFLOW = "0 (underflow)"  # a gradient whose every element fell below the dty
 def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
     """A metric on screen: 0 from a nonzero init said to be an underflow; the spread over seeds when known."""
     value = pair.metrics[block][metric]
-    if value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm":
+    if metric == "steps_to_fit":  # a count of steps, whole; NaN: never reached (or no target to reach)
+        if math.isnan(value):
+            return MISSING
+        digits = 9
+    elif value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm":
         return UNDERFLOW
     spread = pair.spread.get(block, {}).get(metric)
     cell = _fmt(value, digits)
     return cell if spread is None else f"{cell} ±{_fmt(100 * spread, 2)}%"
 
 
+TRAINING_SHOWN = {"initial_loss": "initial loss", "loss": "final loss", "steps_to_fit": "steps_to_fit"}
+
+
 def pairs_table(pairs, title: str = ""):
-    """One row per configuration: each block's gradient norms side by side, and residual/plain ratios.
+    """One row per configuration: each block's gradient norms side by side, and residual/plain ratios; for a
+    sweep that trains, each block's initial loss, final loss and steps_to_fit side by side instead.
 
     Axes with one value across all rows go in the title, so the table stays narrow.
     """
     from cnnexp.schema import FINDING_METRICS
 
+    training = any("steps_to_fit" in m for p in pairs for m in p.metrics.values())
+    shown = TRAINING_SHOWN if training else {m: m for m in FINDING_METRICS}
     axes = list(pairs[0].config) if pairs else []
     fixed = [a for a in axes if len({p.config[a] for p in pairs}) == 1]
     varying = [a for a in axes if a not in fixed]
     blocks = list(dict.fromkeys(b for p in pairs for b in p.metrics))
-    with_ratio = any(p.ratios for p in pairs)
+    with_ratio = any(p.ratios for p in pairs) and not training
     columns = list(varying)
-    for metric in FINDING_METRICS:  # the metric's name heads the first column of its group
+    for heading in shown.values():  # the metric's name heads the first column of its group
         group = [*blocks, *(["ratio"] if with_ratio else [])]
-        columns += [f"{metric if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
+        columns += [f"{heading if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
     rows = []
     for p in pairs:
         cells = [_exact(p.config[a]) for a in varying]
-        for metric in FINDING_METRICS:
+        for metric in shown:
             cells += [_metric_cell(p, b, metric) if b in p.metrics else "" for b in blocks]
             if with_ratio:
                 cells.append(_ratio_cell(p.ratios[metric]) if metric in p.ratios else "")
@@ -151,11 +161,11 @@ def pairs_table(pairs, title: str = ""):
 def plan_table(preview):
     """A dry run's plan (`sweep.SweepPreview`): a row per configuration shown, with the blocks still to run,
     titled with the counts of the whole sweep."""
-    from cnnexp.config import config_dict
-
     sweep, n = preview.sweep, preview.sweep.size
-    columns = ["#", *sweep.axes, "to run"]
-    rows = [[str(i), *(_exact(v) for v in config_dict(c).values()), ", ".join(blocks) or "done"]
+    from cnnexp.schema import columns as columns_of
+
+    columns = ["#", *columns_of(sweep.training).config[1:], "to run"]  # the axes of the sweep's files
+    rows = [[str(i), *(_exact(getattr(c, a)) for a in columns[1:-1]), ", ".join(blocks) or "done"]
             for i, (c, blocks) in enumerate(preview.first, start=1)]
     title = (f"{sweep.name}: {_count(n, 'configuration')} x {_count(len(sweep.blocks), 'block')} = "
              f"{_count(preview.rows_total, 'row')} ({preview.rows_to_run:,} to run) -> {preview.path}")
@@ -185,12 +195,11 @@ def _count(n: int, noun: str) -> str:
 
 def metrics_table(pair):
     """The metrics of one configuration: a row per metric, a column per block, and the ratio."""
-    from cnnexp.schema import METRICS
-
+    metrics = list(dict.fromkeys(m for values in pair.metrics.values() for m in values))
     columns = ["metric", *pair.metrics, *(["residual/plain"] if pair.ratios else [])]
     rows = [[m, *(_metric_cell(pair, block, m, 6) for block in pair.metrics),
              *([_ratio_cell(pair.ratios[m]) if m in pair.ratios else ""] if pair.ratios else [])]
-            for m in METRICS]
+            for m in metrics]
     title = "  ".join(f"{k}={_exact(v)}" for k, v in pair.config.items())
     return _table(title, columns, rows, left=("metric",))
 

@@ -53,7 +53,10 @@ def existing_meta_path(csv_path: Path) -> Path | None:
 
 
 def format_value(value) -> str:
-    """A CSV cell: floats as repr (round-trips exactly), everything else as str."""
+    """A CSV cell: floats as repr (round-trips exactly), None (no value, e.g. a fit never reached) as an empty
+    cell, everything else as str."""
+    if value is None:
+        return ""
     return repr(value) if isinstance(value, float) else str(value)
 
 
@@ -244,6 +247,13 @@ def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...]
         return
 
     write_atomically(path, lambda tmp: _write_rows(tmp, columns, kept))
+
+
+def write_table(path: Path, columns: tuple[str, ...], rows: list[dict]) -> Path:
+    """Write a whole results-style CSV at once (header, then the rows' cells as `format_value` writes them),
+    atomically: e.g. the curve file of `cnnexp run --curve`."""
+    text = [{c: format_value(r[c]) for c in columns} for r in rows]
+    return write_atomically(path, lambda tmp: _write_rows(tmp, columns, text))
 
 
 def _write_rows(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:

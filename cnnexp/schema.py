@@ -4,7 +4,7 @@ Every name here is used unchanged as a YAML key, a dataclass field, a CSV column
 so adding an axis or a metric is one entry in one of the two tables below.
 
     >>> [a.name for a in AXES]
-    ['d', 'batch', 'small_init', 'seed', 'depth', 'activation', 'dtype', 'alpha_init']
+    ['d', 'batch', 'small_init', 'seed', 'depth', 'activation', 'dtype', 'alpha_init', 'steps', 'lr', 'target']
     >>> CONFIG_COLUMNS[:2], METRICS[0]
     (('block', 'd'), 'loss')
 """
@@ -26,6 +26,7 @@ class Axis:
     check: Callable[[object], str | None] = lambda v: None  # returns what is wrong, or None
     choices: tuple[str, ...] = ()  # for kind=str: the allowed values
     used_by: tuple[str, ...] = ()  # the blocks that read it (empty: every block)
+    training: bool = False  # a training axis: a column only in files of sweeps that train (see `columns`)
 
 
 def _at_least_one(v) -> str | None:
@@ -53,6 +54,14 @@ def _finite_non_negative(v) -> str | None:
     return _finite(v) or (None if v >= 0 else "must not be negative")
 
 
+def _non_negative(v) -> str | None:
+    return None if v >= 0 else "must not be negative (0: the study at init, no update)"
+
+
+def _finite_positive(v) -> str | None:
+    return _finite(v) or (None if v > 0 else "must be greater than 0")
+
+
 AXES: tuple[Axis, ...] = (
     Axis("d", int, 256, "width of the blocks (x has shape batch x d)", _at_least_one),
     Axis("batch", int, 64, "rows of the random input x", _at_least_one),
@@ -64,8 +73,14 @@ AXES: tuple[Axis, ...] = (
          choices=("float32", "float64")),
     Axis("alpha_init", float, 0.0, "initial gate alpha of the rezero block (other blocks ignore it)", _finite,
          used_by=("rezero",)),
+    Axis("steps", int, 0, "full-batch gradient descent updates on the fixed x (0: the study at init)",
+         _non_negative, training=True),
+    Axis("lr", float, 0.1, "learning rate of the updates W <- W - lr * dloss/dW", _finite_positive, training=True),
+    Axis("target", str, "zero", "what the loss mean((out - y)^2) fits: y = 0, x, T2 relu(T1 x) or x + T2 relu(T1 x)",
+         choices=("zero", "identity", "teacher_plain", "teacher_residual"), training=True),
 )
 AXIS = {a.name: a for a in AXES}
+TEACHER_TARGETS: tuple[str, ...] = ("teacher_plain", "teacher_residual")  # targets drawn as a teacher network
 
 BLOCKS: tuple[str, ...] = ("plain", "residual", "rezero", "prenorm")
 DEFAULT_BLOCKS: tuple[str, ...] = ("plain", "residual")
@@ -80,7 +95,18 @@ METRIC_HELP: dict[str, str] = {
     "param_grad_norm": "L2 norm of all parameter gradients together",
     "cos_x_out": "cosine between the gradients at the input x and at the output",
 }
+STEP_METRICS: tuple[str, ...] = tuple(METRIC_HELP)  # measured at any step s: the curve file's metrics
+# Metrics of a whole training run, in files of sweeps that train.
+TRAINING_METRIC_HELP: dict[str, str] = {
+    "initial_loss": "the loss at step 0, before any update",
+    "steps_to_fit": "the first step s with loss <= 0.1 * mean(y^2); empty for the zero target or when never reached",
+}
+METRIC_HELP.update(TRAINING_METRIC_HELP)
 METRICS: tuple[str, ...] = tuple(METRIC_HELP)
+FIT_FRACTION = 0.1  # steps_to_fit: the loss at or below this fraction of the target's mean square
+# The version of the training definition (docs/training.md), recorded in the provenance of training sweeps:
+# raise it when a change would give a training run other numbers.
+TRAINING_DEFINITION = 1
 
 # Metrics of the per-layer file (--per-layer): one row per run and block index, 0 next to the input.
 LAYER_METRIC_HELP: dict[str, str] = {
@@ -95,6 +121,7 @@ FINDING_METRICS: tuple[str, ...] = ("x_grad_norm", "param_grad_norm")
 
 # Every metric name of either file; any other column of a results file describes the configuration.
 ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, *LAYER_METRICS)))
+TRAINING_AXES: tuple[str, ...] = tuple(a.name for a in AXES if a.training)
 # The metrics every results file has had since the first release (a file without provenance must have them).
 REQUIRED_METRICS: tuple[str, ...] = ("loss", "x_grad_norm", "a1_grad_norm", "w_norm", "param_grad_norm")
 
@@ -102,3 +129,31 @@ REQUIRED_METRICS: tuple[str, ...] = ("loss", "x_grad_norm", "a1_grad_norm", "w_n
 CONFIG_COLUMNS: tuple[str, ...] = ("block", *(a.name for a in AXES))
 COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, *METRICS)
 LAYER_COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, "block_index", *LAYER_METRICS)
+CURVE_COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, "step", *STEP_METRICS)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns of one sweep's files.
+
+    A sweep that trains (a training axis off its default) has every column. A sweep that does not (the study
+    at init) leaves the training axes and metrics out: its files have the columns they had before training
+    existed, so a file written then is resumed by the same sweep unchanged, byte for byte.
+    """
+
+    config: tuple[str, ...]  # what identifies a row (the resume key)
+    results: tuple[str, ...]
+    layers: tuple[str, ...]
+    curve: tuple[str, ...] = CURVE_COLUMNS  # a curve file always has every column
+
+
+def columns(training: bool) -> Columns:
+    """The columns of the files of a sweep that trains (or does not).
+
+        >>> columns(False).results[-1], columns(True).results[-1]
+        ('cos_x_out', 'steps_to_fit')
+    """
+    if training:
+        return Columns(CONFIG_COLUMNS, COLUMNS, LAYER_COLUMNS)
+    config = tuple(c for c in CONFIG_COLUMNS if c not in TRAINING_AXES)
+    return Columns(config, (*config, *STEP_METRICS), (*config, "block_index", *LAYER_METRICS))

@@ -32,11 +32,17 @@ from cnnexp.engine import (UNIT_BYTES, Execution, device_info, execute, open_exe
                            use_threads, worker_count)
 from cnnexp.errors import CnnexpError, Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
+from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
+from cnnexp.engine import (UNIT_BYTES, Execution, curve_steps, device_info, execute, open_executor, plan_units,
+                           unit_bytes, use_threads, worker_count)
+from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError
+from cnnexp.memory import refuse_beyond_memory
 from cnnexp.paths import CSV, check_output
 from cnnexp.results import (ResultsFile, existing_meta_path, fingerprint, format_value, is_locked, keep_rows,
-                            meta_path, read_meta, read_rows, row_key, write_meta)
-from cnnexp.schema import (COLUMNS, CONFIG_COLUMNS, FINDING_METRICS, LAYER_COLUMNS, LAYER_METRICS, METRICS,
-                           RATIO_BLOCKS)
+                            meta_path, read_meta, read_rows, row_key, write_meta, write_table)
+from cnnexp.schema import (AXIS, CONFIG_COLUMNS, FINDING_METRICS, METRICS, RATIO_BLOCKS, STEP_METRICS,
+                           TRAINING_AXES, TRAINING_DEFINITION, Columns)
+from cnnexp.schema import columns as columns_of
 
 
 
@@ -55,6 +61,16 @@ class SweepPlan:
     meta: dict | None = None  # the provenance of the rows already there
     execution: Execution = Execution()  # engine, device, workers, threads, scheduler
     warnings: tuple[str, ...] = ()  # what the user should know before the run starts (printed by the CLI)
+    curve: Path | None = None  # the curve CSV (one row per run and recorded step), when asked for
+    curve_every: int = 0  # --curve-every: also every N-th step in the curve (0: steps 0, 1, 2, 4, ... and the last)
+    columns: Columns = columns_of(False)  # the columns of this sweep's files (schema.columns)
+
+    @property
+    def side_files(self) -> list["SideFile"]:
+        """The files written beside the results CSV, each run's rows before its results row."""
+        files = [SideFile("--per-layer", self.per_layer, self.columns.layers, "layer_rows"),
+                 SideFile("--curve", self.curve, self.columns.curve, "curve_rows")]
+        return [f for f in files if f.path is not None]
 
     @property
     def rows_total(self) -> int:
@@ -67,6 +83,23 @@ class SweepPlan:
     @property
     def rows_skipped(self) -> int:
         return self.rows_total - self.rows_to_run
+
+
+@dataclass(frozen=True)
+class SideFile:
+    """A file of several rows per run, written beside the results CSV (--per-layer, --curve).
+
+    Resume keeps the two consistent: a run's rows here are written before its results row, and rows of runs
+    that never reached the results CSV (a kill between the two) are dropped and run again.
+    """
+
+    flag: str
+    path: Path | None
+    columns: tuple[str, ...]
+    rows_of: str  # the RunResult method that gives a run's rows
+
+    def rows(self, result) -> list[dict]:
+        return getattr(result, self.rows_of)()
 
 
 @dataclass(frozen=True)
@@ -91,6 +124,8 @@ def plan_sweep(
     overwrite: bool = False,
     per_layer: str | os.PathLike | None = None,
     execution: Execution = Execution(),
+    curve: str | os.PathLike | None = None,
+    curve_every: int = 0,
 ) -> SweepPlan:
     """Decide what a sweep has left to run, reading (never writing) its results files.
 
@@ -100,55 +135,71 @@ def plan_sweep(
         overwrite: start the results afresh instead of resuming them.
         per_layer: also write one row per run and block index to this CSV.
         execution: engine, device, workers, threads and scheduler for the runs.
+        curve: also write one row per run and recorded step to this CSV (steps 0, 1, 2, 4, ... and the last).
+        curve_every: also record every N-th step in the curve (0: only those).
 
     Raises:
         ConfigError: a configuration needs more memory than the machine has.
         ResultsError: the results file belongs to another sweep definition (and `overwrite` is not set),
             is damaged, or would be resumed with another thread count.
     """
-    path, per_layer, meta, done, warnings = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer,
-                                                              execution=execution)
+    _check_curve_every(curve_every)
+    path, sides, meta, done, warnings = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer,
+                                                          curve=curve, curve_every=curve_every, execution=execution)
+    cols = columns_of(sweep.training)
     configs = expand(sweep)
     if not done:  # nothing to look up (a fresh sweep): every block of every configuration
         tasks = [(config, sweep.blocks) for config in configs]
     else:
         tasks = []
         for config in configs:
-            missing = tuple(b for b in sweep.blocks if _key(b, config) not in done)
+            missing = tuple(b for b in sweep.blocks if _key(b, config, cols.config) not in done)
             if missing:
                 tasks.append((config, missing))
     warnings += _execution_changes(path, meta, execution) if done and tasks else ()
     fresh = overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, per_layer, seen_size, meta, execution, warnings)
+    side = {f.flag: f.path for f in sides}
+    return SweepPlan(sweep, path, configs, tasks, done, fresh, side.get("--per-layer"), seen_size, meta, execution,
+                     warnings, side.get("--curve"), curve_every, cols)
 
 
-def _existing_results(sweep: Sweep, out, *, overwrite: bool, per_layer, execution: Execution):
+def _existing_results(sweep: Sweep, out, *, overwrite: bool, per_layer, curve, curve_every: int,
+                      execution: Execution):
     """Every check a sweep passes before it runs, reading (never writing) its files and enumerating no
     configuration: the output paths, memory, and the rows already there (verified, see `_resumable_rows`).
 
     Returns:
-        (results path, per-layer path or None, provenance or None, row key -> row text of the rows kept,
-        warnings)
+        (results path, side files, provenance or None, row key -> row text of the rows kept, warnings)
     """
+    cols = columns_of(sweep.training)
     path = check_output(out if out is not None else default_path(sweep), "--out", CSV, create_parent=out is None)
-    per_layer = check_output(per_layer, "--per-layer", CSV) if per_layer is not None else None
+    sides = [SideFile(flag, check_output(p, flag, CSV), columns, rows_of)
+             for flag, p, columns, rows_of in (("--per-layer", per_layer, cols.layers, "layer_rows"),
+                                               ("--curve", curve, cols.curve, "curve_rows")) if p is not None]
     check_memory(largest_configs(sweep), len(sweep.blocks), sweep.name, execution.workers or 1, sweep.size)
-    if per_layer is not None and per_layer.resolve() in (path.resolve(), meta_path(path).resolve()):
-        raise ResultsError(f"{per_layer}: --per-layer must name a file of its own, not the results CSV or its "
-                           "provenance")
+    taken = [path.resolve(), meta_path(path).resolve()]
+    for side in sides:
+        if side.path.resolve() in taken:
+            raise ResultsError(f"{side.path}: {side.flag} must name a file of its own, not the results CSV, its "
+                               "provenance or another side file")
+        taken.append(side.path.resolve())
     meta = None if overwrite else read_meta(path)
-    done = {} if overwrite else _resumable_rows(path, sweep, meta)
+    done = {} if overwrite else _resumable_rows(path, sweep, meta, cols)
     warnings: tuple[str, ...] = ()
-    if per_layer is not None and not overwrite:
-        # refuses a file that is not a per-layer CSV of this sweep, or one edited by hand
-        layer_rows = read_rows(per_layer, LAYER_COLUMNS, keys=_layer_key_values(sweep), numbers=LAYER_METRICS)
-        incomplete = _runs_without_layers(done, layer_rows)
-        if incomplete:  # e.g. resumed once without --per-layer: those runs run again, in both files
+    for side in sides if not overwrite else ():
+        if done and side.flag == "--curve" and (meta or {}).get("curve_every", curve_every) != curve_every:
+            raise ResultsError(f"{side.path}: its rows were recorded with --curve-every "
+                               f"{(meta or {}).get('curve_every')}; resume with the same, or use --overwrite")
+        # refuses a file that is not such a CSV of this sweep, or one edited by hand
+        side_rows = read_rows(side.path, side.columns, keys=_side_key_values(sweep, side, cols, curve_every),
+                              numbers=_numbers(side.columns))
+        incomplete = _runs_without(side, done, side_rows, cols.config, curve_every)
+        if incomplete:  # e.g. resumed once without the flag: those runs run again, in every file
             done = {k: row for k, row in done.items() if k not in incomplete}
-            warnings += (f"{per_layer}: {len(incomplete)} of the runs already in {path} lack their per-layer rows; "
-                         "they run again",)
-    return path, per_layer, meta, done, warnings
+            warnings += (f"{side.path}: {len(incomplete)} of the runs already in {path} lack their {side.flag[2:]} "
+                         "rows; they run again",)
+    return path, sides, meta, done, warnings
 
 
 @dataclass(frozen=True)
@@ -175,6 +226,8 @@ def preview_sweep(
     overwrite: bool = False,
     per_layer: str | os.PathLike | None = None,
     execution: Execution = Execution(),
+    curve: str | os.PathLike | None = None,
+    curve_every: int = 0,
     shown: int = 40,
 ) -> SweepPreview:
     """The plan of a dry run, never refused for what only matters when running or writing (a file of
@@ -184,14 +237,15 @@ def preview_sweep(
     """
     refusal, done = None, {}
     path = Path(out) if out is not None else default_path(sweep)
+    key_columns = columns_of(sweep.training).config
     try:
-        path, _, _, done, _ = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer,
-                                                execution=execution)
+        path, _, _, done, _ = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer, curve=curve,
+                                                curve_every=curve_every, execution=execution)
         if path.is_file() and is_locked(path):
             refusal = f"{path}: another cnnexp sweep is writing it now"
     except CnnexpError as e:
         refusal, done = str(e), {}
-    first = [(c, tuple(b for b in sweep.blocks if _key(b, c) not in done))
+    first = [(c, tuple(b for b in sweep.blocks if _key(b, c, key_columns) not in done))
              for c in itertools.islice(iter_configs(sweep), shown)]
     total = sweep.size * len(sweep.blocks)
     return SweepPreview(sweep, path, first, total, total - len(done), refusal)
@@ -238,19 +292,21 @@ def run_sweep(
         Interrupted: Ctrl-C; the rows written before stay.
     """
     execution, layers = plan.execution, plan.per_layer is not None
+    curve = plan.curve_every if plan.curve is not None else None
     threads = use_threads(execution.threads)
-    units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers)
+    units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers, curve=curve)
     workers = min(worker_count(execution, sum(u.cost for u in units)), max(len(plan.tasks), 1))
     if workers > 1:  # smaller units, largest first, to balance the workers
         units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
-                           workers=workers)
+                           workers=workers, curve=curve)
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     new: dict[tuple, dict] = {}
+    keys = plan.columns.config
     with ExitStack() as files:
         # workers first: forked after the results files were opened, they would hold their locks past a kill
         executor, where = files.enter_context(open_executor(execution, workers))
-        csv_file, layer_file = _open_results(plan, files)
+        csv_file, sides = _open_results(plan, files)
         meta = _provenance(plan, command, started, threads, where)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         if on_start is not None:
@@ -259,17 +315,17 @@ def run_sweep(
             for results in execute(units, executor, where.get("window", 4)):
                 for result in results:
                     row = result.row()
-                    if layer_file is not None:
-                        for layer_row in result.layer_rows():  # first, so a run in the results CSV is complete
-                            layer_file.append(layer_row)
+                    for side, side_file in sides:  # first, so a run in the results CSV is complete
+                        for side_row in side.rows(result):
+                            side_file.append(side_row)
                     csv_file.append(row)
-                    new[row_key(row, CONFIG_COLUMNS)] = row
+                    new[row_key(row, keys)] = row
                     if on_result is not None:
                         on_result(result)
-            order = {_key(b, c): i for i, (c, b) in enumerate(itertools.product(plan.configs, plan.sweep.blocks))}
-            csv_file.finish(order, CONFIG_COLUMNS)
-            if layer_file is not None:
-                layer_file.finish(order, CONFIG_COLUMNS)
+            order = {_key(b, c, keys): i
+                     for i, (c, b) in enumerate(itertools.product(plan.configs, plan.sweep.blocks))}
+            for f in [csv_file, *(side_file for _, side_file in sides)]:
+                f.finish(order, keys)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted: {len(plan.done) + len(new)} of {plan.rows_total} rows written to "
                               f"{plan.path}; rerun the same command to resume") from None
@@ -280,43 +336,54 @@ def run_sweep(
     meta["finished"] = meta["invocations"][-1]["finished"] = _now()
     write_meta(plan.path, meta)
     rows = [new.get(k) or _typed(plan.done[k], c, b) for c in plan.configs for b in plan.sweep.blocks
-            for k in [_key(b, c)]]
+            for k in [_key(b, c, keys)]]
     return SweepReport(plan.path, meta_path(plan.path), rows, ran=len(new), skipped=plan.rows_skipped)
 
 
 def _open_results(plan: SweepPlan, files: ExitStack):
-    """Open and lock the results CSV and the per-layer CSV, check them, and only then start them (empty
-    them when fresh, cut a torn line, write headers): a refused sweep leaves every file as it was, and
-    removes the files it created."""
+    """Open and lock the results CSV and its side files (per-layer, curve), check them, and only then start
+    them (empty them when fresh, cut a torn line, write headers): a refused sweep leaves every file as it
+    was, and removes the files it created. Returns the results file and (SideFile, its ResultsFile) pairs."""
     opened = []
     try:
-        opened.append(ResultsFile(plan.path, COLUMNS))
+        opened.append(ResultsFile(plan.path, plan.columns.results))
         if opened[0].size != (plan.seen_size or 0):
             raise ResultsError(f"{plan.path}: changed since this sweep read it (another process wrote it?); "
                                "run the command again")
-        if plan.per_layer is not None and not plan.fresh:  # runs whose per-layer rows are missing run again
-            opened[0].keep(set(plan.done), CONFIG_COLUMNS)
-        if plan.per_layer is not None:
+        if plan.side_files and not plan.fresh:  # runs whose side rows are missing run again
+            opened[0].keep(set(plan.done), plan.columns.config)
+        for side in plan.side_files:
             if not plan.fresh:  # rows of runs that never reached the results CSV (a kill between the two) run again
-                keep_rows(plan.per_layer, LAYER_COLUMNS, CONFIG_COLUMNS, set(plan.done))
-            opened.append(ResultsFile(plan.per_layer, LAYER_COLUMNS))
+                keep_rows(side.path, side.columns, plan.columns.config, set(plan.done))
+            opened.append(ResultsFile(side.path, side.columns))
     except ResultsError:
         for f in opened:
             f.abandon()
         raise
     for f in opened:
         files.enter_context(f.start(fresh=plan.fresh))
-    return opened[0], (opened[1] if len(opened) > 1 else None)
+    return opened[0], list(zip(plan.side_files, opened[1:]))
 
 
-def run_one(values: dict, blocks, execution: Execution = Execution()) -> list:
-    """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each."""
+def run_one(values: dict, blocks, execution: Execution = Execution(), *, curve: str | os.PathLike | None = None,
+            curve_every: int = 0) -> list:
+    """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each.
+
+    With `curve`, also write the run's curve file there (steps 0, 1, 2, 4, ... and the last; every
+    `curve_every`-th as well), atomically.
+    """
     config = parse_run(values, source="cnnexp run")
     blocks = parse_blocks(list(blocks), source="cnnexp run")
+    _check_curve_every(curve_every)
+    if curve is not None and Path(curve).is_dir():
+        raise ResultsError(f"{curve}: is a directory; --curve takes a CSV file path")
     check_memory([config], len(blocks), "cnnexp run")
     use_threads(execution.threads)
-    [unit] = plan_units([(config, blocks)], engine=execution.engine, device=execution.device)
+    [unit] = plan_units([(config, blocks)], engine=execution.engine, device=execution.device,
+                        curve=curve_every if curve is not None else None)
     [results] = execute([unit])
+    if curve is not None:
+        write_table(Path(curve), columns_of(True).curve, [r for result in results for r in result.curve_rows()])
     return results
 
 
@@ -333,12 +400,18 @@ class Pair:
 
 
 def side_by_side(rows: list[dict]) -> list[Pair]:
-    """Group result rows by configuration, in first-seen order, putting the blocks side by side."""
+    """Group result rows by configuration, in first-seen order, putting the blocks side by side.
+
+    The training axes and metrics are left out unless a row trains (so the study at init looks as it did);
+    a steps_to_fit of None (never reached) is NaN here."""
+    training = any(row.get(a, AXIS[a].default) != AXIS[a].default for row in rows for a in TRAINING_AXES)
+    axes = [c for c in CONFIG_COLUMNS if c != "block" and (training or c not in TRAINING_AXES)]
+    shown = METRICS if training else STEP_METRICS
     grouped: dict[tuple, Pair] = {}
     for row in rows:
-        config = {c: row[c] for c in CONFIG_COLUMNS if c != "block"}
+        config = {c: row[c] for c in axes}
         pair = grouped.setdefault(tuple(config.values()), Pair(config, {}, {}))
-        pair.metrics[row["block"]] = {m: row[m] for m in METRICS}
+        pair.metrics[row["block"]] = {m: math.nan if row.get(m) is None else row[m] for m in shown}
     for pair in grouped.values():
         top, bottom = RATIO_BLOCKS
         if {top, bottom} <= pair.metrics.keys():
@@ -360,7 +433,7 @@ def over_seeds(pairs: list[Pair]) -> list[Pair]:
         config = {k: v for k, v in group[0].config.items() if k != "seed"}
         metrics, spread = {}, {}
         for block in dict.fromkeys(b for p in group for b in p.metrics):
-            for m in METRICS:
+            for m in next(p.metrics[block] for p in group if block in p.metrics):
                 values = [p.metrics[block][m] for p in group if block in p.metrics]
                 mean = math.fsum(values) / len(values)
                 metrics.setdefault(block, {})[m] = mean
@@ -403,29 +476,42 @@ def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1, co
 # --------------------------------------------------------------------------------------------------
 
 
-def _key(block: str, config) -> tuple:
+def _check_curve_every(curve_every: int) -> None:
+    if curve_every < 0:
+        raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
+
+
+def _key(block: str, config, key_columns: tuple[str, ...] = CONFIG_COLUMNS) -> tuple:
     """The row key of a block on a configuration (as `row_key` makes it from a row)."""
-    return (block, *(format_value(getattr(config, c)) for c in CONFIG_COLUMNS[1:]))
+    return (block, *(format_value(getattr(config, c)) for c in key_columns[1:]))
 
 
 def _typed(text_row: dict[str, str], config, block: str) -> dict:
-    """A row read back from the CSV, with the numbers of its configuration and metrics."""
-    return {"block": block, **config_dict(config), **{m: float(text_row[m]) for m in METRICS}}
+    """A row read back from the CSV, with the numbers of its configuration and of the metrics it has (an
+    empty steps_to_fit is None, as the engines give it)."""
+    metrics = {m: (float(text) if text != "" else None) for m in METRICS if (text := text_row.get(m)) is not None}
+    return {"block": block, **config_dict(config), **metrics}
 
 
-def _runs_without_layers(done: dict[tuple, dict], layer_rows: list[dict[str, str]]) -> set[tuple]:
-    """The runs in the results CSV that do not have one per-layer row per block index."""
+def _runs_without(side: "SideFile", done: dict[tuple, dict], side_rows: list[dict[str, str]],
+                  key_columns: tuple[str, ...], curve_every: int) -> set[tuple]:
+    """The runs in the results CSV that lack some of their rows in a side file (one per block index, or
+    one per recorded step)."""
     counts: dict[tuple, int] = {}
-    for row in layer_rows:
-        key = row_key(row, CONFIG_COLUMNS)
+    for row in side_rows:
+        key = row_key(row, key_columns)
         counts[key] = counts.get(key, 0) + 1
-    return {key for key, row in done.items() if counts.get(key, 0) != int(row["depth"])}
+    if side.flag == "--per-layer":
+        expected = lambda row: int(row["depth"])  # noqa: E731
+    else:
+        expected = lambda row: len(curve_steps(int(row.get("steps", 0)), curve_every))  # noqa: E731
+    return {key for key, row in done.items() if counts.get(key, 0) != expected(row)}
 
 
-def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, dict[str, str]]:
+def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None, cols: Columns) -> dict[tuple, dict[str, str]]:
     """The rows a resume keeps, each verified: it parses, its key is one of this sweep's, no key twice, every
     number as cnnexp writes it (a hand edit is refused, naming its line, before anything builds on it)."""
-    if not read_rows(path, COLUMNS):
+    if not read_rows(path, cols.results):
         return {}
     if meta is None:
         raise ResultsError(f"{path}: holds results but has no provenance file {meta_path(path).name}, so it "
@@ -434,17 +520,29 @@ def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None) -> dict[tuple, 
         raise ResultsError(f"{path}: was written by a different sweep definition (see "
                            f"{(existing_meta_path(path) or meta_path(path)).name}); "
                            "use --overwrite to start it afresh or --out for another file")
-    rows = read_rows(path, COLUMNS, keys=_key_values(sweep), numbers=METRICS)
-    return {row_key(r, CONFIG_COLUMNS): r for r in rows}
+    rows = read_rows(path, cols.results, keys=_key_values(sweep, cols.config), numbers=_numbers(cols.results))
+    return {row_key(r, cols.config): r for r in rows}
 
 
-def _key_values(sweep: Sweep) -> dict[str, set[str]]:
+def _numbers(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The metric columns that always hold a float (steps_to_fit is empty when the fit was never reached)."""
+    return tuple(c for c in columns if c in METRICS and c != "steps_to_fit")
+
+
+def _key_values(sweep: Sweep, key_columns: tuple[str, ...]) -> dict[str, set[str]]:
     """Key column -> the texts a row of this sweep holds there, as the writer writes them."""
-    return {"block": set(sweep.blocks), **{a: {format_value(v) for v in vs} for a, vs in sweep.axes.items()}}
+    return {"block": set(sweep.blocks),
+            **{a: {format_value(v) for v in vs} for a, vs in sweep.axes.items() if a in key_columns}}
 
 
-def _layer_key_values(sweep: Sweep) -> dict[str, set[str]]:
-    return {**_key_values(sweep), "block_index": {str(i) for i in range(max(sweep.axes["depth"]))}}
+def _side_key_values(sweep: Sweep, side: "SideFile", cols: Columns, curve_every: int) -> dict[str, set[str]]:
+    """As `_key_values`, for a side file's rows (with a per-layer file's block_index, a curve's step)."""
+    values = _key_values(sweep, cols.config)
+    if side.flag == "--per-layer":
+        values["block_index"] = {str(i) for i in range(max(sweep.axes["depth"]))}
+    else:
+        values["step"] = {str(s) for steps in sweep.axes["steps"] for s in curve_steps(steps, curve_every)}
+    return values
 
 
 def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where: dict) -> dict:
@@ -457,8 +555,10 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where
         "cnnexp": __version__,
         "fingerprint": fingerprint(plan.sweep.to_dict()),
         "sweep": plan.sweep.to_dict(),
-        "columns": list(COLUMNS),
+        "columns": list(plan.columns.results),
         "per_layer": str(plan.per_layer) if plan.per_layer is not None else None,
+        **({"curve": str(plan.curve), "curve_every": plan.curve_every} if plan.curve is not None else {}),
+        **({"training_definition": TRAINING_DEFINITION} if plan.sweep.training or plan.curve else {}),
         "command": command,
         "started": started,
         "finished": None,

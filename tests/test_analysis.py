@@ -16,7 +16,9 @@ from cnnexp.analysis import (beyond_tolerance, compare, load_results, refuse_ove
 from cnnexp.results import write_atomically
 from cnnexp.errors import CnnexpError, ResultsError
 from cnnexp.results import ResultsFile, write_meta
-from cnnexp.schema import AXES, COLUMNS, CONFIG_COLUMNS, METRICS
+from cnnexp.schema import AXES, CONFIG_COLUMNS, STEP_METRICS as METRICS
+
+COLUMNS = (*CONFIG_COLUMNS, *METRICS)  # the synthetic files here hold the study's metrics (no training metrics)
 
 
 def make_rows(*, blocks=("plain", "residual"), small_inits=(1e-2, 1e-4), seeds=(0, 1, 2), extra=None,

@@ -106,6 +106,14 @@ def test_a_foreign_csv_is_refused_and_left_alone(in_tmp):
     (["run", "--d", "0"], ["d", "at least 1"]),
     (["run", "--small-init", "-1"], ["small_init", "negative"]),
     (["run", "--blocks", "plain,foo"], ["unknown block 'foo'"]),
+    (["run", "--lr", "-0.1"], ["lr: -0.1", "greater than 0"]),
+    (["run", "--steps", "-3"], ["steps: -3", "must not be negative"]),
+    (["run", "--target", "teacher_residul"], ["'teacher_residul'", "did you mean 'teacher_residual'"]),
+    (["run", "--steps", "2", "--curve", "c.csv", "--curve-every", "-1"], ["--curve-every -1"]),
+    (["sweep", "tiny.yaml", "--set", "target=idenity"], ["--set target", "did you mean 'identity'"]),
+    (["sweep", "tiny.yaml", "--set", "lr=0"], ["--set lr", "greater than 0"]),
+    (["sweep", "tiny.yaml", "--set", "steps=-1"], ["--set steps", "must not be negative"]),
+    (["sweep", "tiny.yaml", "--out", "r.csv", "--curve", "r.csv"], ["--curve must name a file of its own"]),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(in_tmp, args, words):
     result = runner.invoke(app, args)
@@ -535,3 +543,38 @@ def test_odd_paths_are_one_line_and_touch_nothing(in_tmp, args, words):
     assert result.exit_code == 2 and result.stdout == "", result.output
     assert len(result.stderr.splitlines()) == 1 and all(w in result.stderr for w in words), result.stderr
     assert sorted(p.name for p in in_tmp.iterdir()) == before and stat.S_ISCHR(device.stat().st_mode)
+
+
+def test_a_training_sweep_shows_losses_and_steps_to_fit_and_its_curve_plots(in_tmp):
+    args = ["sweep", "tiny.yaml", "--set", "steps=30", "--set", "lr=0.5", "--set", "target=identity,teacher_residual",
+            "--curve", "curve.csv"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "tiny: losses and steps to fit" in result.stdout
+    for heading in ("initial loss", "final loss", "steps_to_fit"):
+        assert heading in result.stdout
+    assert "curve rows in curve.csv" in result.stderr
+    from cnnexp import load_results
+
+    rows = load_results("results/tiny.csv")
+    assert {"steps", "lr", "target", "initial_loss", "steps_to_fit"} <= set(rows.columns)
+    fit = rows[(rows["block"] == "residual") & (rows["target"] == "identity")]["steps_to_fit"]
+    assert (fit == 0).all()  # y = x: the residual stack's output is x + F(x), F tiny: fitted at step 0
+    result = runner.invoke(app, ["plot", "curve.csv", "--x", "step", "--y", "loss", "--out", "curve.png"])
+    assert result.exit_code == 0, result.output
+    assert (in_tmp / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_trains_and_writes_its_curve(in_tmp):
+    result = runner.invoke(app, ["run", "--d", "6", "--batch", "4", "--steps", "9", "--target", "identity",
+                                 "--dtype", "float64", "--json", "--curve", "c.csv", "--curve-every", "3"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["config"]["steps"] == 9 and data["config"]["target"] == "identity"
+    assert data["residual"]["steps_to_fit"] == 0 and data["plain"]["initial_loss"] > data["plain"]["loss"]
+    from cnnexp import load_results
+
+    curve = load_results("c.csv")
+    assert list(curve["step"].unique()) == [0, 1, 2, 3, 4, 6, 8, 9]
+    last = curve[(curve["step"] == 9) & (curve["block"] == "plain")]["loss"]
+    assert last.item() == data["plain"]["loss"]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cnnexp.cli import app
-from cnnexp.schema import CONFIG_COLUMNS, METRICS
+from cnnexp.schema import CONFIG_COLUMNS, STEP_METRICS as METRICS
 from tests.test_analysis import make_rows, write_results
 
 runner = CliRunner()

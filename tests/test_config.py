@@ -16,7 +16,8 @@ sweep:
   seed: [123]
 """
 # the axes added by the depth study, at their defaults
-LATER = {"depth": (1,), "activation": ("relu",), "dtype": ("float32",), "alpha_init": (0.0,)}
+LATER = {"depth": (1,), "activation": ("relu",), "dtype": ("float32",), "alpha_init": (0.0,), "steps": (0,),
+         "lr": (0.1,), "target": ("zero",)}
 
 
 def write(tmp_path, text, name="s.yaml"):

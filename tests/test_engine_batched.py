@@ -83,10 +83,11 @@ def test_in_float64_every_metric_and_layer_equals_the_reference_engine(shape, se
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=configs.filter(lambda c: c.dtype == "float32"), seeds=seeds, blocks=blocks)
+@given(shape=configs.filter(lambda c: c.dtype == "float32" and c.small_init <= 0.05), seeds=seeds, blocks=blocks)
 def test_in_float32_every_metric_and_layer_equals_the_reference_engine(shape, seeds, blocks):
-    """float32 matmuls of another shape round differently: a few ulps, which deep tanh stacks with weights of
-    scale 1 amplify to a few 1e-6 where gradients cancel. So 1e-5 here; the study's own grid is held to 1e-6
+    """float32 matmuls of another shape round differently: a few ulps, which deep tanh stacks amplify where
+    gradients cancel. So 1e-5 here, at the study's small inits (at weights of scale 1 or 2 through saturated
+    tanh, float32 itself is good to about 1e-4 only: use float64 there); the study's own grid is held to 1e-6
     below."""
     assert_engines_agree(stack_of(shape, seeds, blocks), 1e-5)
 

@@ -20,7 +20,7 @@ from cnnexp.config import parse_sweep
 from cnnexp.errors import CnnexpError
 from cnnexp.fit import DETAIL_COLUMNS, FIT_COLUMNS, SCALE_METRICS, fit, sweep_exponents
 from cnnexp.plot import figure
-from cnnexp.schema import AXES, METRICS
+from cnnexp.schema import AXES, STEP_METRICS as METRICS
 from cnnexp.sweep import plan_sweep, run_sweep
 from tests.test_analysis import write_results
 
@@ -44,7 +44,7 @@ def synthetic(axis="small_init", values=(1e-4, 1e-3, 1e-2, 1e-1), *, noise=0.05,
         for d in ds:
             for value in values:
                 for s in seeds:
-                    row = {"block": block, **{a.name: a.default for a in AXES}, "d": d, "seed": s, axis: value}
+                    row = {"block": block, **{a.name: a.default for a in AXES if not a.training}, "d": d, "seed": s, axis: value}
                     u = (math.log10(value) if value > 0 else -6.0) if law == "power" else value
                     row |= {m: 10.0 ** (-1 - d / 8 + exponents.get(m, 0.5) * u + noise * rng.standard_normal())
                             for m in METRICS}

@@ -68,3 +68,20 @@ def test_print_chain_states_peak_and_torchinfo_figure():
     assert "peak 1.02 kB alive at once in an inference forward (at 2)" in text
     assert "torchinfo's forward/backward pass size: 1.02 kB" in text  # 2 x 128 floats of the conv
     assert "written" in text and "A fully-connected layer" in text
+
+
+def test_a_training_table_shows_each_blocks_initial_and_final_loss_and_steps_to_fit():
+    config = RunConfig(d=6, batch=4, small_init=1e-2, seed=0, depth=2, dtype="float64", steps=40, lr=0.4,
+                       target="identity")
+    results = probe(config, ("plain", "residual"))
+    [pair] = side_by_side([r.row() for r in results])
+    text = rendered(render.pairs_table([pair], title="t"), 200)
+    plain, residual = (r.metrics for r in results)
+    assert plain["steps_to_fit"] is None and residual["steps_to_fit"] == 0  # y = x: the residual starts there
+    for heading in ("initial loss", "final loss", "steps_to_fit"):
+        assert heading in text
+    for m in ("initial_loss", "loss"):
+        assert f"{plain[m]:.4g}" in text and f"{residual[m]:.4g}" in text
+    row = text.splitlines()[-2] if text.splitlines()[-1].strip() == "" else text.splitlines()[-1]
+    assert row.split()[-2:] == [render.MISSING, "0"]  # never reached, and at once
+    assert "x_grad_norm" not in text and "target='identity'" not in text and "target=identity" in text

@@ -15,3 +15,16 @@ def test_every_default_obeys_its_own_axis_rule():
         assert isinstance(axis.default, axis.kind)
         assert axis.check(axis.default) is None, axis.name
         assert not axis.choices or axis.default in axis.choices
+
+
+def test_files_of_sweeps_that_do_not_train_keep_the_columns_they_always_had():
+    from cnnexp.schema import CURVE_COLUMNS, TRAINING_AXES, columns
+
+    old = ("block", "d", "batch", "small_init", "seed", "depth", "activation", "dtype", "alpha_init")
+    at_init, training = columns(False), columns(True)
+    assert at_init.config == old and at_init.results == (*old, *METRICS[:6])
+    assert at_init.layers == (*old, "block_index", "a1_grad_norm", "fc1_grad_norm", "fc2_grad_norm", "out_grad_norm")
+    assert TRAINING_AXES == ("steps", "lr", "target")
+    assert training.results == COLUMNS and training.config == CONFIG_COLUMNS
+    assert COLUMNS[-2:] == ("initial_loss", "steps_to_fit") and CONFIG_COLUMNS[-3:] == TRAINING_AXES
+    assert training.curve == at_init.curve == CURVE_COLUMNS == (*CONFIG_COLUMNS, "step", *METRICS[:6])

@@ -12,7 +12,7 @@ from cnnexp.config import parse_sweep
 from cnnexp.engine import Execution
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.probe import probe
-from cnnexp.schema import METRICS
+from cnnexp.schema import METRICS as ROW_METRICS, STEP_METRICS as METRICS
 from cnnexp.sweep import plan_sweep, ratio, run_one, run_sweep, side_by_side
 
 SMALL = {"name": "small", "sweep": {"d": [8, 16], "batch": 4, "small_init": [1e-2, 1e-3], "seed": [0, 1]}}
@@ -36,8 +36,8 @@ def test_every_row_equals_a_direct_probe(tmp_path):
     from cnnexp.config import expand
 
     expected = [r.row() for c in expand(sweep_of()) for r in probe(c, ("plain", "residual"))]
-    assert [{k: v for k, v in r.items() if k not in METRICS} for r in report.rows] == \
-        [{k: v for k, v in r.items() if k not in METRICS} for r in expected]
+    assert [{k: v for k, v in r.items() if k not in ROW_METRICS} for r in report.rows] == \
+        [{k: v for k, v in r.items() if k not in ROW_METRICS} for r in expected]
     for got, want in zip(report.rows, expected):  # the batched engine against the reference
         assert {m: got[m] for m in METRICS} == pytest.approx({m: want[m] for m in METRICS}, rel=1e-6)
 
@@ -167,8 +167,7 @@ def test_a_resume_with_another_thread_or_worker_count_warns_and_runs(tmp_path):
     [warning] = plan.warnings
     assert "threads 1 -> 2" in warning and "workers 1 -> 2" in warning
     assert run_sweep(plan, command="x").ran == 12
-    meta = json.loads((tmp_path / "r.csv.meta.json" if (tmp_path / "r.csv.meta.json").exists()
-                       else tmp_path / "r.meta.json").read_text())
+    meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
     assert meta["environment"]["threads"] == 2 and meta["environment"]["workers"] == 2
     # nothing left to run: nothing to mix, nothing to say
     assert plan_sweep(sweep_of(), tmp_path / "r.csv", execution=Execution(threads=1)).warnings == ()
@@ -420,3 +419,83 @@ def test_preview_of_a_million_configurations_lists_only_the_first(tmp_path):
     assert sweep.size == 1_000_000 and preview.rows_to_run == 2_000_000 and len(preview.first) == 40
     assert [(c.seed, c.d) for c, _ in preview.first[:3]] == [(0, 1), (1, 1), (2, 1)]  # d before seed: seed fastest
     assert not (tmp_path / "big.csv").exists()
+
+
+# --- training sweeps and files written before the training axes existed -----------------------------------
+
+# The results columns and the resolved sweep of a file written before steps, lr and target existed (release 1).
+OLD_COLUMNS = ("block,d,batch,small_init,seed,depth,activation,dtype,alpha_init,loss,x_grad_norm,a1_grad_norm,"
+               "w_norm,param_grad_norm,cos_x_out").split(",")
+OLD_DEFINITION = {"name": "small", "blocks": ["plain", "residual"], "sweep": {
+    "d": [8, 16], "batch": [4], "small_init": [0.01, 0.001], "seed": [0, 1], "depth": [1], "activation": ["relu"],
+    "dtype": ["float32"], "alpha_init": [0.0]}}
+
+
+def test_a_file_written_before_the_training_axes_loads_and_resumes_with_its_own_columns(tmp_path):
+    import csv
+
+    from cnnexp.analysis import load_results
+    from cnnexp.results import fingerprint
+
+    run(tmp_path)  # the same sweep, whole, for the bytes an old file would end with
+    whole = (tmp_path / "r.csv").read_bytes()
+    assert whole.splitlines()[0].decode().split(",") == OLD_COLUMNS
+    meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
+    assert meta["fingerprint"] == fingerprint(OLD_DEFINITION) and meta["sweep"] == OLD_DEFINITION
+    # an old file: its header, 5 of its rows, and a provenance with the old columns and fingerprint
+    rows = list(csv.reader(whole.decode().splitlines()))
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(",".join(r) for r in rows[:6]) + "\n")
+    (tmp_path / "old.meta.json").write_text(json.dumps({"fingerprint": fingerprint(OLD_DEFINITION),
+                                                        "columns": OLD_COLUMNS, "sweep": OLD_DEFINITION}))
+    df = load_results(old)
+    assert list(df.columns) == OLD_COLUMNS and len(df) == 5
+    plan = plan_sweep(sweep_of(), old)
+    assert plan.rows_skipped == 5 and not plan.fresh
+    report = run_sweep(plan)
+    assert report.ran == 11 and old.read_bytes() == whole
+
+
+def test_a_training_sweep_has_the_training_columns_and_its_curve_resumes_consistent(tmp_path):
+    from cnnexp.schema import COLUMNS, CURVE_COLUMNS
+
+    training = {**SMALL, "sweep": {**SMALL["sweep"], "steps": 6, "lr": [0.1, 0.5], "target": "identity"}}
+    report = run(tmp_path, training, curve=tmp_path / "c.csv")
+    assert report.ran == 32
+    full, curve = (tmp_path / "r.csv").read_bytes(), (tmp_path / "c.csv").read_bytes()
+    assert full.decode().splitlines()[0].split(",") == list(COLUMNS)
+    assert curve.decode().splitlines()[0].split(",") == list(CURVE_COLUMNS)
+    assert len(curve.decode().splitlines()) == 1 + 32 * 5  # steps 0, 1, 2, 4, 6
+    meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
+    assert meta["training_definition"] == 1 and meta["curve_every"] == 0
+    # a kill between a run's curve rows and its results row: the resume drops them and runs it again
+    lines = full.splitlines(keepends=True)
+    (tmp_path / "r.csv").write_bytes(b"".join(lines[:20]))
+    run(tmp_path, training, curve=tmp_path / "c.csv")
+    assert (tmp_path / "r.csv").read_bytes() == full and (tmp_path / "c.csv").read_bytes() == curve
+    # the curve's steps may not change on a resume
+    (tmp_path / "r.csv").write_bytes(b"".join(lines[:20]))
+    with pytest.raises(ResultsError, match="--curve-every 0"):
+        plan_sweep(sweep_of(training), tmp_path / "r.csv", curve=tmp_path / "c.csv", curve_every=2)
+
+
+def test_steps_at_its_default_written_out_is_the_study_at_init_byte_for_byte(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run(tmp_path / "a")
+    run(tmp_path / "b", {**SMALL, "sweep": {**SMALL["sweep"], "steps": 0, "lr": 0.1, "target": "zero"}})
+    assert (tmp_path / "a" / "r.csv").read_bytes() == (tmp_path / "b" / "r.csv").read_bytes()
+
+
+def test_a_sweep_that_trains_some_configurations_holds_the_others_as_the_study_at_init(tmp_path):
+    from cnnexp.analysis import load_results
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run(tmp_path / "a")
+    run(tmp_path / "b", {**SMALL, "sweep": {**SMALL["sweep"], "steps": [0, 3]}})
+    at_init, mixed = load_results(tmp_path / "a" / "r.csv"), load_results(tmp_path / "b" / "r.csv")
+    still = mixed[mixed["steps"] == 0].reset_index(drop=True)
+    for m in METRICS:
+        assert still[m].tolist() == at_init[m].tolist() or m == "cos_x_out"  # exactly (cos may be NaN)
+    assert still["initial_loss"].tolist() == still["loss"].tolist() and still["steps_to_fit"].isna().all()
+    trained = mixed[mixed["steps"] == 3]
+    assert (trained["loss"] < trained["initial_loss"]).all() and trained["steps_to_fit"].isna().all()

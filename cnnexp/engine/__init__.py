@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from cnnexp.config import Task
+from cnnexp.config import Task, trains
 from cnnexp.errors import CnnexpError, ConfigError
 
 ENGINES: dict[str, str] = {  # --engine name -> the module and function that computes a unit's tasks
@@ -54,12 +54,15 @@ class WorkUnit:
         engine: a key of ENGINES.
         device: where the tensors live ("cpu", "cuda", "mps"); the draw is always on the CPU generator.
         layers: also measure every block index (for --per-layer).
+        curve: also measure the steps of the curve file (for --curve): None for no curve, 0 for steps 0, 1, 2,
+            4, 8, ... and the last, N > 0 for every N-th step as well (--curve-every).
     """
 
     tasks: tuple[Task, ...]
     engine: str = "batched"
     device: str = "cpu"
     layers: bool = False
+    curve: int | None = None
 
     @property
     def rows(self) -> int:
@@ -79,14 +82,30 @@ class WorkUnit:
 
 
 def shape_of(config) -> tuple:
-    """What configurations must share to be stacked: everything but seed, small_init and alpha_init."""
-    return (config.d, config.batch, config.depth, config.activation, config.dtype)
+    """What configurations must share to be stacked: everything but seed, small_init, alpha_init, lr and
+    target (each configuration keeps its own, as a tensor of the stack)."""
+    return (config.d, config.batch, config.depth, config.activation, config.dtype, config.steps)
+
+
+def curve_steps(steps: int, every: int | None) -> list[int]:
+    """The steps a curve file records for a run of `steps` updates: none without a curve (every=None); else
+    0, 1, 2, 4, 8, ... and the last, and with every=N > 0 each N-th step as well.
+
+        >>> curve_steps(10, 0), curve_steps(10, 3), curve_steps(0, 0), curve_steps(5, None)
+        ([0, 1, 2, 4, 8, 10], [0, 1, 2, 3, 4, 6, 8, 9, 10], [0], [])
+    """
+    if every is None:
+        return []
+    powers = {1 << k for k in range(steps.bit_length())}  # 1, 2, 4, ... <= steps
+    regular = set(range(0, steps + 1, every)) if every > 0 else set()
+    return sorted({0, steps} | powers | regular)
 
 
 def run_cost(config, n_blocks: int) -> float:
-    """Multiply-adds of one configuration, with its draw counted: the weight to balance work by."""
+    """Multiply-adds of one configuration, with its draw and every training step counted: the weight to
+    balance work by (a step is a forward and a backward pass, as the study at init is one)."""
     d, batch, depth = config.d, config.batch, config.depth
-    return depth * d * d * (2 * DRAW_COST + 6 * batch * n_blocks)
+    return depth * d * d * (2 * DRAW_COST + 6 * batch * n_blocks * (config.steps + 1))
 
 
 def unit_bytes(config, n_blocks: int) -> int:
@@ -95,16 +114,21 @@ def unit_bytes(config, n_blocks: int) -> int:
     The float32 draw (2 depth d^2 + batch d), its copy in the run's dtype, gradients and float64 copies for
     the norms (about 6 depth d^2 in all), and per block index the activations and their gradients (12 batch d)
     and autograd's own bookkeeping (about 32 KiB, measured at depth 15,000 with d=1), for each block kind.
+    Training adds the teacher (2 d^2), the target y and the updated weights of each kind (its memory does not
+    grow with the steps: the weights are updated in place of the last ones).
     """
     d, batch, depth = config.d, config.batch, config.depth
     itemsize = 8 if config.dtype == "float64" else 4
     draw = 4 * (2 * depth * d * d + batch * d)
     per_block = 8 * (6 * d * d + 12 * batch * d) + BLOCK_OVERHEAD
-    return draw + n_blocks * depth * per_block + itemsize * 2 * depth * d * d
+    need = draw + n_blocks * depth * per_block + itemsize * 2 * depth * d * d
+    if trains(config):
+        need += 8 * (2 * d * d + batch * d) + itemsize * n_blocks * 4 * depth * d * d
+    return need
 
 
 def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = "cpu", layers: bool = False,
-               workers: int = 1) -> list[WorkUnit]:
+               workers: int = 1, curve: int | None = None) -> list[WorkUnit]:
     """Cut tasks into work units: configurations of one shape together, each unit within UNIT_BYTES and, with
     several workers, small enough to balance (about 4 units per worker), largest first.
 
@@ -122,11 +146,11 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
             more, grow = run_cost(config, len(blocks)), unit_bytes(config, len(blocks))
             full = engine == "reference" or cost + more > target or size + grow > UNIT_BYTES
             if chunk and full:
-                units.append(WorkUnit(tuple(chunk), engine, device, layers))
+                units.append(WorkUnit(tuple(chunk), engine, device, layers, curve))
                 chunk, cost, size = [], 0.0, 0
             chunk.append((config, blocks))
             cost, size = cost + more, size + grow
-        units.append(WorkUnit(tuple(chunk), engine, device, layers))
+        units.append(WorkUnit(tuple(chunk), engine, device, layers, curve))
     return sorted(units, key=lambda u: -u.cost) if workers > 1 else units
 
 
@@ -166,7 +190,7 @@ def compute(unit: WorkUnit) -> list:
     import importlib
 
     module, function = ENGINES[unit.engine].split(":")
-    return getattr(importlib.import_module(module), function)(unit.tasks, unit.device, unit.layers)
+    return getattr(importlib.import_module(module), function)(unit.tasks, unit.device, unit.layers, unit.curve)
 
 
 def execute(units: Iterable[WorkUnit], executor: Executor | None = None, window: int = 4) -> Iterator[list]:

@@ -21,6 +21,7 @@ tensors. Every norm is taken per configuration by cnnexp.norms, as in the refere
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -29,15 +30,17 @@ import torch.nn.functional as F
 from cnnexp import norms
 from cnnexp.blocks import ACTIVATIONS, DTYPES
 from cnnexp.config import Task
-from cnnexp.engine import shape_of
-from cnnexp.probe import RunResult
-from cnnexp.schema import BLOCKS, LAYER_METRICS
+from cnnexp.engine import curve_steps, shape_of
+from cnnexp.probe import RunResult, run_metrics
+from cnnexp.schema import BLOCKS, STEP_METRICS, TEACHER_TARGETS
 
 
-def draw_stack(configs: Sequence) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def draw_stack(configs: Sequence, teachers: Sequence[torch.Tensor] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Each configuration's draw, exactly as the notebook makes it, written straight into stacked tensors.
 
-    Returns x (B, batch, d) and the weights fc1_0, fc2_0, fc1_1, ... each (B, d, d), all float32.
+    Returns x (B, batch, d) and the weights fc1_0, fc2_0, fc1_1, ... each (B, d, d), all float32. Given
+    `teachers` (T1, T2, each (B, d, d) float32), a configuration with a teacher target then draws its
+    teacher, randn(d, d) / sqrt(d) each, after all of its student's weights (so the student is the same draw).
     """
     first = configs[0]
     x = torch.empty(len(configs), first.batch, first.d)
@@ -47,6 +50,9 @@ def draw_stack(configs: Sequence) -> tuple[torch.Tensor, list[torch.Tensor]]:
         torch.randn(config.batch, config.d, out=x[b])
         for w in weights:
             torch.randn(config.d, config.d, out=w[b]).mul_(config.small_init)
+        if config.target in TEACHER_TARGETS:
+            for t in teachers:
+                torch.randn(config.d, config.d, out=t[b]).div_(math.sqrt(config.d))
     return x, weights
 
 
@@ -69,22 +75,42 @@ def forward(block: str, activation: str, x, w1s, w2s, alphas):
     return h, a1s, outs
 
 
-def measure(block: str, activation: str, x, weights, alphas, layers: bool):
+def measure(block: str, activation: str, x, weights, alphas, layers: bool, y=None):
     """Forward and backward one block kind on a stack; returns the metrics as a (B, k) float64 tensor and the
-    per-layer metrics as (B, depth, 4) (or None)."""
-    x = x.detach().requires_grad_(True)
+    per-layer metrics as (B, depth, 4) (or None). The loss is mean((out - y)^2), the notebook's mean(out^2)
+    when y is None."""
+    return metrics(gradients(block, activation, x, weights, alphas, y), layers)
+
+
+def gradients(block: str, activation: str, x, weights, alphas, y=None, inputs: bool = True) -> dict:
+    """Forward and backward: loss[b] = mean((out[b] - y[b])^2) (y = 0 when None); backpropagate sum(loss).
+
+    Returns the loss's difference `diff` = out - y, the parameters (weights, then rezero's alphas) and their
+    gradients `gparams`; with `inputs`, also the gradients at x (`gx`), at each a1 (`ga1`) and at each block
+    output (`gout`), which the metrics need and a plain update step does not.
+    """
+    x = x.detach().requires_grad_(inputs)
     weights = [w.detach().requires_grad_(True) for w in weights]
-    w1s, w2s = weights[0::2], weights[1::2]
+    alphas = [a.detach().requires_grad_(block == "rezero") for a in alphas]
     params = [*weights, *alphas] if block == "rezero" else weights
-    for a in alphas:
-        a.requires_grad_(block == "rezero")
-    out, a1s, outs = forward(block, activation, x, w1s, w2s, alphas)
-    loss = out.pow(2).mean(dim=(1, 2))  # (B,): each configuration's loss, the notebook's mean(out^2)
-    grads = torch.autograd.grad(loss.sum(), [x, *a1s, *outs, *params])
-    depth = len(a1s)
-    gx, ga1, gout, gparams = grads[0], grads[1:1 + depth], grads[1 + depth:1 + 2 * depth], grads[1 + 2 * depth:]
-    metrics = torch.stack([
-        norms.mean_square(out),  # loss
+    with torch.enable_grad():
+        out, a1s, outs = forward(block, activation, x, weights[0::2], weights[1::2], alphas)
+        diff = out if y is None else out - y  # (B, batch, d)
+        loss = diff.pow(2).mean(dim=(1, 2))  # (B,): each configuration's loss, the notebook's mean(out^2)
+        grads = torch.autograd.grad(loss.sum(), [x, *a1s, *outs, *params] if inputs else params)
+    found = {"diff": diff.detach(), "params": params, "gparams": grads[-len(params):]}
+    if inputs:
+        depth = len(a1s)
+        found.update(gx=grads[0], ga1=grads[1:1 + depth], gout=grads[1 + depth:1 + 2 * depth])
+    return found
+
+
+def metrics(g: dict, layers: bool):
+    """The metrics of `gradients(..., inputs=True)` as a (B, k) float64 tensor (in STEP_METRICS order), and the
+    per-layer metrics as (B, depth, 4) (or None)."""
+    gx, ga1, gout, params, gparams = g["gx"], g["ga1"], g["gout"], g["params"], g["gparams"]
+    found = torch.stack([
+        norms.mean_square(g["diff"]),  # loss
         norms.norm(gx),  # x_grad_norm
         norms.norm(ga1[0]),  # a1_grad_norm
         norms.norm(*params),  # w_norm
@@ -96,22 +122,30 @@ def measure(block: str, activation: str, x, weights, alphas, layers: bool):
         per_layer = torch.stack([
             torch.stack([norms.norm(ga1[i]), norms.norm(gparams[2 * i]), norms.norm(gparams[2 * i + 1]),
                          norms.norm(gout[i])], dim=1)
-            for i in range(depth)], dim=1)  # (B, depth, 4)
-    return metrics, per_layer
+            for i in range(len(ga1))], dim=1)  # (B, depth, 4)
+    return found, per_layer
 
 
-def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True) -> list[RunResult]:
+def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
+                curve: int | None = None) -> list[RunResult]:
     """Run tasks whose configurations share one shape; one RunResult per configuration and block, in task
-    order (configuration by configuration, blocks in canonical order)."""
-    from cnnexp.schema import METRICS
+    order (configuration by configuration, blocks in canonical order). Configurations with steps > 0 train
+    together (cnnexp/engine/train.py); `curve` asks for the curve file's steps (see `curve_steps`)."""
+    from cnnexp.engine.train import fit, targets  # (it builds on this module's gradients and metrics)
 
     configs = [config for config, _ in tasks]
     if len({shape_of(c) for c in configs}) != 1:
         raise ValueError("run_batched takes configurations of one shape")  # the unit planner's invariant
     first = configs[0]
     dtype = DTYPES[first.dtype]
-    x, weights = draw_stack(configs)
+    teachers = ([torch.zeros(len(configs), first.d, first.d) for _ in range(2)]
+                if any(c.target in TEACHER_TARGETS for c in configs) else [])
+    x, weights = draw_stack(configs, teachers)
     x, weights = x.to(device, dtype), [w.to(device, dtype) for w in weights]
+    y = targets(configs, x, [t.to(device, dtype) for t in teachers])
+    # each configuration's learning rate, in the run's dtype as every starting value is
+    lr = torch.tensor([c.lr for c in configs], dtype=torch.float64).to(device, dtype)[:, None, None]
+    record = curve_steps(first.steps, curve)
     found: dict[tuple[int, str], RunResult] = {}
     for block in BLOCKS:
         rows = [i for i, (_, blocks) in enumerate(tasks) if block in blocks]
@@ -121,10 +155,12 @@ def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True)
         # rezero's gate starts as float32(alpha_init) in the run's dtype, as every starting value does
         gate = torch.tensor([configs[i].alpha_init for i in rows], dtype=torch.float32).to(device, dtype)
         alphas = [gate[:, None, None].clone() for _ in range(first.depth)]
-        metrics, per_layer = measure(block, first.activation, pick(x), [pick(w) for w in weights], alphas, layers)
-        metrics = metrics.cpu().tolist()
-        per_layer = per_layer.cpu().tolist() if per_layer is not None else [()] * len(rows)
-        for i, values, layer_values in zip(rows, metrics, per_layer):
-            found[i, block] = RunResult(block, configs[i], dict(zip(METRICS, values)),
-                                        tuple(dict(zip(LAYER_METRICS, v)) for v in layer_values))
+        trained = fit(block, first.activation, pick(x), [pick(w) for w in weights], alphas,
+                      y=None if y is None else pick(y), lr=pick(lr), steps=first.steps, record=record,
+                      layers=layers, fits=[configs[i].target != "zero" for i in rows])
+        for row, i in enumerate(rows):
+            last = dict(zip(STEP_METRICS, trained.last[row].tolist()))
+            metrics = run_metrics(configs[i], last, float(trained.first[row, 0]), trained.steps_to_fit[row])
+            found[i, block] = RunResult(block, configs[i], metrics, trained.layer_metrics(row),
+                                        trained.curve_metrics(row))
     return [found[i, b] for i, (_, blocks) in enumerate(tasks) for b in BLOCKS if b in blocks]

@@ -14,6 +14,8 @@ from cnnexp.config import Task
 from cnnexp.probe import RunResult, probe
 
 
-def run_reference(tasks: Sequence[Task], device: str = "cpu", layers: bool = True) -> list[RunResult]:
-    """Probe each task in turn; one RunResult per configuration and block, in task order."""
-    return [result for config, blocks in tasks for result in probe(config, blocks, device)]
+def run_reference(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
+                  curve: int | None = None) -> list[RunResult]:
+    """Probe (and train, for steps > 0) each task in turn; one RunResult per configuration and block, in task
+    order."""
+    return [result for config, blocks in tasks for result in probe(config, blocks, device, curve)]
