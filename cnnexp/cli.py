@@ -361,8 +361,9 @@ def fit_command(
         help="Metric to fit (repeatable or comma-separated) (default: loss, x_grad_norm, a1_grad_norm, "
              "param_grad_norm, w_norm).", show_default=False)] = None,
     law: Annotated[Optional[str], typer.Option(
-        help="power: log10(metric) on log10(x); exponential: log10(metric) on x (default: exponential for "
-             "depth, power for any other axis).", show_default=False)] = None,
+        help="power: log10(metric) on log10(x); exponential: log10(metric) on x; log: the metric itself on "
+             "log10(x), e.g. steps_to_fit per decade (default: exponential for depth, power for any other "
+             "axis).", show_default=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="Write the fits as CSV: the group's configuration columns, then metric, x, law, slope, "
                       "slope_low, slope_high, intercept, r2, n, excluded, theory, ...", show_default=False)] = None,

@@ -66,6 +66,7 @@ class FitLaw:
 LAWS = {law.name: law for law in (
     FitLaw("power", "log10(metric) = intercept + slope * log10(x)", log_x=True, log_y=True),
     FitLaw("exponential", "log10(metric) = intercept + slope * x", log_x=False, log_y=True),
+    FitLaw("log", "metric = intercept + slope * log10(x)", log_x=True, log_y=False),  # e.g. steps per decade
 )}
 DEFAULT_LAW = {"depth": "exponential"}  # any other axis: power
 
@@ -110,16 +111,17 @@ def law_for(axis: str, law: str | None) -> FitLaw:
     """
     name = law or DEFAULT_LAW.get(axis, "power")
     if name not in LAWS:
-        raise ConfigError(f"--law {name}: unknown law; use {' or '.join(LAWS)}")
+        raise ConfigError(f"--law {name}: unknown law; use {', '.join(LAWS)}")
     return LAWS[name]
 
 
 def usable(law: FitLaw, axis: str, u: pd.Series, v: pd.Series, zero: str = "underflow") -> tuple[np.ndarray, str]:
     """Which rows the law can take, and why the others are left out ("3 values 0: underflow; ..."); `zero`
     says why a metric is 0 (underflow, unless theory says it vanishes)."""
+    missing = "empty: never reached" if v.name == "steps_to_fit" else "not finite"  # an empty steps_to_fit
     u, v = u.to_numpy(dtype=float), v.to_numpy(dtype=float)
     reasons = []  # (mask of rows left out for this reason, text), the first reason that applies wins
-    reasons.append((~np.isfinite(v), "not finite"))
+    reasons.append((~np.isfinite(v), missing))
     if law.log_y:
         reasons += [(v == 0, f"0: {zero}"), (v < 0, "negative")]
     reasons.append((~np.isfinite(u), f"{axis} not finite"))

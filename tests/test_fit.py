@@ -159,7 +159,7 @@ def test_too_few_points_or_one_axis_value_gives_no_slope_not_an_error():
     ("d", None, None, []),  # fine: d has two values
     ("batch", None, None, ["--x batch", "has one value", "(4)"]),
     ("small_init", ["grad_norm"], None, ["--y grad_norm", "not a metric", "x_grad_norm"]),
-    ("small_init", None, "log", ["--law log", "unknown law", "power or exponential"]),
+    ("small_init", None, "cubic", ["--law cubic", "unknown law", "power, exponential, log"]),
 ])
 def test_bad_input_is_refused_naming_it(x, y, law, words):
     df = synthetic()
@@ -332,3 +332,33 @@ def test_any_law_exponent_and_noise_matches_the_independent_fit(exponent, noise,
     fits = fit(df, "small_init", "loss", law=law)
     check_against_reference(fits, df, "small_init", law=law)
     assert fits["n"].iloc[0] + fits["excluded"].iloc[0] == len(df)
+
+
+# --- the log law: a metric itself on log10(axis), e.g. steps_to_fit per decade ----------------------------
+
+
+def test_log_law_equals_an_independent_least_squares_and_keeps_zeros():
+    rng = np.random.default_rng(3)
+    rows = []
+    for block, per_decade in (("plain", -70.0), ("residual", -40.0)):
+        for value in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
+            for s in range(3):
+                steps = 120 + per_decade * math.log10(value) + rng.normal(0, 5)
+                row = {"block": block, **{a.name: a.default for a in AXES}, "steps": 500, "target": "identity",
+                       "small_init": value, "seed": s}
+                row |= {m: 1.0 for m in METRICS} | {"initial_loss": 1.0, "steps_to_fit": max(round(steps), 0)}
+                rows.append(row)
+    rows[0]["steps_to_fit"] = 0  # a real value: fitted at once
+    rows[1]["steps_to_fit"] = float("nan")  # never reached
+    df = pd.DataFrame(rows)
+    fits = fit(df, "small_init", "steps_to_fit", law="log")
+    assert list(fits["law"]) == ["log", "log"]
+    for _, row in fits.iterrows():
+        group = df[(df["block"] == row["block"]) & df["steps_to_fit"].notna()]
+        want = reference(np.log10(group["small_init"]), group["steps_to_fit"])
+        assert row["slope"] == pytest.approx(np.polyfit(np.log10(group["small_init"]), group["steps_to_fit"], 1)[0],
+                                             abs=1e-9)
+        assert row["slope_low"] == pytest.approx(want["slope_low"], abs=1e-6)
+        assert row["n"] == len(group)
+    plain = fits[fits["block"] == "plain"].iloc[0]
+    assert plain["n"] == 17 and "1 value empty: never reached" in plain["excluded_why"]
