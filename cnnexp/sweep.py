@@ -28,8 +28,8 @@ from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
 from cnnexp.config import Sweep, Task, config_dict, expand, parse_blocks, parse_run
-from cnnexp.engine import (UNIT_BYTES, Execution, device_info, execute, open_executor, plan_units, unit_bytes,
-                           use_threads, worker_count)
+from cnnexp.engine import (UNIT_BYTES, Execution, device_info, execute, open_executor, plan_units, run_cost,
+                           unit_bytes, use_threads, worker_count)
 from cnnexp.errors import Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.results import (ResultsFile, fingerprint, keep_rows, meta_path, read_meta, read_rows, row_key,
@@ -171,17 +171,17 @@ def run_sweep(
     """
     execution, layers = plan.execution, plan.per_layer is not None
     threads = use_threads(execution.threads)
-    units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers)
-    workers = worker_count(execution, sum(u.cost for u in units))
-    if workers > 1:  # smaller units, largest first, to balance the workers
-        units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
-                           workers=workers)
+    workers = worker_count(execution, sum(run_cost(config, len(blocks)) for config, blocks in plan.tasks))
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     new: dict[tuple, dict] = {}
     with ExitStack() as files:
-        csv_file, layer_file = _open_results(plan, files)
+        # the executor first: a cluster that does not answer is refused before any file is touched
         executor, where = files.enter_context(open_executor(execution, workers))
+        # with several workers (local processes, or a cluster's threads): smaller units, largest first, to balance
+        units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
+                           workers=where.get("threads_total", workers))
+        csv_file, layer_file = _open_results(plan, files)
         meta = _provenance(plan, command, started, threads, where)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         try:

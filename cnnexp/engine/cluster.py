@@ -1,0 +1,168 @@
+"""The Dask cluster (`--scheduler ADDRESS` or `--scheduler-file PATH`): units computed by a cluster's workers.
+
+The cluster is reached through Dask's concurrent.futures executor (`Client.get_executor`), so the units run
+through the same loop as the local pool (cnnexp.engine.execute): a bounded window of units in flight, each
+unit's rows written by this process alone as it arrives. A worker that dies mid-unit has its unit run again
+on another worker by the scheduler (up to its `allowed-failures`, 3 by default); a rerun of a killed client
+resumes from the rows already written.
+
+    >>> execution = Execution(scheduler="tcp://127.0.0.1:8786")            # doctest: +SKIP
+    >>> with cluster_executor(execution) as (executor, info):
+    ...     for results in execute(plan_units(tasks, workers=info["threads_total"]), executor, info["window"]):
+    ...         ...
+
+Needs the optional extra: pip install 'cnnexp[dask]'.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from typing import Iterator
+
+from cnnexp import __version__
+from cnnexp.engine import first_line
+from cnnexp.errors import ConfigError
+
+CONNECT_TIMEOUT = 5.0  # seconds to reach the scheduler before giving up
+WORKERS_TIMEOUT = 60.0  # seconds to wait for a first worker to join a scheduler that has none
+UNITS_PER_THREAD = 2  # units in flight per worker thread: every thread busy, few futures held
+
+
+class VersionMismatch(ConfigError):
+    """A worker runs another torch or cnnexp than this client: its numbers could differ."""
+
+
+def versions() -> dict:
+    """What must match between the client and every worker: the torch and cnnexp versions, and the host."""
+    import socket
+
+    import torch
+
+    return {"torch": torch.__version__, "cnnexp": __version__, "host": socket.gethostname()}
+
+
+@contextmanager
+def cluster_executor(execution) -> Iterator[tuple[Executor, dict]]:
+    """Connect to a Dask scheduler, check its workers, and yield its executor and what the provenance records.
+
+    Args:
+        execution: an Execution with `scheduler` (an address) or `scheduler_file` (a JSON file with "address").
+
+    Yields:
+        (executor, info): a concurrent.futures executor whose units run on the workers, one torch thread per
+        task; info has the scheduler address, the workers' hosts, each worker's torch version, the total
+        worker threads and the window of units in flight.
+
+    Raises:
+        ConfigError: Dask is not installed, the scheduler file is missing or not a scheduler file, the scheduler
+            does not answer, no worker joins it, or a worker runs another torch or cnnexp (VersionMismatch).
+    """
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError("--scheduler needs Dask, which is not installed: pip install 'cnnexp[dask]'") from None
+    address = execution.scheduler or scheduler_address(execution.scheduler_file)
+    client = _connect(distributed, address)
+    try:
+        info = _check_workers(client, address)
+        executor = _Checked(client.get_executor(retries=0), versions())
+        yield executor, info
+    finally:
+        client.close(timeout=CONNECT_TIMEOUT)
+
+
+def scheduler_address(path: str) -> str:
+    """The address in a scheduler file (as `dask scheduler --scheduler-file`, dask-jobqueue and dask-mpi write).
+
+    Raises:
+        ConfigError: the file is missing, unreadable or has no address.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            address = json.load(f).get("address")
+    except FileNotFoundError:
+        raise ConfigError(f"--scheduler-file {path}: no such file; start the scheduler with "
+                          f"`dask scheduler --scheduler-file {path}` first") from None
+    except OSError as e:
+        raise ConfigError(f"--scheduler-file {path}: cannot read it: {e.strerror or e}") from None
+    except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+        address = None
+    if not isinstance(address, str) or not address:
+        raise ConfigError(f"--scheduler-file {path}: not a Dask scheduler file (expected JSON with an \"address\")")
+    return address
+
+
+def _connect(distributed, address: str):
+    """A client of the scheduler at `address`, or one ConfigError line within CONNECT_TIMEOUT seconds."""
+    import dask
+    from distributed.comm import get_address_host_port
+
+    try:
+        get_address_host_port(address)  # before a Client exists: a half-made one lingers at exit
+    except ValueError as e:  # an address Dask cannot parse (unknown protocol, no port, ...)
+        raise ConfigError(f"--scheduler {address!r}: not a Dask scheduler address ({e}); "
+                          "expected e.g. tcp://10.0.0.5:8786") from None
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s"}):
+            return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise ConfigError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s "
+                          f"({first_line(e)}); check the address and that `dask scheduler` runs there") from None
+
+
+def _check_workers(client, address: str) -> dict:
+    """Wait for a first worker, refuse a worker whose torch or cnnexp differs from ours, and describe them."""
+    try:
+        client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+    except TimeoutError:
+        raise ConfigError(f"--scheduler {address}: no worker joined within {WORKERS_TIMEOUT:g} s; start some "
+                          f"with `dask worker {address}`") from None
+    mine = versions()
+    try:
+        theirs = client.run(versions)
+    except Exception as e:  # a worker that cannot import cnnexp or torch cannot run a unit either
+        raise ConfigError(f"--scheduler {address}: a worker cannot run cnnexp ({type(e).__name__}: {first_line(e)}); "
+                          f"install cnnexp {mine['cnnexp']} with torch {mine['torch']} on every worker") from None
+    for worker, v in sorted(theirs.items()):
+        _refuse_mismatch(mine, v, worker)
+    threads = sum(client.nthreads().values())
+    return {
+        "scheduler": client.scheduler.address,
+        "workers": len(theirs),
+        "worker_hosts": sorted({v["host"] for v in theirs.values()}),
+        "worker_torch": {worker: v["torch"] for worker, v in sorted(theirs.items())},
+        "threads_total": threads,
+        "window": UNITS_PER_THREAD * max(threads, 1),
+    }
+
+
+def _refuse_mismatch(mine: dict, theirs: dict, worker: str) -> None:
+    for name in ("torch", "cnnexp"):
+        if theirs[name] != mine[name]:
+            raise VersionMismatch(f"worker {worker} ({theirs['host']}) runs {name} {theirs[name]}, this client "
+                                  f"{name} {mine[name]}: install the same version on every worker")
+
+
+def run_checked(expected: dict, fn, *args):
+    """Run fn(*args) on a worker with one torch thread, after checking the worker's versions against the
+    client's (a worker that joined after the start has not been checked yet)."""
+    import torch
+    from distributed import get_worker
+
+    _refuse_mismatch(expected, versions(), get_worker().address)
+    torch.set_num_threads(1)
+    return fn(*args)
+
+
+class _Checked(Executor):
+    """Dask's executor, with every unit run through `run_checked`."""
+
+    def __init__(self, inner: Executor, expected: dict):
+        self.inner, self.expected = inner, expected
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self.inner.submit(run_checked, self.expected, fn, *args, **kwargs)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self.inner.shutdown(wait=wait)
