@@ -27,6 +27,7 @@ from cnnexp.engine import cluster as cluster_module  # noqa: E402
 from cnnexp.schema import CONFIG_COLUMNS, METRICS  # noqa: E402
 from cnnexp.sweep import plan_sweep, run_sweep  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the scheduler takes another
 runner = CliRunner()
 # one shape, many seeds: about 4 units per worker thread, each a fraction of a second
 RAW = {"name": "dask", "sweep": {"d": 48, "batch": 8, "small_init": [1e-2, 1e-4], "seed": {"range": [0, 60]}}}
@@ -73,7 +74,7 @@ def test_rows_equal_the_local_engine_and_the_provenance_names_the_cluster(cluste
     assert where["scheduler"] == local.scheduler_address
     assert where["worker_hosts"] == [socket.gethostname()]
     assert list(where["worker_torch"].values()) == [torch.__version__] * 2
-    assert where["threads_total"] == 2 and where["window"] == 4
+    assert where["threads_total"] == 2 and where["window"] == 4 and where["allowed_failures"] == 3
 
 
 def test_a_worker_killed_mid_sweep_loses_nothing(cluster, local_rows, tmp_path):
@@ -119,12 +120,6 @@ def test_a_client_killed_mid_sweep_and_rerun_completes_every_row_once(cluster, l
     assert_same_rows(out, local_rows)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def assert_one_line_exit_2(result, *words):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
@@ -139,14 +134,27 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_no_scheduler_at_the_address_is_one_line_exit_2_quickly(in_tmp, monkeypatch):
+@pytest.mark.parametrize("listening", [False, True], ids=["refused", "silent"])
+def test_no_scheduler_at_the_address_is_one_line_exit_2_quickly(in_tmp, monkeypatch, listening):
+    """Nothing there (refused), or a server that accepts and never answers (Dask's Client alone would hang)."""
     monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT", 1.0)
-    address = f"tcp://127.0.0.1:{free_port()}"
-    start = time.monotonic()
-    result = runner.invoke(app, ["sweep", "dask.yaml", "--scheduler", address])
-    assert time.monotonic() - start < 10
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        if listening:
+            server.listen()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        start = time.monotonic()
+        result = runner.invoke(app, ["sweep", "dask.yaml", "--scheduler", address])
+        assert time.monotonic() - start < 10
     assert_one_line_exit_2(result, address, "no Dask scheduler answered within 1 s")
     assert not (in_tmp / "results").exists() or not any((in_tmp / "results").iterdir())
+
+
+def test_a_worker_address_is_refused_as_not_a_scheduler(cluster, in_tmp):
+    _, client = cluster
+    worker = sorted(client.scheduler_info(n_workers=-1)["workers"])[0]
+    result = runner.invoke(app, ["sweep", "dask.yaml", "--scheduler", worker])
+    assert_one_line_exit_2(result, worker, "not a scheduler")
 
 
 @pytest.mark.parametrize("flag, value, words", [
@@ -155,13 +163,22 @@ def test_no_scheduler_at_the_address_is_one_line_exit_2_quickly(in_tmp, monkeypa
     ("--scheduler-file", "absent.json", ["absent.json: no such file", "dask scheduler --scheduler-file"]),
     ("--scheduler-file", "garbled.json", ["garbled.json: not a Dask scheduler file"]),
     ("--scheduler-file", "list.json", ["list.json: not a Dask scheduler file"]),
+    ("--scheduler", "tcp://127.0.0.1:8786 --scheduler-file list.json", ["give one of them"]),
+    ("--scheduler", "tcp://127.0.0.1:8786 --workers 2", ["--workers 2: is for processes on this machine"]),
 ])
 def test_a_bad_address_or_scheduler_file_is_one_line_exit_2(in_tmp, flag, value, words):
     (in_tmp / "garbled.json").write_text('{"address": ')
     (in_tmp / "list.json").write_text('["tcp://127.0.0.1:8786"]')
-    result = runner.invoke(app, ["sweep", "dask.yaml", flag, value])
+    result = runner.invoke(app, ["sweep", "dask.yaml", flag, *value.split()])
     assert_one_line_exit_2(result, *words)
     assert not (in_tmp / "results").exists() or not any((in_tmp / "results").iterdir())
+
+
+def test_a_scheduler_without_workers_is_one_line_exit_2(in_tmp, monkeypatch):
+    monkeypatch.setattr(cluster_module, "WORKERS_TIMEOUT", 0.5)
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as empty:
+        result = runner.invoke(app, ["sweep", "dask.yaml", "--scheduler", empty.scheduler_address])
+    assert_one_line_exit_2(result, empty.scheduler_address, "no worker joined within 0.5 s", "dask worker")
 
 
 def test_a_scheduler_file_is_followed_to_its_scheduler(cluster, in_tmp):

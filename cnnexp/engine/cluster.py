@@ -16,6 +16,7 @@ Needs the optional extra: pip install 'cnnexp[dask]'.
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Iterator
@@ -62,14 +63,25 @@ def cluster_executor(execution) -> Iterator[tuple[Executor, dict]]:
         import distributed
     except ImportError:
         raise ConfigError("--scheduler needs Dask, which is not installed: pip install 'cnnexp[dask]'") from None
+    if execution.scheduler and execution.scheduler_file:
+        raise ConfigError(f"--scheduler {execution.scheduler} and --scheduler-file {execution.scheduler_file}: "
+                          "give one of them")
+    if execution.workers is not None:
+        raise ConfigError(f"--workers {execution.workers}: is for processes on this machine; with a scheduler the "
+                          "cluster's workers compute (start more with `dask worker`)")
     address = execution.scheduler or scheduler_address(execution.scheduler_file)
-    client = _connect(distributed, address)
+    log = logging.getLogger("distributed")
+    level = log.level
+    log.setLevel(max(level, logging.ERROR))  # "rescheduling" notices are the normal course: a worker was lost
     try:
-        info = _check_workers(client, address)
-        executor = _Checked(client.get_executor(retries=0), versions())
-        yield executor, info
+        client = _connect(distributed, address)
+        try:
+            info = _check_workers(client, address)
+            yield _Checked(client.get_executor(retries=0), versions()), info
+        finally:
+            client.close(timeout=CONNECT_TIMEOUT)
     finally:
-        client.close(timeout=CONNECT_TIMEOUT)
+        log.setLevel(level)
 
 
 def scheduler_address(path: str) -> str:
@@ -94,8 +106,7 @@ def scheduler_address(path: str) -> str:
 
 
 def _connect(distributed, address: str):
-    """A client of the scheduler at `address`, or one ConfigError line within CONNECT_TIMEOUT seconds."""
-    import dask
+    """A client of the scheduler at `address`, or one ConfigError line within about CONNECT_TIMEOUT seconds."""
     from distributed.comm import get_address_host_port
 
     try:
@@ -104,11 +115,32 @@ def _connect(distributed, address: str):
         raise ConfigError(f"--scheduler {address!r}: not a Dask scheduler address ({e}); "
                           "expected e.g. tcp://10.0.0.5:8786") from None
     try:
-        with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s"}):
-            return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError) as e:
-        raise ConfigError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s "
-                          f"({first_line(e)}); check the address and that `dask scheduler` runs there") from None
+        # Dask's Client waits forever on a server that accepts the connection but never answers (a web
+        # server, a worker's nanny): ask what is there first, within the timeout
+        what = _identity(address).get("type")
+        if what != "Scheduler":
+            raise ConfigError(f"--scheduler {address}: a Dask {what or 'server'} answers there, not a scheduler; "
+                              "give the scheduler's address (dask scheduler prints it)")
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as e:  # refused, unreachable, or silent
+        reason = f" ({first_line(e)})" if str(e).strip() else ""
+        raise ConfigError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s"
+                          f"{reason}; check the address and that `dask scheduler` runs there") from None
+
+
+def _identity(address: str) -> dict:
+    """What the Dask server at `address` says it is ({"type": "Scheduler", ...}), within CONNECT_TIMEOUT."""
+    import asyncio
+
+    from distributed.core import rpc
+    from distributed.security import Security
+
+    async def identity():
+        args = Security().get_connection_args("client")  # TLS settings from the Dask configuration, if any
+        async with rpc(address, timeout=CONNECT_TIMEOUT, connection_args=args) as server:
+            return await server.identity()
+
+    return asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT))
 
 
 def _check_workers(client, address: str) -> dict:
@@ -133,8 +165,13 @@ def _check_workers(client, address: str) -> dict:
         "worker_hosts": sorted({v["host"] for v in theirs.values()}),
         "worker_torch": {worker: v["torch"] for worker, v in sorted(theirs.items())},
         "threads_total": threads,
+        "allowed_failures": client.run_on_scheduler(_allowed_failures),  # worker deaths a unit survives
         "window": UNITS_PER_THREAD * max(threads, 1),
     }
+
+
+def _allowed_failures(dask_scheduler) -> int:
+    return dask_scheduler.allowed_failures
 
 
 def _refuse_mismatch(mine: dict, theirs: dict, worker: str) -> None:
