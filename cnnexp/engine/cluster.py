@@ -144,7 +144,8 @@ def _identity(address: str) -> dict:
 
 
 def _check_workers(client, address: str) -> dict:
-    """Wait for a first worker, refuse a worker whose torch or cnnexp differs from ours, and describe them."""
+    """Wait for a first worker; refuse a scheduler or worker whose torch or cnnexp differs from ours (the
+    scheduler unpickles the units too); describe the cluster."""
     try:
         client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
     except TimeoutError:
@@ -152,12 +153,15 @@ def _check_workers(client, address: str) -> dict:
                           f"with `dask worker {address}`") from None
     mine = versions()
     try:
+        scheduler = client.run_on_scheduler(_scheduler_facts)
         theirs = client.run(versions)
-    except Exception as e:  # a worker that cannot import cnnexp or torch cannot run a unit either
-        raise ConfigError(f"--scheduler {address}: a worker cannot run cnnexp ({type(e).__name__}: {first_line(e)}); "
-                          f"install cnnexp {mine['cnnexp']} with torch {mine['torch']} on every worker") from None
+    except Exception as e:  # a scheduler or worker that cannot import cnnexp or torch cannot take a unit either
+        raise ConfigError(f"--scheduler {address}: the scheduler or a worker cannot run cnnexp ({type(e).__name__}: "
+                          f"{first_line(e)}); install cnnexp {mine['cnnexp']} with torch {mine['torch']} on the "
+                          "scheduler and every worker") from None
+    _refuse_mismatch(mine, scheduler, f"the scheduler {address}")
     for worker, v in sorted(theirs.items()):
-        _refuse_mismatch(mine, v, worker)
+        _refuse_mismatch(mine, v, f"worker {worker}")
     threads = sum(client.nthreads().values())
     return {
         "scheduler": client.scheduler.address,
@@ -165,20 +169,20 @@ def _check_workers(client, address: str) -> dict:
         "worker_hosts": sorted({v["host"] for v in theirs.values()}),
         "worker_torch": {worker: v["torch"] for worker, v in sorted(theirs.items())},
         "threads_total": threads,
-        "allowed_failures": client.run_on_scheduler(_allowed_failures),  # worker deaths a unit survives
         "window": UNITS_PER_THREAD * max(threads, 1),
+        "allowed_failures": scheduler["allowed_failures"],  # the worker deaths a unit survives
     }
 
 
-def _allowed_failures(dask_scheduler) -> int:
-    return dask_scheduler.allowed_failures
+def _scheduler_facts(dask_scheduler) -> dict:
+    return {**versions(), "allowed_failures": dask_scheduler.allowed_failures}
 
 
-def _refuse_mismatch(mine: dict, theirs: dict, worker: str) -> None:
+def _refuse_mismatch(mine: dict, theirs: dict, who: str) -> None:
     for name in ("torch", "cnnexp"):
         if theirs[name] != mine[name]:
-            raise VersionMismatch(f"worker {worker} ({theirs['host']}) runs {name} {theirs[name]}, this client "
-                                  f"{name} {mine[name]}: install the same version on every worker")
+            raise VersionMismatch(f"{who} ({theirs['host']}) runs {name} {theirs[name]}, this client "
+                                  f"{name} {mine[name]}: install the same version on the scheduler and every worker")
 
 
 def run_checked(expected: dict, fn, *args):
@@ -187,7 +191,7 @@ def run_checked(expected: dict, fn, *args):
     import torch
     from distributed import get_worker
 
-    _refuse_mismatch(expected, versions(), get_worker().address)
+    _refuse_mismatch(expected, versions(), f"worker {get_worker().address}")
     torch.set_num_threads(1)
     return fn(*args)
 
