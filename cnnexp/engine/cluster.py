@@ -123,7 +123,8 @@ def _connect(distributed, address: str):
                               "give the scheduler's address (dask scheduler prints it)")
         return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as e:  # refused, unreachable, or silent
-        reason = f" ({first_line(e)})" if str(e).strip() else ""
+        reason = first_line(e) if str(e).strip() else ""
+        reason = "" if not reason or reason.startswith("Timed out") else f" ({reason})"  # e.g. a name not found
         raise ConfigError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s"
                           f"{reason}; check the address and that `dask scheduler` runs there") from None
 
