@@ -227,3 +227,43 @@ def test_a_unit_whose_workers_all_died_is_one_run_error_naming_it():
     message = str(e.value)
     assert message.startswith("d=8, batch=4, depth=1") and "seed=3" in message and "4 tries" in message
     assert "\n" not in message
+
+
+def test_a_scheduler_lost_mid_sweep_is_one_run_error_and_the_rows_stay(tmp_path):
+    """A scheduler of its own (killed with SIGKILL once rows arrive) and one worker of two threads without a nanny."""
+    spec = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(spec)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + 30
+        while not spec.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(spec),
+                                   "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--nthreads", "2",
+                                   "--no-nanny"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        (tmp_path / "dask.yaml").write_text(json.dumps(RAW))
+        out = tmp_path / "dask.csv"
+        sweep = subprocess.Popen([sys.executable, "-m", "cnnexp", "sweep", str(tmp_path / "dask.yaml"), "--out",
+                                  str(out), "--scheduler-file", str(spec)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sweep.poll() is None and (not out.exists() or
+                                                                         out.read_text().count("\n") < 2):
+            time.sleep(0.005)
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait()
+        _, stderr = sweep.communicate(timeout=60)
+        assert sweep.returncode == 2, stderr
+        assert "Traceback" not in stderr and "distributed" not in stderr  # Dask's log lines are kept quiet
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith("error: d=48, batch=8") and "the cluster dropped it" in last, stderr
+        kept = load_results(out)
+        assert 0 < len(kept) < ROWS and not kept.duplicated(list(CONFIG_COLUMNS)).any()
+    finally:
+        for p in (scheduler, worker):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()

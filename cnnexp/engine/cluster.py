@@ -70,18 +70,34 @@ def cluster_executor(execution) -> Iterator[tuple[Executor, dict]]:
         raise ConfigError(f"--workers {execution.workers}: is for processes on this machine; with a scheduler the "
                           "cluster's workers compute (start more with `dask worker`)")
     address = execution.scheduler or scheduler_address(execution.scheduler_file)
-    log = logging.getLogger("distributed")
-    level = log.level
-    log.setLevel(max(level, logging.ERROR))  # "rescheduling" notices are the normal course: a worker was lost
-    try:
+    with _quiet_dask_logs():
         client = _connect(distributed, address)
         try:
             info = _check_workers(client, address)
+            # retries=0: a unit that raises fails in its data (seeded, so it would fail again elsewhere); a
+            # worker that dies is the scheduler's to handle, up to its allowed-failures
             yield _Checked(client.get_executor(retries=0), versions()), info
         finally:
             client.close(timeout=CONNECT_TIMEOUT)
+
+
+@contextmanager
+def _quiet_dask_logs():
+    """Silence Dask's loggers in this process (each has its own level), restoring them after.
+
+    Their lines would come before cnnexp's one line: a lost worker ("rescheduling") is the normal course, and
+    a lost scheduler ends the sweep with a RunError that says so.
+    """
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "distributed" or name.startswith("distributed.")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
     finally:
-        log.setLevel(level)
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
 
 
 def scheduler_address(path: str) -> str:
