@@ -267,3 +267,31 @@ def test_a_scheduler_lost_mid_sweep_is_one_run_error_and_the_rows_stay(tmp_path)
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_units_are_submitted_in_a_bounded_window_and_run_with_one_torch_thread(cluster):
+    from concurrent.futures import Executor
+
+    from cnnexp.config import expand
+    from cnnexp.engine import execute, plan_units
+
+    local, client = cluster
+    client.run(torch.set_num_threads, 2)  # as a worker would start without OMP_NUM_THREADS=1 (this suite sets it)
+    with cluster_module.cluster_executor(Execution(scheduler=local.scheduler_address)) as (executor, info):
+        assert executor.submit(torch.get_num_threads).result(timeout=30) == 1
+
+        submitted = []
+
+        class Counting(Executor):
+            def submit(self, fn, *args):
+                submitted.append(fn)
+                return executor.submit(fn, *args)
+
+        tasks = [(config, ("plain", "residual")) for config in expand(parse_sweep(RAW, source="dask.yaml"))]
+        units = plan_units(tasks, workers=info["threads_total"])
+        assert len(units) > info["window"]
+        collected, most, rows = 0, 0, 0
+        for results in execute(units, Counting(), info["window"]):
+            most = max(most, len(submitted) - collected)  # units submitted and not yet collected
+            collected, rows = collected + 1, rows + len(results)
+        assert most == info["window"] and len(submitted) == collected == len(units) and rows == ROWS
