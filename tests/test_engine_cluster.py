@@ -24,6 +24,7 @@ from cnnexp.cli import app  # noqa: E402
 from cnnexp.config import RunConfig, parse_sweep  # noqa: E402
 from cnnexp.engine import Execution, RunError, WorkUnit, _collect  # noqa: E402
 from cnnexp.engine import cluster as cluster_module  # noqa: E402
+from cnnexp.results import meta_path  # noqa: E402
 from cnnexp.schema import CONFIG_COLUMNS, METRICS  # noqa: E402
 from cnnexp.sweep import plan_sweep, run_sweep  # noqa: E402
 
@@ -70,7 +71,7 @@ def test_rows_equal_the_local_engine_and_the_provenance_names_the_cluster(cluste
                        command="cluster")
     assert report.ran == ROWS
     assert_same_rows(tmp_path / "dask.csv", local_rows)
-    where = json.loads((tmp_path / "dask.meta.json").read_text())["environment"]
+    where = json.loads(meta_path(tmp_path / "dask.csv").read_text())["environment"]
     assert where["scheduler"] == local.scheduler_address
     assert where["worker_hosts"] == [socket.gethostname()]
     assert list(where["worker_torch"].values()) == [torch.__version__] * 2
@@ -188,7 +189,7 @@ def test_a_scheduler_file_is_followed_to_its_scheduler(cluster, in_tmp):
     (in_tmp / "dask.yaml").write_text(json.dumps(small))
     result = runner.invoke(app, ["sweep", "dask.yaml", "--scheduler-file", "scheduler.json"])
     assert result.exit_code == 0, result.output
-    meta = json.loads((in_tmp / "results" / "dask.meta.json").read_text())
+    meta = json.loads(meta_path(in_tmp / "results" / "dask.csv").read_text())
     assert meta["environment"]["scheduler"] == local.scheduler_address
 
 

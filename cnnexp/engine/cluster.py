@@ -83,13 +83,15 @@ def cluster_executor(execution) -> Iterator[tuple[Executor, dict]]:
 
 @contextmanager
 def _quiet_dask_logs():
-    """Silence Dask's loggers in this process (each has its own level), restoring them after.
+    """Silence Dask's loggers and those of the event loop under it (tornado, asyncio) in this process, each of
+    which has its own level, restoring them after.
 
     Their lines would come before cnnexp's one line: a lost worker ("rescheduling") is the normal course, and
     a lost scheduler ends the sweep with a RunError that says so.
     """
-    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-               if name == "distributed" or name.startswith("distributed.")]
+    roots = ("distributed", "tornado", "asyncio")
+    loggers = [logging.getLogger(name) for name in [*roots, *logging.root.manager.loggerDict]
+               if name in roots or name.startswith(tuple(f"{r}." for r in roots))]
     levels = [log.level for log in loggers]
     for log in loggers:
         log.setLevel(logging.CRITICAL + 1)
