@@ -305,6 +305,12 @@ class ResultsFile:
         self._written = self.size  # and from here on, the bytes this object appended
         return self
 
+    def complete_rows(self) -> int:
+        """The complete rows in the file now (its lines with a newline, less the header)."""
+        with open(self._file.fileno(), "rb", closefd=False) as raw:
+            raw.seek(0)
+            return max(sum(block.count(b"\n") for block in iter(lambda: raw.read(1 << 20), b"")) - 1, 0)
+
     def keep(self, keys: set[tuple], key_columns: tuple[str, ...]) -> None:
         """Drop the complete rows whose key is not in `keys`: the file is rewritten atomically (a kill leaves
         the old file or the new) and locked again."""

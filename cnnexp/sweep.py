@@ -28,13 +28,8 @@ from typing import Callable, Iterable, Iterator
 
 from cnnexp import __version__
 from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
-from cnnexp.engine import (UNIT_BYTES, Execution, device_info, execute, open_executor, plan_units, unit_bytes,
-                           use_threads, worker_count)
-from cnnexp.errors import CnnexpError, Interrupted, ResultsError
-from cnnexp.memory import refuse_beyond_memory
-from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
 from cnnexp.engine import (UNIT_BYTES, Execution, curve_steps, device_info, execute, open_executor, plan_units,
-                           unit_bytes, use_threads, worker_count)
+                           run_cost, unit_bytes, use_threads, worker_count)
 from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.paths import CSV, check_output
@@ -294,18 +289,19 @@ def run_sweep(
     execution, layers = plan.execution, plan.per_layer is not None
     curve = plan.curve_every if plan.curve is not None else None
     threads = use_threads(execution.threads)
-    units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers, curve=curve)
-    workers = min(worker_count(execution, sum(u.cost for u in units)), max(len(plan.tasks), 1))
-    if workers > 1:  # smaller units, largest first, to balance the workers
-        units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
-                           workers=workers, curve=curve)
+    cost = sum(run_cost(config, len(blocks)) for config, blocks in plan.tasks)
+    workers = min(worker_count(execution, cost), max(len(plan.tasks), 1))
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     new: dict[tuple, dict] = {}
     keys = plan.columns.config
     with ExitStack() as files:
-        # workers first: forked after the results files were opened, they would hold their locks past a kill
+        # the executor first: a cluster that does not answer is refused before any file is touched, and local
+        # workers forked after the results files were opened would hold their locks past a kill
         executor, where = files.enter_context(open_executor(execution, workers))
+        # with several workers (local processes, or a cluster's threads): smaller units, largest first, to balance
+        units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
+                           workers=where.get("threads_total", workers), curve=curve)
         csv_file, sides = _open_results(plan, files)
         meta = _provenance(plan, command, started, threads, where)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
@@ -327,11 +323,11 @@ def run_sweep(
             for f in [csv_file, *(side_file for _, side_file in sides)]:
                 f.finish(order, keys)
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted: {len(plan.done) + len(new)} of {plan.rows_total} rows written to "
+            raise Interrupted(f"interrupted: {csv_file.complete_rows()} of {plan.rows_total} rows written to "
                               f"{plan.path}; rerun the same command to resume") from None
         except OSError as e:  # the disk filled, a file-size limit, the folder vanished
             raise ResultsError(f"{e.filename or plan.path}: cannot write: {e.strerror or e}; "
-                               f"{len(plan.done) + len(new)} of {plan.rows_total} rows are safe in {plan.path}; "
+                               f"{csv_file.complete_rows()} of {plan.rows_total} rows are safe in {plan.path}; "
                                "make room and rerun the same command to resume") from None
     meta["finished"] = meta["invocations"][-1]["finished"] = _now()
     write_meta(plan.path, meta)

@@ -227,15 +227,38 @@ def execute(units: Iterable[WorkUnit], executor: Executor | None = None, window:
 
 def _collect(unit: WorkUnit, result) -> list:
     """A unit's results, with a failure in its data (or a lost worker) as one RunError naming it."""
-    from concurrent.futures.process import BrokenProcessPool
-
     try:
         return result()
     except (MemoryError, RuntimeError) as e:  # torch reports an allocation failure as a RuntimeError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunError(f"{unit.describe()}: {type(e).__name__}: {first}") from None
-    except BrokenProcessPool:
-        raise RunError(f"{unit.describe()}: a worker process died (killed, or out of memory)") from None
+        raise RunError(f"{unit.describe()}: {type(e).__name__}: {first_line(e)}") from None
+    except Exception as e:
+        lost = _lost(e)
+        if lost is None:
+            raise
+        raise RunError(f"{unit.describe()}: {lost}") from None
+
+
+def _lost(e: Exception) -> str | None:
+    """Why a unit's worker (or the cluster) was lost, when `e` says so; None for any other exception."""
+    import sys
+    from concurrent.futures import CancelledError
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(e, BrokenProcessPool):
+        return "a worker process died (killed, or out of memory)"
+    distributed = sys.modules.get("distributed")  # imported only where a cluster is used
+    if distributed is not None and isinstance(e, distributed.KilledWorker):
+        return (f"every worker that ran it died ({e.allowed_failures + 1} tries; killed, or out of memory: see "
+                f"the workers' logs, e.g. for the memory limit); rerun the same command to resume")
+    if isinstance(e, CancelledError):
+        return "the cluster dropped it (the scheduler stopped, or lost this client); rerun the same command to resume"
+    if isinstance(e, OSError) and distributed is not None:  # a connection to the scheduler or a worker was lost
+        return f"lost the cluster: {type(e).__name__}: {first_line(e)}; rerun the same command to resume"
+    return None
+
+
+def first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def available_cores() -> int:
