@@ -2,8 +2,9 @@
 
 The study's gradients get tiny (small_init^4 per block): at small_init=1e-6 in float32 the squares of the
 input gradient's elements (about 1e-44) are below float32's range, so `t.norm()` reads 5x too small, and at
-depth 50 in float64 even the norm of 1e-237 elements squares to 0. Here every tensor is taken to float64 (exact
-for both dtypes) and divided by its largest magnitude before squaring:
+depth 50 in float64 even the norm of 1e-237 elements squares to 0. Here a norm is taken in the tensor's own dtype only
+where no square can have fallen out of range (`safe_range`); elsewhere the tensor is taken to float64 and
+divided by its largest magnitude before squaring:
 
     ||t|| = s * sqrt(sum((t / s)^2)),   s = max |t_i|
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 
 
-SAFE = (1e-140, 1e140)  # a float64 norm in this range lost nothing that matters to squares under- or overflowing
+LOST = 1e-9  # the most, relative to the sum, that squares fallen below a dtype's range may be worth on the fast path
 
 
 def _rows(tensors) -> list[torch.Tensor]:
@@ -28,28 +29,44 @@ def _rows(tensors) -> list[torch.Tensor]:
 
 
 def _scaled(rows: torch.Tensor) -> torch.Tensor:
-    """||row|| = s * ||row / s|| with s = max |row_i|: no square can under- or overflow. -> (B,)"""
+    """||row|| = s * ||row / s|| with s = max |row_i|, in float64: no square can under- or overflow. -> (B,)"""
+    rows = rows.to(torch.float64)
     scale = rows.abs().amax(dim=1)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
     return scale * torch.linalg.vector_norm(rows / safe, dim=1)  # an all-zero row: 0 * 0 = 0
 
 
+def safe_range(dtype: torch.dtype, n: int) -> tuple[float, float]:
+    """Where a norm of n numbers taken in their own dtype is as good as the exact one: above the low end,
+    squares that fell below the dtype's smallest normal number are worth less than LOST of the sum; below
+    the high end, no square (and not the sum) can overflow."""
+    info = torch.finfo(dtype)
+    return (n * info.tiny / LOST) ** 0.5, info.max ** 0.5 * 1e-3
+
+
 def _norm(t: torch.Tensor) -> torch.Tensor:
-    """The norm of each row of one tensor. The squares of float32 (or narrower) numbers are never below or
-    above float64's range, so one float64 pass is exact; float64 rows whose norm lies outside SAFE are taken
-    again, scaled. -> (B,) float64"""
-    rows = t.detach().reshape(t.shape[0], -1)
-    result = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64)
-    if rows.dtype == torch.float64:
-        redo = ~((result > SAFE[0]) & (result < SAFE[1]))
-        if redo.any():
-            result[redo] = _scaled(rows[redo])
-    return result
+    """The norm of each configuration's slice (everything but the leading dimension) of one tensor.
+    -> (B,) float64
+
+    Each row (along the dimension contiguous in memory) is taken in the tensor's own dtype, as the notebook
+    does, and the rows' norms are summed in float64, where every row lies in `safe_range` (exact to the
+    dtype's rounding). A configuration with a row outside it (a tiny gradient, whose squares underflow) is
+    taken again whole in float64, scaled by its largest element.
+    """
+    t = t.detach() if t.ndim > 1 else t.detach()[:, None]  # (B,): one number per configuration
+    along = 1 + min(range(t.ndim - 1), key=lambda i: (t.stride(i + 1), -i))  # the contiguous dimension
+    rows = torch.linalg.vector_norm(t, dim=along)  # (B, ...) in t's dtype
+    low, high = safe_range(t.dtype, t.shape[along])
+    safe = ((rows >= low) & (rows <= high)).reshape(len(t), -1).all(dim=1)  # (B,): False for 0, NaN and inf
+    norms = rows.to(torch.float64).reshape(len(t), -1).square().sum(dim=1).sqrt()
+    if not safe.all():
+        norms[~safe] = _scaled(t[~safe].reshape(int((~safe).sum()), -1))
+    return norms
 
 
 def norm(*tensors: torch.Tensor) -> torch.Tensor:
     """The L2 norm of the tensors taken together, per row of their leading dimension. -> (B,) float64"""
-    parts = torch.stack([_norm(t) for t in tensors])  # (k, B): each exact, then combined scaled
+    parts = torch.stack([_norm(t) for t in tensors])  # (k, B): each exact to its dtype, then combined scaled
     if len(parts) == 1:
         return parts[0]
     return _scaled(parts.T.contiguous())
