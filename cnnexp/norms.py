@@ -50,14 +50,17 @@ def _norm(t: torch.Tensor) -> torch.Tensor:
 
     Each row (along the dimension contiguous in memory) is taken in the tensor's own dtype, as the notebook
     does, and the rows' norms are summed in float64, where every row lies in `safe_range` (exact to the
-    dtype's rounding). A configuration with a row outside it (a tiny gradient, whose squares underflow) is
+    dtype's rounding) or is all zeros. A configuration with a row outside it (a tiny gradient, whose squares underflow) is
     taken again whole in float64, scaled by its largest element.
     """
     t = t.detach() if t.ndim > 1 else t.detach()[:, None]  # (B,): one number per configuration
     along = 1 + min(range(t.ndim - 1), key=lambda i: (t.stride(i + 1), -i))  # the contiguous dimension
     rows = torch.linalg.vector_norm(t, dim=along)  # (B, ...) in t's dtype
     low, high = safe_range(t.dtype, t.shape[along])
-    safe = ((rows >= low) & (rows <= high)).reshape(len(t), -1).all(dim=1)  # (B,): False for 0, NaN and inf
+    exact = (rows >= low) & (rows <= high)  # False for 0, NaN and inf
+    if (rows == 0).any():  # a row of zeros (a unit ReLU kept off) is exact; one whose squares underflowed is not
+        exact |= t.abs().amax(dim=along) == 0
+    safe = exact.reshape(len(t), -1).all(dim=1)  # (B,)
     norms = rows.to(torch.float64).reshape(len(t), -1).square().sum(dim=1).sqrt()
     if not safe.all():
         norms[~safe] = _scaled(t[~safe].reshape(int((~safe).sum()), -1))

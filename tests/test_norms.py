@@ -78,3 +78,17 @@ def test_cosine_of_a_vector_with_itself_is_one_not_more():
     t = torch.randn(5, 1000)
     assert norms.cosine(t, t).max() <= 1.0
     assert norms.cosine(t, t).tolist() == pytest.approx([1.0] * 5, abs=1e-15)
+
+
+def test_rows_of_zeros_stay_on_the_fast_path_and_tiny_rows_do_not():
+    """A gradient with zero rows (ReLU units that never fired) is exact in float32; one row of elements
+    whose squares underflow sends its configuration to the scaled float64 path."""
+    torch.manual_seed(4)
+    t = torch.randn(2, 6, 40)
+    t[0, 2] = 0.0
+    t[1, 3] = 1e-25  # squares 1e-50: below float32's range
+    got = norms.norm(t).tolist()
+    want = [hypot(row.flatten().tolist()) for row in t.double()]
+    assert got[0] == pytest.approx(want[0], rel=1e-6) and got[1] == pytest.approx(want[1], rel=1e-6)
+    tiny = torch.full((1, 3, 40), 1e-25)
+    assert norms.norm(tiny).tolist() == pytest.approx([hypot([1e-25] * 120)], rel=1e-6)
