@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-long bench clean
 
 # The virtual environment, with every dependency pinned by constraints.txt (torch==2.13.0, CPU build).
 $(STAMP): pyproject.toml constraints.txt
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The same suite with the long budgets: 20 kills per signal in the soak test, 250 examples per fuzz target.
+test-long: $(STAMP)
+	CNNEXP_SOAK=20 CNNEXP_FUZZ=250 $(BIN)/python -m pytest
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -545,6 +545,7 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where
     import torch
 
     previous = plan.meta if not plan.fresh else None
+    dtypes = list(plan.sweep.axes["dtype"])
     invocation = {"command": command, "started": started, "finished": None,
                   "rows_to_run": plan.rows_to_run, "rows_skipped": plan.rows_skipped}
     return {
@@ -564,7 +565,7 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where
             "numpy": metadata.version("numpy"),
             "platform": platform.platform(),
             "host": socket.gethostname(),
-            "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
+            "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,  # the runs' own dtype (or dtypes)
             "engine": plan.execution.engine,
             **device_info(plan.execution.device),
             "threads": threads,

@@ -500,3 +500,47 @@ def test_a_sweep_that_trains_some_configurations_holds_the_others_as_the_study_a
     assert still["initial_loss"].tolist() == still["loss"].tolist() and still["steps_to_fit"].isna().all()
     trained = mixed[mixed["steps"] == 3]
     assert (trained["loss"] < trained["initial_loss"]).all() and trained["steps_to_fit"].isna().all()
+
+
+@pytest.mark.parametrize("dtypes, recorded", [(["float64"], "float64"), (["float32", "float64"],
+                                                                          ["float32", "float64"])])
+def test_provenance_records_the_runs_own_dtype(tmp_path, dtypes, recorded):
+    raw = {"name": "dt", "sweep": {"d": 4, "batch": 2, "dtype": dtypes}}
+    report = run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv"), command="x")
+    assert json.loads(report.meta_path.read_text())["environment"]["dtype"] == recorded
+
+
+# --- soak: kills at random points, with --per-layer, by every signal a sweep may meet ---------------------
+
+SOAK = {"name": "soak", "sweep": {"d": 8, "batch": 4, "depth": [1, 2], "small_init": [1e-2, 1e-6],
+                                  "seed": {"range": [0, 40]}}}
+
+
+@pytest.mark.parametrize("sig, workers", [(signal.SIGKILL, "1"), (signal.SIGTERM, "2"), (signal.SIGINT, "2")])
+def test_soak_kills_at_random_points_with_per_layer_end_with_every_row_once(tmp_path, sig, workers):
+    """Kill a sweep with --per-layer at random points (CNNEXP_SOAK kills each; 2 by default), resume each
+    time, and end with the rows of an uninterrupted run and every per-layer row present once."""
+    import os
+    import random
+
+    (tmp_path / "soak.yaml").write_text(json.dumps(SOAK))
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    run_sweep(plan_sweep(sweep_of(SOAK), ref / "r.csv", per_layer=ref / "L.csv", execution=Execution(workers=1)),
+              command="ref")
+    cmd = [sys.executable, "-m", "cnnexp", "sweep", str(tmp_path / "soak.yaml"), "--out", str(tmp_path / "r.csv"),
+           "--per-layer", str(tmp_path / "L.csv"), "--workers", workers]
+    rng = random.Random(sig)
+    total = 2 * 2 * 2 * 40
+    for _ in range(int(os.environ.get("CNNEXP_SOAK", "2"))):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for_rows(tmp_path / "r.csv", rng.randrange(2, total // 2), proc)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err, err
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_same_rows((tmp_path / "r.csv").read_text(), (ref / "r.csv").read_text())
+    got_layers = (tmp_path / "L.csv").read_text().splitlines()
+    want_layers = (ref / "L.csv").read_text().splitlines()
+    assert [line.split(",")[:10] for line in got_layers] == [line.split(",")[:10] for line in want_layers]
