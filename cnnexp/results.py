@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Container
 
 from cnnexp.errors import ResultsError
-from cnnexp.paths import check_input, check_output, csv_header, read_text
+from cnnexp.paths import check_input, check_output, read_text
 
 META_SUFFIX = ".meta.json"
 MAX_META_BYTES = 16 << 20  # a provenance file is a few kB; grown by one entry per invocation

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 from cnnexp import __version__
 from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run

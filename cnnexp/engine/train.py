@@ -30,7 +30,7 @@ import torch
 
 from cnnexp import norms
 from cnnexp.engine.batched import gradients, metrics
-from cnnexp.schema import FIT_FRACTION, LAYER_METRICS, STEP_METRICS, TEACHER_TARGETS
+from cnnexp.schema import FIT_FRACTION, LAYER_METRICS, STEP_METRICS
 
 
 def targets(configs: Sequence, x: torch.Tensor, teachers: Sequence[torch.Tensor]) -> torch.Tensor | None:
