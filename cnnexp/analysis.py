@@ -263,13 +263,29 @@ def summary(results: Results, metrics: Sequence[str] | None = None) -> pd.DataFr
         raise ResultsError(f"{source(df)}: configuration column {clash[0]!r} has the name of a summary column "
                            f"({', '.join(c for c in added if c in clash)} is added by summary); rename it")
     grouped = df.groupby(keys, sort=True, dropna=False)
-    stats = grouped[metrics].agg(list(STATISTICS))
-    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats = grouped[metrics].agg(["mean", scaled_std, scaled_sem])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in zip(stats.columns.get_level_values(0),
+                                                                 STATISTICS * len(metrics))]
     stats["n"] = grouped.size()
     table = stats.reset_index()
     if set(RATIO_BLOCKS) <= set(table["block"]):
         table = _with_ratios(table, keys, [m for m in metrics if "_grad" in m])
     return table
+
+
+def scaled_std(values: pd.Series) -> float:
+    """The sample standard deviation (ddof=1, NaN values left out) of values divided by their largest
+    magnitude, times it: seeds whose gradients are near 1e-236 do not have their deviations square to 0."""
+    values = values.dropna()
+    scale = values.abs().max() if len(values) else math.nan
+    if not (0 < scale < math.inf):
+        return float(values.std())
+    return float(scale * (values / scale).std())
+
+
+def scaled_sem(values: pd.Series) -> float:
+    """The standard error of the mean, std / sqrt(n), from `scaled_std`."""
+    return scaled_std(values) / math.sqrt(values.count()) if values.count() else math.nan
 
 
 def pick_metrics(df: pd.DataFrame, asked: Sequence[str] | None, flag: str = "--metric") -> list[str]:

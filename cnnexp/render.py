@@ -106,12 +106,15 @@ UNDERFLOW = "0 (underflow)"  # a gradient whose every element fell below the dty
 
 def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
     """A metric on screen: 0 from a nonzero init said to be an underflow; the spread over seeds when known."""
+    from cnnexp.theory import vanishes
+
     value = pair.metrics[block][metric]
     if metric == "steps_to_fit":  # a count of steps, whole; NaN: never reached (or no target to reach)
         if math.isnan(value):
             return MISSING
         digits = 9
-    elif value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm":
+    elif value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm" \
+            and not vanishes(block, metric, pair.config):  # (rezero's a1 gradient at alpha_init 0 is exactly 0)
         return UNDERFLOW
     spread = pair.spread.get(block, {}).get(metric)
     cell = _fmt(value, digits)
@@ -371,8 +374,10 @@ def _holds_cell(row) -> str:
 
 
 def fit_title(metric: str, x: str, law: str) -> str:
-    """How a fitted law reads: metric ~ x^slope (power) or metric ~ 10^(slope * x) (exponential)."""
-    return f"{metric} ~ {x}^slope" if law == "power" else f"{metric} ~ 10^(slope * {x})"
+    """How a fitted law reads: metric ~ x^slope (power), metric ~ 10^(slope * x) (exponential), or
+    metric = intercept + slope * log10(x) (log)."""
+    return {"power": f"{metric} ~ {x}^slope", "exponential": f"{metric} ~ 10^(slope * {x})",
+            "log": f"{metric} = intercept + slope * log10({x})"}[law]
 
 
 def fit_tables(fits) -> list:

@@ -28,7 +28,7 @@ from typing import Callable
 
 from cnnexp import __version__
 from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
-from cnnexp.engine import (UNIT_BYTES, Execution, curve_steps, device_info, execute, open_executor, plan_units,
+from cnnexp.engine import (DEFAULT_THREADS, UNIT_BYTES, Execution, curve_steps, device_info, execute, open_executor, plan_units,
                            run_cost, unit_bytes, use_threads, worker_count)
 from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
@@ -288,7 +288,7 @@ def run_sweep(
     """
     execution, layers = plan.execution, plan.per_layer is not None
     curve = plan.curve_every if plan.curve is not None else None
-    threads = use_threads(execution.threads)
+    threads = use_threads(execution.threads or DEFAULT_THREADS)
     cost = sum(run_cost(config, len(blocks)) for config, blocks in plan.tasks)
     workers = min(worker_count(execution, cost), max(len(plan.tasks), 1))
     started = _now()
@@ -374,7 +374,7 @@ def run_one(values: dict, blocks, execution: Execution = Execution(), *, curve: 
     if curve is not None and Path(curve).is_dir():
         raise ResultsError(f"{curve}: is a directory; --curve takes a CSV file path")
     check_memory([config], len(blocks), "cnnexp run")
-    use_threads(execution.threads)
+    use_threads(execution.threads or DEFAULT_THREADS)
     [unit] = plan_units([(config, blocks)], engine=execution.engine, device=execution.device,
                         curve=curve_every if curve is not None else None)
     [results] = execute([unit])
@@ -434,7 +434,8 @@ def over_seeds(pairs: list[Pair]) -> list[Pair]:
                 mean = math.fsum(values) / len(values)
                 metrics.setdefault(block, {})[m] = mean
                 if len(values) > 1 and mean != 0 and math.isfinite(mean):
-                    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                    scale = max(map(abs, values))  # so deviations near 1e-236 do not square to 0
+                    std = scale * math.sqrt(math.fsum(((v - mean) / scale) ** 2 for v in values) / (len(values) - 1))
                     spread.setdefault(block, {})[m] = std / abs(mean)
         top, bottom = RATIO_BLOCKS
         ratios = ({m: ratio(metrics[top][m], metrics[bottom][m]) for m in FINDING_METRICS}

@@ -38,6 +38,7 @@ UNIT_BYTES = 256 * 2**20  # the memory one unit may take; a larger group of conf
 DRAW_COST = 300  # one drawn number costs about as much as this many multiply-adds (bench/bench_sweep.py)
 UNIT_COST = 2e10  # about a second of one core: a unit is never longer, so a kill or Ctrl-C loses little
 BLOCK_OVERHEAD = 32 * 2**10  # bytes of autograd graph and tensors' headers per block, whatever its size
+DEFAULT_THREADS = 1  # torch threads in the writer's process: two were up to 9x slower under other load
 POOL_COST = 5e9  # below this much work in all, worker processes cost more than they save
 
 
