@@ -1,0 +1,339 @@
+"""The manual's generator: every command output and figure in README.md and docs/*.md comes from the command
+written beside it, through cog (cogapp), so the docs cannot drift from the program.
+
+A page holds blocks like this one; cog runs the Python between the markers and puts its output below them:
+
+    <!-- [[[cog sh("cnnexp fit results/laws.csv --x small_init") ]]] -->
+    ```
+    $ cnnexp fit results/laws.csv --x small_init
+    ...the output, written by cog...
+    ```
+    <!-- [[[end]]] -->
+
+    python tools/docgen.py            # make docs: regenerate every block and figure in place
+    python tools/docgen.py --check    # make docs-check: regenerate into a temporary place; exit 1 naming each
+                                      # file and block that differs from what is committed
+
+Commands run with bash in a scratch folder holding a copy of configs/ (and an empty results/ and docs/), with
+the virtual environment's `cnnexp` first on PATH, a fixed terminal width and no colour, so what they print is
+the same on every machine and names only relative paths. The folder lives for one run: results written by one
+block (e.g. the demo's results/init.csv) are there for the blocks after it, in README.md and then docs/*.md in
+name order. Figures are drawn there too: `make docs` copies them into docs/, `make docs-check` compares them
+with the committed ones by `matplotlib.testing.compare.compare_images` with a tolerance (never by bytes).
+
+Blocks whose output cannot be reproduced here (timings, a cluster started by hand, a GPU) are plain fenced
+blocks, not cog blocks, each introduced by a line saying where and when it was measured; the check skips them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the virtual environment's bin: its cnnexp is the one documented
+WIDTH = 120  # the terminal width every command sees (wide enough for the fit table)
+FIGURE_TOLERANCE = 5.0  # compare_images' RMS tolerance (0-255 grey levels): fonts and antialiasing may vary
+
+# The state of one run: the scratch folder, the commands already run there, the figures drawn.
+_work: Path | None = None
+_done: set[str] = set()
+_figures: list[str] = []
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "COLUMNS", "LINES")}
+    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", COLUMNS=str(WIDTH), LINES="50", TERM="dumb",
+               NO_COLOR="1", PYTHONUNBUFFERED="1", TZ="UTC", LC_ALL="C.UTF-8", PYTHONHASHSEED="0", MPLBACKEND="Agg")
+    return env
+
+
+def start(root: Path = REPO) -> Path:
+    """A fresh scratch folder with a copy of ROOT's configs/, where the blocks' commands run."""
+    global _work
+    _work = Path(tempfile.mkdtemp(prefix="cnnexp-docs-"))
+    shutil.copytree(root / "configs", _work / "configs")
+    (_work / "results").mkdir()
+    (_work / "docs").mkdir()
+    _done.clear()
+    _figures.clear()
+    return _work
+
+
+def finish() -> None:
+    global _work
+    if _work is not None:
+        shutil.rmtree(_work, ignore_errors=True)
+    _work = None
+
+
+def _run(cmd: str, cwd: str = ".") -> tuple[str, int]:
+    if _work is None:
+        start()
+    (_work / cwd).mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["bash", "-c", cmd], cwd=_work / cwd, env=_env(), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = p.stdout.replace(str(_work) + "/", "").replace(str(_work), ".")
+    out = "\n".join(line.rstrip() for line in out.splitlines()).rstrip("\n")
+    return out, p.returncode
+
+
+def run_text(*cmds: str, status: bool = False, cwd: str = ".") -> str:
+    """Each command after a `$ ` prompt, followed by what it printed (stdout and stderr, as in a terminal) and,
+    with STATUS, `[exit N]` when it exited non-zero."""
+    parts = []
+    for cmd in cmds:
+        out, code = _run(cmd, cwd)
+        _done.add(f"{cwd}:{cmd}")
+        parts.append(f"$ {cmd}" + (f"\n{out}" if out else "") + (f"\n[exit {code}]" if status and code else ""))
+    return "\n".join(parts)
+
+
+def _out(text: str) -> None:
+    import cog  # the module cogapp hands to the code of a block
+
+    cog.out(text)
+
+
+def sh(*cmds: str, status: bool = False, cwd: str = ".", lang: str = "") -> None:
+    """A fenced block: each command after a `$ ` prompt and what it printed (see run_text); CWD is a folder
+    of the scratch folder to run them in."""
+    _out(f"```{lang}\n{run_text(*cmds, status=status, cwd=cwd)}\n```\n")
+
+
+def output(cmd: str, lang: str = "") -> None:
+    """A fenced block holding only what CMD printed (the command is written in the text beside it)."""
+    out, _ = _run(cmd)
+    _done.add(f".:{cmd}")
+    _out(f"```{lang}\n{out}\n```\n")
+
+
+def ensure(*cmds: str, cwd: str = ".") -> None:
+    """Run commands silently, each once per run (results that later blocks read); a failure stops the run."""
+    for cmd in cmds:
+        if f"{cwd}:{cmd}" in _done:
+            continue
+        out, code = _run(cmd, cwd)
+        if code != 0:
+            raise RuntimeError(f"docs: `{cmd}` exited {code}:\n{out}")
+        _done.add(f"{cwd}:{cmd}")
+
+
+def write(name: str, text: str, show: bool = True) -> None:
+    """Write an example file into the scratch folder; show it as `$ cat NAME` when SHOW."""
+    if _work is None:
+        start()
+    (_work / name).parent.mkdir(parents=True, exist_ok=True)
+    (_work / name).write_text(text)
+    if show:
+        _out(f"```\n$ cat {name}\n{text.rstrip()}\n```\n")
+
+
+def figure(cmd: str, path: str, show: bool = True) -> None:
+    """Draw the figure PATH (relative to the repository) with CMD; show the command and what it printed."""
+    if show:
+        sh(cmd)
+    else:
+        ensure(cmd)
+    if not (_work / path).is_file():
+        raise RuntimeError(f"docs: `{cmd}` did not write {path}")
+    _figures.append(path)
+
+
+def python(source: str) -> None:
+    """A fenced block of an interactive Python session run in the scratch folder: each line of SOURCE after
+    `>>> ` and what it printed (one-line statements only)."""
+    script = (
+        "import code, sys\n"
+        "console = code.InteractiveConsole()\n"
+        "for line in sys.stdin.read().splitlines():\n"
+        "    print('>>> ' + line, flush=True)\n"
+        "    console.push(line)\n"
+        "    sys.stdout.flush()\n"
+    )
+    if _work is None:
+        start()
+    p = subprocess.run([sys.executable, "-c", script], cwd=_work, env=_env(), input=source.strip() + "\n",
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = "\n".join(line.rstrip() for line in p.stdout.splitlines()).rstrip("\n")
+    _out(f"```python\n{out}\n```\n")
+
+
+def edit(src: str, dst: str, change) -> None:
+    """Write DST (in the scratch folder) as SRC's lines passed through CHANGE (a function of the list of lines,
+    without their newlines): the hand-edited files that some examples refuse."""
+    if _work is None:
+        start()
+    lines = (_work / src).read_text().splitlines()
+    (_work / dst).write_text("\n".join(change(lines)) + "\n")
+
+
+def set_cell(lines: list[str], i: int, column: str, value: str) -> list[str]:
+    """The lines of a CSV (lines[0] its header) with COLUMN of lines[I] replaced by VALUE."""
+    cells = lines[i].split(",")
+    cells[lines[0].split(",").index(column)] = value
+    return [*lines[:i], ",".join(cells), *lines[i + 1:]]
+
+
+def commands() -> list[str]:
+    """Every command of the cnnexp CLI, in the order its --help lists them."""
+    import typer.main
+
+    from cnnexp.cli import app
+
+    return list(typer.main.get_command(app).commands)
+
+
+def layout() -> None:
+    """A table of the package's modules, each with the first sentence of its docstring."""
+    import ast
+
+    rows = ["| module | what lives there |", "|---|---|"]
+    for f in sorted((REPO / "cnnexp").rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(f.read_text())) or ""
+        first = " ".join(doc.split("\n\n")[0].split())
+        first = first.split(". ")[0].rstrip(".").replace("|", "\\|")
+        rows.append(f"| `{f.relative_to(REPO).as_posix()}` | {first} |")
+    _out("\n".join(rows) + "\n")
+
+
+# --- regenerate and check ----------------------------------------------------------------------------------
+
+PROLOGUE = "from docgen import sh, output, ensure, write, figure, python, edit, set_cell, commands, layout"
+BLOCK = re.compile(r"\[\[\[cog(.*?)\]\]\]", re.S)
+
+
+def pages(root: Path = REPO) -> list[Path]:
+    """README.md, then docs/*.md in name order: the files that may hold generated blocks."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def _cog():
+    from cogapp import Cog
+
+    c = Cog()
+    c.options.prologue = PROLOGUE
+    c.options.include_path = [str(REPO / "tools")]
+    if str(REPO / "tools") not in sys.path:
+        sys.path.insert(0, str(REPO / "tools"))
+    return c
+
+
+def _blocks(text: str) -> list[tuple[int, str, str]]:
+    """(line, code, output) of each cog block of TEXT."""
+    found = []
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        if "[[[cog" in lines[i]:
+            start_line = i + 1
+            code = []
+            while "]]]" not in lines[i]:
+                code.append(lines[i])
+                i += 1
+            code.append(lines[i])
+            i += 1
+            body = []
+            while i < len(lines) and "[[[end]]]" not in lines[i]:
+                body.append(lines[i])
+                i += 1
+            found.append((start_line, "".join(code).strip(), "".join(body)))
+        i += 1
+    return found
+
+
+def _differences(name: str, old: str, new: str) -> list[str]:
+    """One message per block whose output differs, naming the file, the block's line and its code."""
+    msgs = []
+    for (line, code, a), (_, _, b) in zip(_blocks(old), _blocks(new)):
+        if a != b:
+            diff = difflib.unified_diff(a.splitlines(), b.splitlines(), "committed", "generated", lineterm="", n=1)
+            short = re.sub(r"\s+", " ", BLOCK.search(code).group(1).strip() if BLOCK.search(code) else code)
+            msgs.append(f"{name}:{line}: block `{short[:100]}` differs from what its command prints now:\n"
+                        + "\n".join(list(diff)[:20]))
+    if not msgs and old != new:
+        msgs.append(f"{name}: its generated blocks differ from what is committed")
+    return msgs
+
+
+def compare_figure(committed: Path, generated: Path) -> str | None:
+    """None when the committed figure matches the freshly drawn one within the tolerance, else why not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.testing.compare import compare_images
+
+    if not committed.is_file():
+        return "missing (run make docs)"
+    try:
+        result = compare_images(str(committed), str(generated), FIGURE_TOLERANCE, in_decorator=True)
+    except Exception as e:  # e.g. a size mismatch: compare_images raises ImageComparisonFailure
+        return str(e).splitlines()[0]
+    if result is None:
+        return None
+    for key in ("diff", "actual"):  # compare_images leaves a *-failed-diff.png beside the files
+        Path(result.get(key, "")).unlink(missing_ok=True) if result.get(key) else None
+    return f"differs from a fresh drawing (RMS {result['rms']:.2f} > tolerance {result['tol']})"
+
+
+def generate(root: Path = REPO, files: list[Path] | None = None, check: bool = False) -> list[str]:
+    """Regenerate every block of FILES (default: README.md and docs/*.md under ROOT) and the figures their
+    commands draw. CHECK: write nothing, return one message per file/block/figure that differs; else write the
+    files and figures in place and return []."""
+    files = pages(root) if files is None else files
+    problems = []
+    start(root)
+    try:
+        c = _cog()
+        for path in files:
+            old = path.read_text()
+            if "[[[cog" not in old:
+                continue
+            name = str(path.relative_to(root))
+            new = c.process_string(old, fname=name)
+            if check:
+                problems += _differences(name, old, new)
+            elif new != old:
+                path.write_text(new)
+                print(f"docs: regenerated {name}", file=sys.stderr)
+        for fig in _figures:
+            if check:
+                why = compare_figure(root / fig, _work / fig)
+                if why:
+                    problems.append(f"{fig}: {why}")
+            else:
+                shutil.copyfile(_work / fig, root / fig)
+    finally:
+        finish()
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Regenerate (or --check) the outputs and figures of the docs.")
+    ap.add_argument("--check", action="store_true", help="regenerate into a temporary place and compare")
+    ap.add_argument("files", nargs="*", type=Path, help="pages (default: README.md and docs/*.md)")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    files = [f.resolve() for f in args.files] or None
+    problems = generate(REPO, files, check=args.check)
+    for p in problems:
+        print(f"docs-check: {p}", file=sys.stderr)
+    took = time.monotonic() - t0
+    if problems:
+        print(f"docs-check: {len(problems)} difference(s); run `make docs` and commit the result", file=sys.stderr)
+        return 1
+    print(f"docs{'-check' if args.check else ''}: ok ({took:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
