@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import re
 import shutil
@@ -43,17 +44,126 @@ BIN = Path(sys.executable).parent  # the virtual environment's bin: its cnnexp i
 WIDTH = 120  # the terminal width every command sees (wide enough for the fit table)
 FIGURE_TOLERANCE = 5.0  # compare_images' RMS tolerance (0-255 grey levels): fonts and antialiasing may vary
 
-# The state of one run: the scratch folder, the commands already run there, the figures drawn.
+# The state of one run: the scratch folder, the commands already run there, the figures drawn, and the
+# commands started in the background.
 _work: Path | None = None
 _done: set[str] = set()
 _figures: list[str] = []
+_background: dict[str, subprocess.Popen] = {}
+
+# Results that several pages read and no page shows being made: a whole run starts them in the background at
+# once, so they compute while the first pages are generated (the pages' ensure() waits for them).
+SHARED = [
+    "cnnexp sweep configs/depth.yaml --per-layer results/depth.layers.csv",
+    "cnnexp sweep configs/init.yaml --set seed=0,1,2 --out results/init3.csv",
+    "cnnexp sweep configs/init.yaml --set seed=0,1,2 --set dtype=float64 --out results/init3-f64.csv",
+    "cnnexp sweep configs/init.yaml --set dtype=float32,float64 --out results/both.csv",
+]
 
 
-def _env() -> dict[str, str]:
+# --- a warm cnnexp: most of a command's time is importing torch, scipy and matplotlib, so a run of the docs
+# starts one server process that imports them once and forks a child per `cnnexp` command; the `cnnexp` first on
+# the commands' PATH is a stub that hands the server its arguments, folder, environment and stdin/stdout/stderr,
+# and exits with the child's status. The child runs the installed program's own entry point (cnnexp.cli.main),
+# so it prints what `cnnexp` prints. DOCGEN_SERVER=0 runs every command as a process of its own instead.
+
+STUB = """#!{python} -S
+import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect({sock!r})
+msg = json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}).encode()
+socket.send_fds(s, [len(msg).to_bytes(8, "big") + msg], [0, 1, 2])
+code = s.recv(16)
+sys.exit(int(code) if code else 1)
+"""
+
+
+def serve(sock: str) -> None:
+    """The server behind the stub: import what the commands import, then fork a child per request."""
+    import signal
+    import socket
+    import traceback
+
+    import cnnexp.cli
+    import cnnexp.analysis, cnnexp.fit, cnnexp.plot, cnnexp.sweep  # noqa: E401,F401  (torch, pandas, scipy, matplotlib)
+
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(sock)
+    srv.listen(64)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
+    while True:
+        conn, _ = srv.accept()
+        if os.fork():
+            conn.close()
+            continue
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the command may wait for processes of its own
+        srv.close()
+        code = 1
+        try:
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            size, data = int.from_bytes(data[:8], "big"), data[8:]
+            while len(data) < size:
+                data += conn.recv(1 << 20)
+            req = json.loads(data)
+            for i, fd in enumerate(fds):
+                os.dup2(fd, i)
+                os.close(fd)
+            os.chdir(req["cwd"])
+            os.environ.clear()
+            os.environ.update(req["env"])
+            sys.argv = [str(BIN / "cnnexp"), *req["argv"]]
+            from rich.console import Console
+
+            cnnexp.cli.out = Console(markup=False)  # a console reads COLUMNS when it is made
+            cnnexp.cli.err = Console(stderr=True, markup=False)
+            try:
+                cnnexp.cli.main()
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            conn.sendall(str(code).encode())
+        finally:
+            os._exit(0)
+
+
+_server: subprocess.Popen | None = None
+
+
+def _start_server() -> None:
+    global _server
+    if os.environ.get("DOCGEN_SERVER") == "0":
+        return
+    sock = str(_work / ".cnnexp.sock")
+    (_work / ".bin").mkdir()
+    stub = _work / ".bin" / "cnnexp"
+    stub.write_text(STUB.format(python=sys.executable, sock=sock))
+    stub.chmod(0o755)
+    _server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", sock], env=_base_env(),
+                               stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(sock):
+        if _server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("docs: the cnnexp server did not start")
+        time.sleep(0.05)
+
+
+def _base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "COLUMNS", "LINES")}
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", COLUMNS=str(WIDTH), LINES="50", TERM="dumb",
                NO_COLOR="1", PYTHONUNBUFFERED="1", TZ="UTC", LC_ALL="C.UTF-8", PYTHONHASHSEED="0", MPLBACKEND="Agg")
+    return env
+
+
+def _env() -> dict[str, str]:
+    """The environment of the pages' commands: _base_env, with the stub first on PATH while the server runs."""
+    env = _base_env()
+    if _server is not None:
+        env["PATH"] = f"{_work / '.bin'}{os.pathsep}{env['PATH']}"
     return env
 
 
@@ -64,13 +174,35 @@ def start(root: Path = REPO) -> Path:
     shutil.copytree(root / "configs", _work / "configs")
     (_work / "results").mkdir()
     (_work / "docs").mkdir()
+    _start_server()
     _done.clear()
     _figures.clear()
+    _background.clear()
     return _work
 
 
+def background(*cmds: str) -> None:
+    """Start commands for ensure() to wait for later (each writes its own files: they must not depend on one
+    another or on what the pages run)."""
+    if _work is None:
+        start()
+    for cmd in cmds:
+        log = tempfile.TemporaryFile("w+")
+        _background[cmd] = subprocess.Popen(["bash", "-c", cmd], cwd=_work, env=_env(), stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, text=True)
+        _background[cmd].log = log
+
+
 def finish() -> None:
-    global _work
+    global _work, _server
+    if _server is not None:
+        _server.kill()
+        _server.wait()
+        _server = None
+    for p in _background.values():
+        p.kill()
+        p.wait()
+    _background.clear()
     if _work is not None:
         shutil.rmtree(_work, ignore_errors=True)
     _work = None
@@ -80,19 +212,29 @@ def _run(cmd: str, cwd: str = ".") -> tuple[str, int]:
     if _work is None:
         start()
     (_work / cwd).mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
     p = subprocess.run(["bash", "-c", cmd], cwd=_work / cwd, env=_env(), stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if os.environ.get("DOCGEN_TIMES"):  # which commands make the check slow
+        print(f"docgen: {time.monotonic() - t0:6.2f} s  {cmd}", file=sys.stderr)
     out = p.stdout.replace(str(_work) + "/", "").replace(str(_work), ".")
     out = "\n".join(line.rstrip() for line in out.splitlines()).rstrip("\n")
     return out, p.returncode
 
 
-def run_text(*cmds: str, status: bool = False, cwd: str = ".") -> str:
+def run_text(*cmds: str, status: bool = False, cwd: str = ".", parallel: bool = False) -> str:
     """Each command after a `$ ` prompt, followed by what it printed (stdout and stderr, as in a terminal) and,
-    with STATUS, `[exit N]` when it exited non-zero."""
+    with STATUS, `[exit N]` when it exited non-zero. PARALLEL: the commands do not depend on one another."""
+    if parallel:  # independent commands (refusals, reads): run side by side, shown in order
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+            results = list(pool.map(lambda c: _run(c, cwd), cmds))
+    else:
+        results = [None] * len(cmds)
     parts = []
-    for cmd in cmds:
-        out, code = _run(cmd, cwd)
+    for cmd, result in zip(cmds, results):
+        out, code = result or _run(cmd, cwd)
         _done.add(f"{cwd}:{cmd}")
         parts.append(f"$ {cmd}" + (f"\n{out}" if out else "") + (f"\n[exit {code}]" if status and code else ""))
     return "\n".join(parts)
@@ -104,10 +246,10 @@ def _out(text: str) -> None:
     cog.out(text)
 
 
-def sh(*cmds: str, status: bool = False, cwd: str = ".", lang: str = "") -> None:
+def sh(*cmds: str, status: bool = False, cwd: str = ".", parallel: bool = False, lang: str = "") -> None:
     """A fenced block: each command after a `$ ` prompt and what it printed (see run_text); CWD is a folder
     of the scratch folder to run them in."""
-    _out(f"```{lang}\n{run_text(*cmds, status=status, cwd=cwd)}\n```\n")
+    _out(f"```{lang}\n{run_text(*cmds, status=status, cwd=cwd, parallel=parallel)}\n```\n")
 
 
 def output(cmd: str, lang: str = "") -> None:
@@ -122,7 +264,13 @@ def ensure(*cmds: str, cwd: str = ".") -> None:
     for cmd in cmds:
         if f"{cwd}:{cmd}" in _done:
             continue
-        out, code = _run(cmd, cwd)
+        if cwd == "." and cmd in _background:
+            p = _background.pop(cmd)
+            code = p.wait()
+            p.log.seek(0)
+            out = p.log.read()
+        else:
+            out, code = _run(cmd, cwd)
         if code != 0:
             raise RuntimeError(f"docs: `{cmd}` exited {code}:\n{out}")
         _done.add(f"{cwd}:{cmd}")
@@ -289,9 +437,12 @@ def generate(root: Path = REPO, files: list[Path] | None = None, check: bool = F
     """Regenerate every block of FILES (default: README.md and docs/*.md under ROOT) and the figures their
     commands draw. CHECK: write nothing, return one message per file/block/figure that differs; else write the
     files and figures in place and return []."""
+    whole = files is None
     files = pages(root) if files is None else files
     problems = []
     start(root)
+    if whole:
+        background(*SHARED)
     try:
         c = _cog()
         for path in files:
@@ -321,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Regenerate (or --check) the outputs and figures of the docs.")
     ap.add_argument("--check", action="store_true", help="regenerate into a temporary place and compare")
     ap.add_argument("files", nargs="*", type=Path, help="pages (default: README.md and docs/*.md)")
+    ap.add_argument("--serve", metavar="SOCKET", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
     t0 = time.monotonic()
     files = [f.resolve() for f in args.files] or None
     problems = generate(REPO, files, check=args.check)
