@@ -53,12 +53,7 @@ _background: dict[str, subprocess.Popen] = {}
 
 # Results that several pages read and no page shows being made: a whole run starts them in the background at
 # once, so they compute while the first pages are generated (the pages' ensure() waits for them).
-SHARED = [
-    "cnnexp sweep configs/depth.yaml --per-layer results/depth.layers.csv",
-    "cnnexp sweep configs/init.yaml --set seed=0,1,2 --out results/init3.csv",
-    "cnnexp sweep configs/init.yaml --set seed=0,1,2 --set dtype=float64 --out results/init3-f64.csv",
-    "cnnexp sweep configs/init.yaml --set dtype=float32,float64 --out results/both.csv",
-]
+SHARED = ["cnnexp sweep configs/depth.yaml --per-layer results/depth.layers.csv"]  # 216 rows, depths to 50
 
 
 # --- a warm cnnexp: most of a command's time is importing torch, scipy and matplotlib, so a run of the docs
@@ -84,8 +79,17 @@ def serve(sock: str) -> None:
     import socket
     import traceback
 
+    import importlib
+    import pkgutil
+
+    import cnnexp
     import cnnexp.cli
-    import cnnexp.analysis, cnnexp.fit, cnnexp.plot, cnnexp.sweep  # noqa: E401,F401  (torch, pandas, scipy, matplotlib)
+
+    # every module of cnnexp and what its commands import lazily (torch, pandas, scipy, matplotlib)
+    for m in pkgutil.walk_packages(cnnexp.__path__, "cnnexp."):
+        importlib.import_module(m.name)
+    for name in ("scipy.stats", "matplotlib.pyplot", "pandas", "torch"):
+        importlib.import_module(name)
 
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(sock)
