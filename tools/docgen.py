@@ -87,7 +87,8 @@ def serve(sock: str) -> None:
 
     # every module of cnnexp and what its commands import lazily (torch, pandas, scipy, matplotlib)
     for m in pkgutil.walk_packages(cnnexp.__path__, "cnnexp."):
-        importlib.import_module(m.name)
+        if not m.name.endswith("__main__"):  # importing it would run the command line
+            importlib.import_module(m.name)
     for name in ("scipy.stats", "matplotlib.pyplot", "pandas", "torch"):
         importlib.import_module(name)
 
@@ -135,6 +136,9 @@ def serve(sock: str) -> None:
 
 
 _server: subprocess.Popen | None = None
+# A sweep writing to a log prints a progress line every few seconds; when one comes depends on the machine's
+# speed, so the examples leave them out.
+PROGRESS = re.compile(r"^\S+: \d+ of \d+ rows, [\d.,e+]+ rows/s, at ")
 
 
 def _start_server() -> None:
@@ -222,7 +226,7 @@ def _run(cmd: str, cwd: str = ".") -> tuple[str, int]:
     if os.environ.get("DOCGEN_TIMES"):  # which commands make the check slow
         print(f"docgen: {time.monotonic() - t0:6.2f} s  {cmd}", file=sys.stderr)
     out = p.stdout.replace(str(_work) + "/", "").replace(str(_work), ".")
-    out = "\n".join(line.rstrip() for line in out.splitlines()).rstrip("\n")
+    out = "\n".join(line.rstrip() for line in out.splitlines() if not PROGRESS.match(line)).rstrip("\n")
     return out, p.returncode
 
 
