@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,16 @@ def serve(sock: str) -> None:
     for name in ("scipy.stats", "matplotlib.pyplot", "pandas", "torch"):
         importlib.import_module(name)
 
+    import threading
+
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the run that started this server has ended: end too
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(sock)
     srv.listen(64)
@@ -151,7 +162,8 @@ def _start_server() -> None:
     stub.write_text(STUB.format(python=sys.executable, sock=sock))
     stub.chmod(0o755)
     _server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", sock], env=_base_env(),
-                               stdin=subprocess.DEVNULL)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not os.path.exists(sock):
         if _server.poll() is not None or time.monotonic() > deadline:
@@ -203,8 +215,11 @@ def background(*cmds: str) -> None:
 
 def finish() -> None:
     global _work, _server
-    if _server is not None:
-        _server.kill()
+    if _server is not None:  # the server, its children and their worker processes: one process group
+        try:
+            os.killpg(_server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         _server.wait()
         _server = None
     for p in _background.values():
