@@ -158,13 +158,3 @@ def test_network_file_imports_no_torch_numpy_or_pandas():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
 
-
-def test_the_manual_shows_todays_output():
-    """docs/conv-shape.md's ResNet-18 table and JSON example are what the command prints now."""
-    manual = (Path(__file__).resolve().parent.parent / "docs" / "conv-shape.md").read_text()
-    wide = CliRunner(env={"COLUMNS": "160"})
-    json_example = "--input 1x4x4 --layer conv:out=2,k=3 --layer flatten --layer linear:out=3 --json"
-    for command in ("cnnexp conv-shape --from configs/nets/resnet18.yaml", f"cnnexp conv-shape {json_example}"):
-        shown = manual.split(f"$ {command}\n", 1)[1].split("\n```", 1)[0]
-        args = [a if not a.startswith("configs/") else str(NETS.parent.parent / a) for a in command.split()[1:]]
-        assert wide.invoke(app, args).stdout.rstrip() == shown, command
