@@ -224,7 +224,7 @@ def draw(df: pd.DataFrame, layout: Layout, *, fit: bool = False):
     banded = _runs_per_point(df, layout) > 1
     panels = {(row, col): _panel_lines(df if facet is None else df[df[facet] == value], layout, y)
               for row, y in enumerate(ys) for col, value in enumerate(facets)}
-    notes = [*_undrawn(df, layout, scales), *_nested_note(panels, ys, len(facets), lines)]
+    notes = [*_undrawn(df, layout, scales), *_nested_note(panels, ys, facet, facets, lines)]
     width = PANEL[0] * len(facets)
     title = _title(df, layout, width=int(width * TITLE_CHARS_PER_INCH), banded=banded, notes=notes)
     legend_rows = math.ceil(len(keys) / LEGEND_COLUMNS)
@@ -338,14 +338,16 @@ def _nesting(lines: list) -> list[int]:
     return extra
 
 
-def _nested_note(panels: dict, ys: Sequence[str], n_facets: int, lines: list[str]) -> list[str]:
-    """A title line naming the lines drawn nested because they coincide, per y."""
+def _nested_note(panels: dict, ys: Sequence[str], facet: str | None, facets: list, lines: list[str]) -> list[str]:
+    """A title line naming the lines drawn nested because they coincide, per y and (with facets) per panel."""
     said = []
     for row, y in enumerate(ys):
-        groups = dict.fromkeys(" = ".join(_line_label(panels[row, col][i][0], lines) for i in group)
-                               for col in range(n_facets) for group in _coinciding(panels[row, col]))
-        if groups:
-            said.append(f"{y}: {'; '.join(groups)}")
+        for col, value in enumerate(facets):
+            groups = [" = ".join(_line_label(panels[row, col][i][0], lines) for i in group)
+                      for group in _coinciding(panels[row, col])]
+            if groups:
+                where = f"{y}" + (f" at {facet}={value}" if facet is not None else "")
+                said.append(f"{where}: {'; '.join(groups)}")
     return [f"coinciding lines (within {COINCIDE_RTOL:g}), drawn nested: {'; '.join(said)}"] if said else []
 
 
