@@ -184,7 +184,7 @@ def sweep(
         from cnnexp.plot import sweep_figure
 
         err.print(f"wrote {sweep_figure(report.path)}", soft_wrap=True)
-    if len(plan.sweep.axes["small_init"]) >= 3:  # the finding as numbers: fitted exponents
+    if len(plan.sweep.axes["small_init"]) >= 3 and not plan.sweep.training:  # the finding at init, as numbers
         from cnnexp.fit import sweep_exponents
 
         for line in render.fit_lines(sweep_exponents(report.rows)):
