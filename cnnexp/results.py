@@ -239,14 +239,15 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...], keys: set[tuple]) -> None:
-    """Rewrite a results CSV keeping only the complete rows whose key is in `keys` (atomically)."""
+def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...], keys: set[tuple]) -> bool:
+    """Rewrite a results CSV keeping only the complete rows whose key is in `keys` (atomically); returns
+    whether anything was dropped."""
     rows = read_rows(path, columns)
     kept = [r for r in rows if row_key(r, key_columns) in keys]
     if len(kept) == len(rows):  # (a torn last line is cut when the file is started)
-        return
-
+        return False
     write_atomically(path, lambda tmp: _write_rows(tmp, columns, kept))
+    return True
 
 
 def write_table(path: Path, columns: tuple[str, ...], rows: list[dict]) -> Path:
@@ -314,13 +315,9 @@ class ResultsFile:
     def keep(self, keys: set[tuple], key_columns: tuple[str, ...]) -> None:
         """Drop the complete rows whose key is not in `keys`: the file is rewritten atomically (a kill leaves
         the old file or the new) and locked again."""
-        rows = read_rows(self.path, self.columns)
-        kept = [r for r in rows if row_key(r, key_columns) in keys]
-        if len(kept) == len(rows):
-            return
-        write_atomically(self.path, lambda tmp: _write_rows(tmp, self.columns, kept))
-        self._file.close()
-        self._open()  # the new file, locked
+        if keep_rows(self.path, self.columns, key_columns, keys):
+            self._file.close()
+            self._open()  # the new file, locked
 
     def finish(self, order: dict[tuple, int], key_columns: tuple[str, ...]) -> None:
         """Check that nobody changed the file while this sweep wrote it, then put its rows in grid order
