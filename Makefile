@@ -19,9 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The same suite with the long budgets: 20 kills per signal in the soak test, 250 examples per fuzz target.
+# The same suite with the long budgets: 20 kills per signal in the soak test, 250 examples per fuzz target, and
+# fresh random Hypothesis examples (`make test` repeats the same ones every run).
 test-long: $(STAMP)
-	CNNEXP_SOAK=20 CNNEXP_FUZZ=250 $(BIN)/python -m pytest
+	CNNEXP_SOAK=20 CNNEXP_FUZZ=250 CNNEXP_HYPOTHESIS=explore $(BIN)/python -m pytest
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

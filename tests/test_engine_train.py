@@ -1,11 +1,12 @@
 """Training (cnnexp/engine/train.py and the reference engine's SGD) against the definition written out
 independently: explicit matrices, torch.autograd.grad, float64, W <- W - lr * grad by hand."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from cnnexp.analysis import load_results
 from cnnexp.config import RunConfig, parse_sweep
@@ -77,9 +78,24 @@ def assert_fit_agrees(got, want: dict) -> None:
     assert want["steps"][first]["loss"] == pytest.approx(want["threshold"], rel=1e-9), (got, want["fit"])
 
 
-def assert_close(got: dict, want: dict, names) -> None:
+def assert_close(got: dict, want: dict, names, rel: float = 1e-6) -> None:
     for m in names:
-        assert got[m] == pytest.approx(want[m], rel=1e-6, nan_ok=True), m
+        assert got[m] == pytest.approx(want[m], rel=rel, nan_ok=True), m
+
+
+def final_values(run: dict) -> list[float]:
+    last = run["steps"][-1]
+    return [v for k, v in last.items() if k != "layers"] + [v for layer in last["layers"] for v in layer.values()]
+
+
+def amplification(config, block: str, nudge: float = 1e-12) -> float:
+    """How much SGD magnifies a relative change: the definition rerun with lr * (1 + nudge), the largest relative
+    change of a final metric, over nudge. Large step sizes from scale 1 are chaotic (a LayerNorm over d = 2 divides
+    by the gap between two numbers): there the engines' different summation orders, a few ulps apart, grow past 1e-6
+    in a handful of steps, and no engine is more right than the other."""
+    base = final_values(definition(config, block))
+    nudged = final_values(definition(replace(config, lr=config.lr * (1 + nudge)), block))
+    return max((abs(a - b) / abs(a) for a, b in zip(base, nudged) if a and not math.isnan(a)), default=0.0) / nudge
 
 
 SWEEP = {"name": "t", "blocks": list(BLOCKS), "sweep": {
@@ -126,21 +142,42 @@ configs = st.builds(
     alpha_init=st.floats(-1, 1), steps=st.integers(0, 12), lr=st.floats(0.01, 0.5), target=st.sampled_from(TARGETS))
 
 
+def assert_runs_close(got, want, rel: float) -> None:
+    assert_close(got.metrics, want.metrics, [m for m in got.metrics if m != "steps_to_fit"], rel)
+    for a, b in zip(got.curve, want.curve):
+        assert_close(a, b, STEP_METRICS, rel)
+    for a, b in zip(got.layers, want.layers, strict=True):
+        assert_close(a, b, LAYER_METRICS, rel)
+
+
+CHAOTIC = RunConfig(d=2, batch=6, seed=1093, small_init=1.0, depth=3, activation="tanh", dtype="float64", steps=6,
+                    lr=0.421875)  # drawn in CI once: prenorm's layer gradients differed by 1e-6
+
+
 @settings(max_examples=25, deadline=None)
 @given(config=configs, curve=st.sampled_from([None, 0, 3]))
+@example(config=CHAOTIC, curve=None)
 def test_batched_training_equals_the_reference_engines_sgd(config, curve):
+    """Equal at rel 1e-6, or, where training is chaotic, within 1e-10 times its measured amplification. (The engines
+    sum in different orders; on a chaotic run their difference has measured up to 5e-13 times the amplification.)"""
     tasks = [(config, BLOCKS)]
     for got, want in zip(run_batched(tasks, curve=curve), run_reference(tasks, curve=curve), strict=True):
         assert (got.block, got.config) == (want.block, want.config)
-        assert_close(got.metrics, want.metrics, [m for m in got.metrics if m != "steps_to_fit"])
         assert got.metrics.keys() == want.metrics.keys()
+        try:
+            assert_runs_close(got, want, 1e-6)
+        except AssertionError:
+            assert_runs_close(got, want, max(1e-6, 1e-10 * amplification(config, got.block)))
         if "steps_to_fit" in got.metrics and got.metrics["steps_to_fit"] != want.metrics["steps_to_fit"]:
             assert_fit_agrees(got.metrics["steps_to_fit"], definition(config, got.block))
         assert [p["step"] for p in got.curve] == [p["step"] for p in want.curve] == curve_steps(config.steps, curve)
-        for a, b in zip(got.curve, want.curve):
-            assert_close(a, b, STEP_METRICS)
-        for a, b in zip(got.layers, want.layers, strict=True):
-            assert_close(a, b, LAYER_METRICS)
+
+
+def test_a_chaotic_training_run_is_measured_as_one():
+    """The amplification the tolerance above relies on: calm for a small step, about 1e7 for prenorm at d = 2."""
+    calm = RunConfig(d=4, batch=5, seed=1, small_init=0.1, depth=2, dtype="float64", steps=6, lr=0.05)
+    assert amplification(calm, "prenorm") < 100
+    assert amplification(CHAOTIC, "prenorm") > 1e6
 
 
 def test_configurations_trained_together_equal_each_trained_alone():
