@@ -30,10 +30,8 @@ def _rows(tensors) -> list[torch.Tensor]:
 
 def _scaled(rows: torch.Tensor) -> torch.Tensor:
     """||row|| = s * ||row / s|| with s = max |row_i|, in float64: no square can under- or overflow. -> (B,)"""
-    rows = rows.to(torch.float64)
-    scale = rows.abs().amax(dim=1)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
-    return scale * torch.linalg.vector_norm(rows / safe, dim=1)  # an all-zero row: 0 * 0 = 0
+    rows, scale = _unit(rows)
+    return scale * torch.linalg.vector_norm(rows, dim=1)  # an all-zero row: 0 * 0 = 0
 
 
 def safe_range(dtype: torch.dtype, n: int) -> tuple[float, float]:
@@ -69,10 +67,50 @@ def _norm(t: torch.Tensor) -> torch.Tensor:
 
 def norm(*tensors: torch.Tensor) -> torch.Tensor:
     """The L2 norm of the tensors taken together, per row of their leading dimension. -> (B,) float64"""
-    parts = torch.stack([_norm(t) for t in tensors])  # (k, B): each exact to its dtype, then combined scaled
-    if len(parts) == 1:
-        return parts[0]
-    return _scaled(parts.T.contiguous())
+    return total(torch.stack([_norm(t) for t in tensors], dim=1))  # each exact to its dtype, then combined
+
+
+def total(parts: torch.Tensor) -> torch.Tensor:
+    """The norm of several tensors from their norms, (B, k) -> (B,) float64: sqrt(sum(parts^2)), scaled."""
+    return parts[:, 0].to(torch.float64) if parts.shape[1] == 1 else _scaled(parts)
+
+
+def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """||g[b]^T h[b]|| (Frobenius) for g (B, n, p) and h (B, n, q), the norm of a linear layer's weight gradient
+    (g the gradient at its output, h its input, n the batch), without forming the product where that is dearer:
+
+        ||g^T h||^2 = <g g^T, h h^T>        (n x n Gram matrices: n^2 (p + q) work instead of n p q)
+
+    Both ways run in float64 on g and h scaled by their largest magnitudes, so nothing under- or overflows. That
+    equals the norm of the product formed in g's dtype (as autograd forms it) to that dtype's rounding, except
+    where the product's terms fall below the dtype's normal range: there the product is formed in g's dtype, as
+    autograd would, so a gradient that underflows in float32 reads as it is. -> (B,) float64
+    """
+    n, p, q = g.shape[1], g.shape[2], h.shape[2]
+    gu, sg = _unit(g)
+    hu, sh = _unit(h)
+    if n * (p + q) < p * q:
+        grams = torch.bmm(gu, gu.transpose(1, 2)) * torch.bmm(hu, hu.transpose(1, 2))
+        root = grams.sum(dim=(1, 2)).clamp_min(0).sqrt()  # (a sum of rounding errors around 0 can dip below)
+    else:
+        root = torch.linalg.vector_norm(torch.bmm(gu.transpose(1, 2), hu), dim=(1, 2))
+    found = sg * sh * root
+    info = torch.finfo(g.dtype)
+    # each of the n p q terms formed in g's dtype is off by at most `tiny` (flushed to zero, at worst), and
+    # its rounding is negligible above this, as in safe_range
+    low, high = (p * q) ** 0.5 * n * info.tiny / LOST, info.max ** 0.5 * 1e-3
+    formed = ~((found >= low) & (found <= high)) & (sg > 0) & (sh > 0)  # (a zero g or h: exactly 0)
+    if formed.any():
+        found[formed] = norm(torch.bmm(h[formed].transpose(1, 2), g[formed]))
+    return found
+
+
+def _unit(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """t (B, ...) in float64 divided by each configuration's largest magnitude, and that magnitude (B,)."""
+    t = t.detach().to(torch.float64)
+    scale = t.abs().amax(dim=tuple(range(1, t.ndim)))
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return t / safe.reshape(-1, *[1] * (t.ndim - 1)), scale
 
 
 def mean_square(t: torch.Tensor) -> torch.Tensor:

@@ -95,3 +95,39 @@ def test_rows_of_zeros_stay_on_the_fast_path_and_tiny_rows_do_not():
     assert got[0] == pytest.approx(want[0], rel=1e-6) and got[1] == pytest.approx(want[1], rel=1e-6)
     tiny = torch.full((1, 3, 40), 1e-25)
     assert norms.norm(tiny).tolist() == pytest.approx([hypot([1e-25] * 120)], rel=1e-6)
+
+
+def exact_product_norm(g: torch.Tensor, h: torch.Tensor) -> list[float]:
+    """||g^T h|| per configuration with Python's exact sums: fsum for every entry, then hypot."""
+    out = []
+    for gb, hb in zip(g.double().tolist(), h.double().tolist()):
+        entries = [math.fsum(gr[i] * hr[j] for gr, hr in zip(gb, hb)) for i in range(len(gb[0]))
+                   for j in range(len(hb[0]))]
+        out.append(hypot(entries))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 9), p=st.integers(1, 9), q=st.integers(1, 9), exponent=st.integers(-200, 200),
+       seed=st.integers(0, 2**16))
+def test_product_norm_is_the_norm_of_the_exact_product_by_both_ways(n, p, q, exponent, seed):
+    """The Gram way (n (p + q) < p q) and the direct way, at any float64 scale, against exact sums. Scales near
+    1e-200 would make every entry of g^T h 1e-400 (0 in float64): the exact answer is then only representable
+    as the scaled product, so those are checked with the factors' scales taken out."""
+    torch.manual_seed(seed)
+    g, h = torch.randn(2, n, p, dtype=torch.float64), torch.randn(2, n, q, dtype=torch.float64)
+    scale = 10.0 ** (exponent / 2)
+    got = norms.product_norm(g * scale, h * scale)
+    assert (got / scale**2).tolist() == pytest.approx(exact_product_norm(g, h), rel=1e-12)
+
+
+def test_a_float32_product_that_underflows_is_formed_in_float32_as_autograd_forms_it():
+    """Terms of g^T h below float32's range: the gradient autograd forms reads 0 (or subnormal), and so must
+    its norm; a product in range is exact to float32 rounding."""
+    torch.manual_seed(2)
+    g, h = torch.randn(3, 8, 64), torch.randn(3, 8, 64)
+    tiny_g, tiny_h = g * 1e-24, h * 1e-24  # terms 1e-48: below even float32's subnormals
+    assert norms.product_norm(tiny_g, tiny_h).tolist() == norms.norm(tiny_h.transpose(1, 2) @ tiny_g).tolist()
+    assert norms.product_norm(tiny_g, tiny_h).tolist() == [0.0, 0.0, 0.0]
+    assert norms.product_norm(g, h).tolist() == pytest.approx(norms.norm(h.transpose(1, 2) @ g).tolist(), rel=1e-6)
+    assert norms.product_norm(torch.zeros(1, 8, 64), h[:1]).tolist() == [0.0]

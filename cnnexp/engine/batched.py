@@ -22,7 +22,7 @@ tensors. Every norm is taken per configuration by cnnexp.norms, as in the refere
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,9 @@ def draw_stack(configs: Sequence, teachers: Sequence[torch.Tensor] = ()) -> tupl
     x = torch.empty(len(configs), first.batch, first.d)
     weights = [torch.empty(len(configs), first.d, first.d) for _ in range(2 * first.depth)]
     for b, config in enumerate(configs):
-        torch.manual_seed(config.seed)
+        # the CPU generator is the one torch.manual_seed seeds for these draws; seeding it alone skips the lazy
+        # CUDA/MPS/XPU seeding, whose recorded stack traces cost about 1 ms a call
+        torch.default_generator.manual_seed(config.seed)
         torch.randn(config.batch, config.d, out=x[b])
         for w in weights:
             torch.randn(config.d, config.d, out=w[b]).mul_(config.small_init)
@@ -56,71 +58,101 @@ def draw_stack(configs: Sequence, teachers: Sequence[torch.Tensor] = ()) -> tupl
     return x, weights
 
 
-def forward(block: str, activation: str, x, w1s, w2s, alphas):
-    """The network of `len(w1s)` blocks of one kind on a stack of inputs. Returns out, [a1], [block output]."""
+class Layer(NamedTuple):
+    """One block of a stack, as the forward pass made it: fc1's input, a1 = fc1(inp), hidden = act(a1),
+    f = fc2(hidden), and the block's output."""
+
+    inp: torch.Tensor
+    a1: torch.Tensor
+    hidden: torch.Tensor
+    f: torch.Tensor
+    out: torch.Tensor
+
+
+def forward(block: str, activation: str, x, w1s, w2s, alphas) -> list[Layer]:
+    """The network of `len(w1s)` blocks of one kind on a stack of inputs (B, batch, d): its layers in order."""
     act = ACTIVATIONS[activation]
-    h, a1s, outs = x, [], []
+    h, layers = x, []
     for w1, w2, alpha in zip(w1s, w2s, alphas, strict=True):
         inp = F.layer_norm(h, h.shape[-1:]) if block == "prenorm" else h
         a1 = torch.bmm(inp, w1.transpose(1, 2))  # (B, batch, d): fc1 of each configuration
-        f = torch.bmm(act(a1), w2.transpose(1, 2))  # F(inp)
+        hidden = act(a1)
+        f = torch.bmm(hidden, w2.transpose(1, 2))  # F(inp)
         if block == "plain":
             h = f
         elif block == "rezero":
             h = h + alpha * f  # alpha: (B, 1, 1)
         else:
             h = h + f
-        a1s.append(a1)
-        outs.append(h)
-    return h, a1s, outs
+        layers.append(Layer(inp, a1, hidden, f, h))
+    return layers
 
 
 def measure(block: str, activation: str, x, weights, alphas, layers: bool, y=None):
     """Forward and backward one block kind on a stack; returns the metrics as a (B, k) float64 tensor and the
     per-layer metrics as (B, depth, 4) (or None). The loss is mean((out - y)^2), the notebook's mean(out^2)
     when y is None."""
-    return metrics(gradients(block, activation, x, weights, alphas, y), layers)
+    return metrics(gradients(block, activation, x, weights, alphas, y, update=False), layers)
 
 
-def gradients(block: str, activation: str, x, weights, alphas, y=None, inputs: bool = True) -> dict:
+def gradients(block: str, activation: str, x, weights, alphas, y=None, inputs: bool = True,
+              update: bool = True) -> dict:
     """Forward and backward: loss[b] = mean((out[b] - y[b])^2) (y = 0 when None); backpropagate sum(loss).
 
-    Returns the loss's difference `diff` = out - y, the parameters (weights, then rezero's alphas) and their
-    gradients `gparams`; with `inputs`, also the gradients at x (`gx`), at each a1 (`ga1`) and at each block
-    output (`gout`), which the metrics need and a plain update step does not.
+    Returns the loss's difference `diff` = out - y and the parameters (weights, then rezero's alphas). With
+    `update`, also their gradients `gparams`, for a training step. With `inputs`, what the metrics need: the
+    gradients at x (`gx`), at each a1 (`ga1`) and at each block output (`gout`), and each parameter's gradient
+    norm (`gparam_norms`, (B, n) float64). A weight's gradient is g^T h (g the gradient at its layer's output,
+    h the layer's input); when no update needs it, its norm comes from g and h (`norms.product_norm`) and
+    autograd is spared the matmuls that would form it.
     """
     x = x.detach().requires_grad_(inputs)
-    weights = [w.detach().requires_grad_(True) for w in weights]
+    weights = [w.detach().requires_grad_(update) for w in weights]
     alphas = [a.detach().requires_grad_(block == "rezero") for a in alphas]
     params = [*weights, *alphas] if block == "rezero" else weights
+    grad_params = params if update else params[len(weights):]  # rezero's gates are cheap either way
     with torch.enable_grad():
-        out, a1s, outs = forward(block, activation, x, weights[0::2], weights[1::2], alphas)
-        diff = out if y is None else out - y  # (B, batch, d)
+        layers = forward(block, activation, x, weights[0::2], weights[1::2], alphas)
+        diff = layers[-1].out if y is None else layers[-1].out - y  # (B, batch, d)
         loss = diff.pow(2).mean(dim=(1, 2))  # (B,): each configuration's loss, the notebook's mean(out^2)
-        grads = torch.autograd.grad(loss.sum(), [x, *a1s, *outs, *params] if inputs else params)
-    found = {"diff": diff.detach(), "params": params, "gparams": grads[-len(params):]}
+        asked = [x, *(l.a1 for l in layers), *(l.out for l in layers)] if inputs else []
+        if inputs and not update:
+            asked += [l.f for l in layers]
+        grads = torch.autograd.grad(loss.sum(), asked + grad_params)
+    found = {"diff": diff.detach(), "params": params}
+    if update:
+        found["gparams"] = grads[len(asked):]
     if inputs:
-        depth = len(a1s)
-        found.update(gx=grads[0], ga1=grads[1:1 + depth], gout=grads[1 + depth:1 + 2 * depth])
+        depth = len(layers)
+        gx, ga1, gout = grads[0], grads[1:1 + depth], grads[1 + depth:1 + 2 * depth]
+        found.update(gx=gx, ga1=ga1, gout=gout)
+        if update:
+            found["gparam_norms"] = torch.stack([norms.norm(g) for g in found["gparams"]], dim=1)
+        else:
+            gf = grads[1 + 2 * depth:1 + 3 * depth]
+            weight_norms = [norms.product_norm(g, l.inp if fc == 0 else l.hidden)
+                            for l, g1, g2 in zip(layers, ga1, gf) for fc, g in ((0, g1), (1, g2))]
+            gate_norms = [norms.norm(g) for g in grads[len(asked):]]
+            found["gparam_norms"] = torch.stack(weight_norms + gate_norms, dim=1)
     return found
 
 
 def metrics(g: dict, layers: bool):
     """The metrics of `gradients(..., inputs=True)` as a (B, k) float64 tensor (in STEP_METRICS order), and the
     per-layer metrics as (B, depth, 4) (or None)."""
-    gx, ga1, gout, params, gparams = g["gx"], g["ga1"], g["gout"], g["params"], g["gparams"]
+    gx, ga1, gout, gparam_norms = g["gx"], g["ga1"], g["gout"], g["gparam_norms"]
     found = torch.stack([
         norms.mean_square(g["diff"]),  # loss
         norms.norm(gx),  # x_grad_norm
         norms.norm(ga1[0]),  # a1_grad_norm
-        norms.norm(*params),  # w_norm
-        norms.norm(*gparams),  # param_grad_norm
+        norms.norm(*g["params"]),  # w_norm
+        norms.total(gparam_norms),  # param_grad_norm
         norms.cosine(gx, gout[-1]),  # cos_x_out
     ], dim=1)
     per_layer = None
     if layers:
         per_layer = torch.stack([
-            torch.stack([norms.norm(ga1[i]), norms.norm(gparams[2 * i]), norms.norm(gparams[2 * i + 1]),
+            torch.stack([norms.norm(ga1[i]), gparam_norms[:, 2 * i], gparam_norms[:, 2 * i + 1],
                          norms.norm(gout[i])], dim=1)
             for i in range(len(ga1))], dim=1)  # (B, depth, 4)
     return found, per_layer

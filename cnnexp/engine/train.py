@@ -96,7 +96,7 @@ def fit(block: str, activation: str, x, weights, alphas, *, y, lr, steps: int, r
     curve, first, last, per_layer = {}, None, None, None
     for s in range(steps + 1):
         measured = s in record or s in (0, steps)
-        g = gradients(block, activation, x, weights, alphas, y, inputs=measured)
+        g = gradients(block, activation, x, weights, alphas, y, inputs=measured, update=s < steps)
         if measured:
             found, layer = metrics(g, layers and s == steps)
             loss = found[:, 0]
