@@ -81,14 +81,17 @@ def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
         ||g^T h||^2 = <g g^T, h h^T>        (n x n Gram matrices: n^2 (p + q) work instead of n p q)
 
-    Both ways run in float64 on g and h scaled by their largest magnitudes, so nothing under- or overflows. That
-    equals the norm of the product formed in g's dtype (as autograd forms it) to that dtype's rounding, except
-    where the product's terms fall below the dtype's normal range: there the product is formed in g's dtype, as
-    autograd would, so a gradient that underflows in float32 reads as it is. -> (B,) float64
+    Both ways run in float64 (on float64 g and h scaled by their largest magnitudes), so nothing under- or
+    overflows. That equals the norm of the product formed in g's dtype (as autograd forms it) to that dtype's
+    rounding, except where the product's terms fall below the dtype's normal range: there the product is formed
+    in g's dtype, as autograd would, so a gradient that underflows in float32 reads as it does. -> (B,) float64
     """
     n, p, q = g.shape[1], g.shape[2], h.shape[2]
-    gu, sg = _unit(g)
-    hu, sh = _unit(h)
+    if torch.finfo(g.dtype).bits <= 32:  # squares of float32 numbers, and their sums, lie deep inside float64's range
+        (gu, sg), (hu, sh) = ((t.detach().to(torch.float64), torch.ones(len(t), dtype=torch.float64, device=t.device))
+                              for t in (g, h))
+    else:
+        (gu, sg), (hu, sh) = _unit(g), _unit(h)
     if n * (p + q) < p * q:
         grams = torch.bmm(gu, gu.transpose(1, 2)) * torch.bmm(hu, hu.transpose(1, 2))
         root = grams.sum(dim=(1, 2)).clamp_min(0).sqrt()  # (a sum of rounding errors around 0 can dip below)
@@ -99,7 +102,7 @@ def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     # each of the n p q terms formed in g's dtype is off by at most `tiny` (flushed to zero, at worst), and
     # its rounding is negligible above this, as in safe_range
     low, high = (p * q) ** 0.5 * n * info.tiny / LOST, info.max ** 0.5 * 1e-3
-    formed = ~((found >= low) & (found <= high)) & (sg > 0) & (sh > 0)  # (a zero g or h: exactly 0)
+    formed = ~((found >= low) & (found <= high)) & (found > 0)  # (0: a zero g or h, or a float64 underflow)
     if formed.any():
         found[formed] = norm(torch.bmm(h[formed].transpose(1, 2), g[formed]))
     return found

@@ -138,3 +138,22 @@ def test_tiny_gradients_are_measured_not_zeroed(config):
     [plain] = run_batched([(config, ("plain",))])
     assert plain.metrics["x_grad_norm"] == pytest.approx(oracle, rel=1e-12)
     assert float(gx.norm()) < 0.5 * oracle  # what the notebook's norm would have said
+
+
+@pytest.mark.parametrize("dtype, rel", [("float64", 1e-12), ("float32", 1e-6)])
+def test_kinds_measured_in_one_pass_equal_each_kind_measured_alone(dtype, rel):
+    """At init every kind shares the draw, so run_batched measures them in one pass (their rows stacked); each
+    kind's numbers are those of a pass of its own (to rounding: a matmul over more rows may sum in another order)."""
+    from cnnexp.engine.batched import measure
+
+    configs = [RunConfig(d=7, batch=3, seed=s, depth=3, small_init=0.3, activation="tanh", dtype=dtype,
+                         alpha_init=0.4) for s in (0, 1, 2)]
+    x, weights = draw_stack(configs)
+    torch_dtype = getattr(torch, dtype)
+    x, weights = x.to(torch_dtype), [w.to(torch_dtype) for w in weights]
+    alphas = [torch.full((3, 1, 1), 0.4, dtype=torch_dtype) for _ in range(3)]
+    together = measure(BLOCKS, "tanh", x, weights, alphas, layers=True)
+    for block, (metrics, per_layer) in zip(BLOCKS, together, strict=True):
+        [(alone, alone_layers)] = measure([block], "tanh", x, weights, alphas, layers=True)
+        assert metrics.tolist() == [pytest.approx(row, rel=rel) for row in alone.tolist()], block
+        assert per_layer.flatten().tolist() == pytest.approx(alone_layers.flatten().tolist(), rel=rel), block

@@ -203,9 +203,8 @@ def test_steps_zero_is_the_study_at_init_exactly(dtype):
     x, weights = draw_stack(configs)
     torch_dtype = getattr(torch, dtype)
     x, weights = x.to(torch_dtype), [w.to(torch_dtype) for w in weights]
-    for block in BLOCKS:
-        alphas = [torch.full((2, 1, 1), 0.5, dtype=torch_dtype) for _ in range(2)]
-        metrics, per_layer = measure(block, "relu", x, weights, alphas, layers=True)
+    alphas = [torch.full((2, 1, 1), 0.5, dtype=torch_dtype) for _ in range(2)]
+    for block, (metrics, per_layer) in zip(BLOCKS, measure(BLOCKS, "relu", x, weights, alphas, layers=True)):
         for b in range(2):
             [r] = [r for r in results if r.block == block and r.config is configs[b]]
             assert r.metrics == dict(zip(STEP_METRICS, metrics[b].tolist()))  # exactly, and nothing else

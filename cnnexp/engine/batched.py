@@ -45,13 +45,14 @@ def draw_stack(configs: Sequence, teachers: Sequence[torch.Tensor] = ()) -> tupl
     first = configs[0]
     x = torch.empty(len(configs), first.batch, first.d)
     weights = [torch.empty(len(configs), first.d, first.d) for _ in range(2 * first.depth)]
+    drawn = torch.empty(first.d, first.d)  # each weight is drawn here, while in cache, then scaled into place
     for b, config in enumerate(configs):
         # the CPU generator is the one torch.manual_seed seeds for these draws; seeding it alone skips the lazy
         # CUDA/MPS/XPU seeding, whose recorded stack traces cost about 1 ms a call
         torch.default_generator.manual_seed(config.seed)
         torch.randn(config.batch, config.d, out=x[b])
         for w in weights:
-            torch.randn(config.d, config.d, out=w[b]).mul_(config.small_init)
+            torch.mul(torch.randn(config.d, config.d, out=drawn), config.small_init, out=w[b])
         if config.target in TEACHER_TARGETS:
             for t in teachers:
                 torch.randn(config.d, config.d, out=t[b]).div_(math.sqrt(config.d))
@@ -59,7 +60,7 @@ def draw_stack(configs: Sequence, teachers: Sequence[torch.Tensor] = ()) -> tupl
 
 
 class Layer(NamedTuple):
-    """One block of a stack, as the forward pass made it: fc1's input, a1 = fc1(inp), hidden = act(a1),
+    """One block index of a stack, as the forward pass made it: fc1's input, a1 = fc1(inp), hidden = act(a1),
     f = fc2(hidden), and the block's output."""
 
     inp: torch.Tensor
@@ -69,83 +70,118 @@ class Layer(NamedTuple):
     out: torch.Tensor
 
 
-def forward(block: str, activation: str, x, w1s, w2s, alphas) -> list[Layer]:
-    """The network of `len(w1s)` blocks of one kind on a stack of inputs (B, batch, d): its layers in order."""
+def forward(kinds: Sequence[str], activation: str, x, w1s, w2s, alphas) -> list[Layer]:
+    """The networks of `len(w1s)` blocks of each kind in `kinds`, on one stack, with the same weights.
+
+    x is (B, K n, d): rows [k n, (k + 1) n) are kind k's copy of the batch. A network treats each row on its
+    own, so every kind's rows pass through one matmul per weight (each weight read once for all kinds), and
+    each kind's loss, and so its gradient, depends on its own rows only. Returns the layers in order.
+    """
     act = ACTIVATIONS[activation]
+    n = x.shape[1] // len(kinds)
     h, layers = x, []
     for w1, w2, alpha in zip(w1s, w2s, alphas, strict=True):
-        inp = F.layer_norm(h, h.shape[-1:]) if block == "prenorm" else h
-        a1 = torch.bmm(inp, w1.transpose(1, 2))  # (B, batch, d): fc1 of each configuration
+        parts = h.split(n, dim=1)
+        inp = _joined([F.layer_norm(p, p.shape[-1:]) if kind == "prenorm" else p for kind, p in zip(kinds, parts)])
+        a1 = torch.bmm(inp, w1.transpose(1, 2))  # (B, K n, d): fc1 of each configuration
         hidden = act(a1)
         f = torch.bmm(hidden, w2.transpose(1, 2))  # F(inp)
-        if block == "plain":
-            h = f
-        elif block == "rezero":
-            h = h + alpha * f  # alpha: (B, 1, 1)
-        else:
-            h = h + f
+        h = _joined([_skip(kind, p, q, alpha) for kind, p, q in zip(kinds, parts, f.split(n, dim=1))])
         layers.append(Layer(inp, a1, hidden, f, h))
     return layers
 
 
-def measure(block: str, activation: str, x, weights, alphas, layers: bool, y=None):
-    """Forward and backward one block kind on a stack; returns the metrics as a (B, k) float64 tensor and the
-    per-layer metrics as (B, depth, 4) (or None). The loss is mean((out - y)^2), the notebook's mean(out^2)
-    when y is None."""
-    return metrics(gradients(block, activation, x, weights, alphas, y, update=False), layers)
+def _skip(kind: str, h, f, alpha):
+    """A block's output from its input h and F's output f."""
+    if kind == "plain":
+        return f
+    if kind == "rezero":
+        return h + alpha * f  # alpha: (B, 1, 1)
+    return h + f  # residual, prenorm
 
 
-def gradients(block: str, activation: str, x, weights, alphas, y=None, inputs: bool = True,
-              update: bool = True) -> dict:
-    """Forward and backward: loss[b] = mean((out[b] - y[b])^2) (y = 0 when None); backpropagate sum(loss).
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
-    Returns the loss's difference `diff` = out - y and the parameters (weights, then rezero's alphas). With
-    `update`, also their gradients `gparams`, for a training step. With `inputs`, what the metrics need: the
-    gradients at x (`gx`), at each a1 (`ga1`) and at each block output (`gout`), and each parameter's gradient
-    norm (`gparam_norms`, (B, n) float64). A weight's gradient is g^T h (g the gradient at its layer's output,
-    h the layer's input); when no update needs it, its norm comes from g and h (`norms.product_norm`) and
-    autograd is spared the matmuls that would form it.
+
+def measure(kinds: Sequence[str], activation: str, x, weights, alphas, layers: bool, y=None) -> list[tuple]:
+    """The study at init: forward and backward every kind on a stack in one pass. Per kind, the metrics as a
+    (B, k) float64 tensor and the per-layer metrics as (B, depth, 4) (or None). The loss is mean((out - y)^2),
+    the notebook's mean(out^2) when y is None."""
+    return [metrics(g, layers) for g in gradients(kinds, activation, x, weights, alphas, y, update=False)]
+
+
+def gradients(kinds: Sequence[str], activation: str, x, weights, alphas, y=None, inputs: bool = True,
+              update: bool = True) -> list[dict]:
+    """Forward and backward every kind on a stack (see `forward`): loss[b, k] = mean((out[b, k] - y[b])^2)
+    (y = 0 when None); backpropagate their sum. Returns one dict per kind.
+
+    Each holds the loss's difference `diff` = out - y and the norm of each parameter (weights, then rezero's
+    alphas) `param_norms` (B, n). With `update` (one kind only: an update parts the kinds' weights), also the
+    parameters' gradients `gparams`, for a training step. With `inputs`, what the metrics need: the gradients at
+    x (`gx`), at each a1 (`ga1`) and at each block output (`gout`), and each parameter's gradient norm
+    (`gparam_norms`, (B, n) float64). A weight's gradient is g^T h (g the gradient at its layer's output, h the
+    layer's input): when no update needs it, its norm comes from g and h (`norms.product_norm`) and autograd is
+    spared the matmuls that would form it.
     """
-    x = x.detach().requires_grad_(inputs)
+    if update and len(kinds) > 1:
+        raise ValueError("kinds train apart: their weights part after the first update")
+    k, n = len(kinds), x.shape[1]
+    x = (x if k == 1 else x.repeat(1, k, 1)).detach().requires_grad_(inputs)
     weights = [w.detach().requires_grad_(update) for w in weights]
-    alphas = [a.detach().requires_grad_(block == "rezero") for a in alphas]
-    params = [*weights, *alphas] if block == "rezero" else weights
-    grad_params = params if update else params[len(weights):]  # rezero's gates are cheap either way
+    alphas = [a.detach().requires_grad_("rezero" in kinds) for a in alphas]
+    weight_norms = torch.stack([norms.norm(w) for w in weights], dim=1)
+    gate_norms = torch.stack([norms.norm(a) for a in alphas], dim=1)
     with torch.enable_grad():
-        layers = forward(block, activation, x, weights[0::2], weights[1::2], alphas)
-        diff = layers[-1].out if y is None else layers[-1].out - y  # (B, batch, d)
-        loss = diff.pow(2).mean(dim=(1, 2))  # (B,): each configuration's loss, the notebook's mean(out^2)
+        layers = forward(kinds, activation, x, weights[0::2], weights[1::2], alphas)
+        out = layers[-1].out
+        diff = out if y is None else out - (y if k == 1 else y.repeat(1, k, 1))  # (B, K n, d)
+        loss = diff.pow(2).unflatten(1, (k, n)).mean(dim=(2, 3))  # (B, K): the notebook's mean(out^2) per kind
         asked = [x, *(l.a1 for l in layers), *(l.out for l in layers)] if inputs else []
         if inputs and not update:
             asked += [l.f for l in layers]
-        grads = torch.autograd.grad(loss.sum(), asked + grad_params)
-    found = {"diff": diff.detach(), "params": params}
-    if update:
-        found["gparams"] = grads[len(asked):]
-    if inputs:
-        depth = len(layers)
-        gx, ga1, gout = grads[0], grads[1:1 + depth], grads[1 + depth:1 + 2 * depth]
-        found.update(gx=gx, ga1=ga1, gout=gout)
+        gates = alphas if "rezero" in kinds else []
+        grads = torch.autograd.grad(loss.sum(), asked + (weights if update else []) + gates)
+    found = []
+    for i, kind in enumerate(kinds):
+        rows = slice(i * n, (i + 1) * n)
+        rezero = kind == "rezero"
+        g = {"diff": diff[:, rows].detach(),
+             "param_norms": torch.cat([weight_norms, gate_norms], dim=1) if rezero else weight_norms}
         if update:
-            found["gparam_norms"] = torch.stack([norms.norm(g) for g in found["gparams"]], dim=1)
-        else:
-            gf = grads[1 + 2 * depth:1 + 3 * depth]
-            weight_norms = [norms.product_norm(g, l.inp if fc == 0 else l.hidden)
-                            for l, g1, g2 in zip(layers, ga1, gf) for fc, g in ((0, g1), (1, g2))]
-            gate_norms = [norms.norm(g) for g in grads[len(asked):]]
-            found["gparam_norms"] = torch.stack(weight_norms + gate_norms, dim=1)
+            g["params"] = [*weights, *alphas] if rezero else weights
+            g["gparams"] = grads[len(asked):]  # (one kind: its weights' gradients, then rezero's gates')
+        if inputs:
+            g.update(_inputs(kind, layers, grads, rows, update, g.get("gparams"), grads[len(grads) - len(gates):]))
+        found.append(g)
+    return found
+
+
+def _inputs(kind: str, layers: list[Layer], grads, rows: slice, update: bool, gparams, ggates) -> dict:
+    """One kind's gradients at x, at each a1 and each block output, and each parameter's gradient norm."""
+    depth = len(layers)
+    gx, ga1, gout = grads[0], grads[1:1 + depth], grads[1 + depth:1 + 2 * depth]
+    found = {"gx": gx[:, rows], "ga1": [g[:, rows] for g in ga1], "gout": [g[:, rows] for g in gout]}
+    if update:
+        found["gparam_norms"] = torch.stack([norms.norm(g) for g in gparams], dim=1)
+        return found
+    gf = grads[1 + 2 * depth:1 + 3 * depth]
+    weight_norms = [norms.product_norm(g[:, rows], h[:, rows])
+                    for layer, g1, g2 in zip(layers, ga1, gf) for g, h in ((g1, layer.inp), (g2, layer.hidden))]
+    gate_norms = [norms.norm(g) for g in ggates] if kind == "rezero" else []
+    found["gparam_norms"] = torch.stack(weight_norms + gate_norms, dim=1)
     return found
 
 
 def metrics(g: dict, layers: bool):
-    """The metrics of `gradients(..., inputs=True)` as a (B, k) float64 tensor (in STEP_METRICS order), and the
-    per-layer metrics as (B, depth, 4) (or None)."""
+    """The metrics of one kind of `gradients(..., inputs=True)` as a (B, k) float64 tensor (in STEP_METRICS
+    order), and the per-layer metrics as (B, depth, 4) (or None)."""
     gx, ga1, gout, gparam_norms = g["gx"], g["ga1"], g["gout"], g["gparam_norms"]
     found = torch.stack([
         norms.mean_square(g["diff"]),  # loss
         norms.norm(gx),  # x_grad_norm
         norms.norm(ga1[0]),  # a1_grad_norm
-        norms.norm(*g["params"]),  # w_norm
+        norms.total(g["param_norms"]),  # w_norm
         norms.total(gparam_norms),  # param_grad_norm
         norms.cosine(gx, gout[-1]),  # cos_x_out
     ], dim=1)
@@ -178,21 +214,22 @@ def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
     # each configuration's learning rate, in the run's dtype as every starting value is
     lr = torch.tensor([c.lr for c in configs], dtype=torch.float64).to(device, dtype)[:, None, None]
     record = curve_steps(first.steps, curve)
+    # rezero's gate starts as float32(alpha_init) in the run's dtype, as every starting value does
+    gate = torch.tensor([c.alpha_init for c in configs], dtype=torch.float32).to(device, dtype)[:, None, None]
+    kinds = [b for b in BLOCKS if any(b in blocks for _, blocks in tasks)]
+    # at init every kind has the same weights: one pass measures them all; training parts them
+    passes = [kinds] if first.steps == 0 else [[kind] for kind in kinds]
     found: dict[tuple[int, str], RunResult] = {}
-    for block in BLOCKS:
-        rows = [i for i, (_, blocks) in enumerate(tasks) if block in blocks]
-        if not rows:
-            continue
+    for together in passes:
+        rows = [i for i, (_, blocks) in enumerate(tasks) if any(b in blocks for b in together)]
         pick = (lambda t: t) if len(rows) == len(tasks) else (lambda t: t[rows])
-        # rezero's gate starts as float32(alpha_init) in the run's dtype, as every starting value does
-        gate = torch.tensor([configs[i].alpha_init for i in rows], dtype=torch.float32).to(device, dtype)
-        alphas = [gate[:, None, None].clone() for _ in range(first.depth)]
-        trained = fit(block, first.activation, pick(x), [pick(w) for w in weights], alphas,
-                      y=None if y is None else pick(y), lr=pick(lr), steps=first.steps, record=record,
-                      layers=layers, fits=[configs[i].target != "zero" for i in rows])
-        for row, i in enumerate(rows):
-            last = dict(zip(STEP_METRICS, trained.last[row].tolist()))
-            metrics = run_metrics(configs[i], last, float(trained.first[row, 0]), trained.steps_to_fit[row])
-            found[i, block] = RunResult(block, configs[i], metrics, trained.layer_metrics(row),
-                                        trained.curve_metrics(row))
+        trained = fit(together, first.activation, pick(x), [pick(w) for w in weights],
+                      [pick(gate).clone() for _ in range(first.depth)], y=None if y is None else pick(y),
+                      lr=pick(lr), steps=first.steps, record=record, layers=layers,
+                      fits=[configs[i].target != "zero" for i in rows])
+        for block, t in zip(together, trained):
+            for row, i in enumerate(rows):
+                last = dict(zip(STEP_METRICS, t.last[row].tolist()))
+                metrics = run_metrics(configs[i], last, float(t.first[row, 0]), t.steps_to_fit[row])
+                found[i, block] = RunResult(block, configs[i], metrics, t.layer_metrics(row), t.curve_metrics(row))
     return [found[i, b] for i, (_, blocks) in enumerate(tasks) for b in BLOCKS if b in blocks]

@@ -16,8 +16,8 @@ this is exactly the study at init (`batched.measure`): one forward and backward,
     >>> import torch
     >>> _ = torch.manual_seed(0)
     >>> x, w = torch.randn(2, 4, 3, dtype=torch.float64), [torch.randn(2, 3, 3, dtype=torch.float64) * 0.1] * 2
-    >>> t = fit("residual", "relu", x, w, [torch.zeros(2, 1, 1)], y=2 * x, lr=torch.full((2, 1, 1), 0.5),
-    ...         steps=50, record=[0, 50], layers=False, fits=[True, True])
+    >>> [t] = fit(["residual"], "relu", x, w, [torch.zeros(2, 1, 1)], y=2 * x, lr=torch.full((2, 1, 1), 0.5),
+    ...           steps=50, record=[0, 50], layers=False, fits=[True, True])
     >>> bool(t.last[0, 0] < t.first[0, 0]), t.steps_to_fit     # loss at the last step below the first
     (True, [16, 19])
 """
@@ -73,12 +73,14 @@ class Trained:
         return tuple({"step": s, **dict(zip(STEP_METRICS, m[b].tolist()))} for s, m in self.curve.items())
 
 
-def fit(block: str, activation: str, x, weights, alphas, *, y, lr, steps: int, record: Sequence[int],
-        layers: bool, fits: Sequence[bool]) -> Trained:
-    """Train one block kind on a stack for `steps` full-batch gradient descent updates.
+def fit(kinds: Sequence[str], activation: str, x, weights, alphas, *, y, lr, steps: int, record: Sequence[int],
+        layers: bool, fits: Sequence[bool]) -> list[Trained]:
+    """Train each block kind on a stack for `steps` full-batch gradient descent updates; one Trained per kind.
 
     Args:
-        block, activation: the network's kind and nonlinearity.
+        kinds: the networks' block kinds; several only with steps = 0 (the study at init: one pass measures
+            them all), as an update gives each kind weights of its own.
+        activation: the networks' nonlinearity.
         x: the inputs (B, batch, d); weights: fc1_0, fc2_0, ... each (B, d, d); alphas: rezero's gates (B, 1, 1)
             per block index; all in the run's dtype (and left unchanged).
         y: the targets (B, batch, d), or None for the zero target everywhere.
@@ -92,28 +94,30 @@ def fit(block: str, activation: str, x, weights, alphas, *, y, lr, steps: int, r
     weights, alphas = list(weights), list(alphas)
     threshold = FIT_FRACTION * norms.mean_square(y) if y is not None else None  # (B,) float64
     can_fit = torch.tensor(list(fits), dtype=torch.bool, device=x.device)
-    fitted = torch.full((x.shape[0],), -1, dtype=torch.int64, device=x.device)
-    curve, first, last, per_layer = {}, None, None, None
+    fitted = [torch.full((x.shape[0],), -1, dtype=torch.int64, device=x.device) for _ in kinds]
+    curve, first, last, per_layer = [{} for _ in kinds], [None] * len(kinds), [None] * len(kinds), [None] * len(kinds)
     for s in range(steps + 1):
         measured = s in record or s in (0, steps)
-        g = gradients(block, activation, x, weights, alphas, y, inputs=measured, update=s < steps)
-        if measured:
-            found, layer = metrics(g, layers and s == steps)
-            loss = found[:, 0]
-            first = found if s == 0 else first
-            last, per_layer = found, layer
-            if s in record:
-                curve[s] = found
-        elif threshold is not None:  # (the zero target has no steps_to_fit: no loss needed between records)
-            loss = norms.mean_square(g["diff"])
-        if threshold is not None:
-            fitted = torch.where((fitted < 0) & can_fit & (loss <= threshold), s, fitted)
+        found = gradients(kinds, activation, x, weights, alphas, y, inputs=measured, update=s < steps)
+        for k, g in enumerate(found):
+            if measured:
+                m, layer = metrics(g, layers and s == steps)
+                loss = m[:, 0]
+                first[k] = m if s == 0 else first[k]
+                last[k], per_layer[k] = m, layer
+                if s in record:
+                    curve[k][s] = m
+            elif threshold is not None:  # (the zero target has no steps_to_fit: no loss needed between records)
+                loss = norms.mean_square(g["diff"])
+            if threshold is not None:
+                fitted[k] = torch.where((fitted[k] < 0) & can_fit & (loss <= threshold), s, fitted[k])
         if s < steps:
-            with torch.no_grad():  # W <- W - lr * dloss/dW
-                n = len(weights)
+            with torch.no_grad():  # W <- W - lr * dloss/dW (one kind: see gradients)
+                n, g = len(weights), found[0]
                 weights = [w - lr * gw for w, gw in zip(weights, g["gparams"][:n])]
-                if block == "rezero":
+                if kinds[0] == "rezero":
                     alphas = [a - lr * ga for a, ga in zip(alphas, g["gparams"][n:])]
-    steps_to_fit = [int(v) if v >= 0 else None for v in fitted.tolist()]
-    return Trained({s: curve[s].cpu() for s in sorted(curve)}, last.cpu(), first.cpu(),
-                   per_layer.cpu() if per_layer is not None else None, steps_to_fit)
+    return [Trained({s: m.cpu() for s, m in sorted(curve[k].items())}, last[k].cpu(), first[k].cpu(),
+                    per_layer[k].cpu() if per_layer[k] is not None else None,
+                    [int(v) if v >= 0 else None for v in fitted[k].tolist()])
+            for k in range(len(kinds))]
