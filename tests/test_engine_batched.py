@@ -24,8 +24,12 @@ def test_reproduces_the_notebook():
             assert result.metrics[name] == pytest.approx(value, rel=1e-5), (result.block, name)
 
 
-def test_the_stacked_draw_is_each_configurations_own_draw_bit_for_bit():
-    configs = [RunConfig(d=6, batch=3, small_init=si, seed=s, depth=2) for s in (0, 7) for si in (1e-2, 0.5)]
+@pytest.mark.parametrize("order", ["seeds together", "seeds apart"])
+def test_the_stacked_draw_is_each_configurations_own_draw_bit_for_bit(order):
+    """Neighbours with one seed share a draw (scaled by each one's small_init); apart, each draws its own."""
+    configs = [RunConfig(d=6, batch=3, small_init=si, seed=s, depth=2) for s in (0, 7) for si in (1e-2, 0.5, 3.0)]
+    if order == "seeds apart":
+        configs = configs[0::3] + configs[1::3] + configs[2::3]
     x, weights = draw_stack(configs)
     for b, config in enumerate(configs):
         want_x, want_w = draw(config, [torch.Size([6, 6])] * 4)

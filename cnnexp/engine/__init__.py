@@ -131,7 +131,8 @@ def unit_bytes(config, n_blocks: int) -> int:
 def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = "cpu", layers: bool = False,
                workers: int = 1, curve: int | None = None) -> list[WorkUnit]:
     """Cut tasks into work units: configurations of one shape together, each unit within UNIT_BYTES and, with
-    several workers, small enough to balance (about 4 units per worker), largest first.
+    several workers, small enough to balance (about 4 units per worker), largest first. Within a shape,
+    configurations of one seed are kept side by side: they share one draw.
 
     The reference engine gets one configuration per unit: it has nothing to share between them.
     """
@@ -143,7 +144,7 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
     units = []
     for group in groups.values():
         chunk, cost, size = [], 0.0, 0
-        for config, blocks in group:
+        for config, blocks in sorted(group, key=lambda task: task[0].seed):  # one seed, one draw (draw_stack)
             more, grow = run_cost(config, len(blocks)), unit_bytes(config, len(blocks))
             full = engine == "reference" or cost + more > target or size + grow > UNIT_BYTES
             if chunk and full:

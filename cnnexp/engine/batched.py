@@ -21,6 +21,7 @@ tensors. Every norm is taken per configuration by cnnexp.norms, as in the refere
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple, Sequence
 
@@ -41,21 +42,28 @@ def draw_stack(configs: Sequence, teachers: Sequence[torch.Tensor] = ()) -> tupl
     Returns x (B, batch, d) and the weights fc1_0, fc2_0, fc1_1, ... each (B, d, d), all float32. Given
     `teachers` (T1, T2, each (B, d, d) float32), a configuration with a teacher target then draws its
     teacher, randn(d, d) / sqrt(d) each, after all of its student's weights (so the student is the same draw).
+
+    Configurations of one shape and one seed draw the same numbers (small_init only scales them), so
+    neighbours in `configs` with equal seeds share one draw: `plan_units` puts them side by side.
     """
     first = configs[0]
-    x = torch.empty(len(configs), first.batch, first.d)
-    weights = [torch.empty(len(configs), first.d, first.d) for _ in range(2 * first.depth)]
-    drawn = torch.empty(first.d, first.d)  # each weight is drawn here, while in cache, then scaled into place
-    for b, config in enumerate(configs):
+    d = first.d
+    x = torch.empty(len(configs), first.batch, d)
+    weights = [torch.empty(len(configs), d, d) for _ in range(2 * first.depth)]
+    drawn = torch.empty(d, d)  # each weight is drawn here, while in cache, then scaled into place
+    for seed, group in itertools.groupby(range(len(configs)), key=lambda b: configs[b].seed):
+        rows = list(group)
         # the CPU generator is the one torch.manual_seed seeds for these draws; seeding it alone skips the lazy
         # CUDA/MPS/XPU seeding, whose recorded stack traces cost about 1 ms a call
-        torch.default_generator.manual_seed(config.seed)
-        torch.randn(config.batch, config.d, out=x[b])
+        torch.default_generator.manual_seed(seed)
+        x[rows] = torch.randn(first.batch, d)
         for w in weights:
-            torch.mul(torch.randn(config.d, config.d, out=drawn), config.small_init, out=w[b])
-        if config.target in TEACHER_TARGETS:
-            for t in teachers:
-                torch.randn(config.d, config.d, out=t[b]).div_(math.sqrt(config.d))
+            torch.randn(d, d, out=drawn)
+            for b in rows:
+                torch.mul(drawn, configs[b].small_init, out=w[b])
+        taught = [b for b in rows if configs[b].target in TEACHER_TARGETS]
+        for t in teachers if taught else ():
+            t[taught] = torch.randn(d, d).div_(math.sqrt(d))
     return x, weights
 
 
@@ -78,17 +86,49 @@ def forward(kinds: Sequence[str], activation: str, x, w1s, w2s, alphas) -> list[
     each kind's loss, and so its gradient, depends on its own rows only. Returns the layers in order.
     """
     act = ACTIVATIONS[activation]
-    n = x.shape[1] // len(kinds)
+    k = len(kinds)
+    n = x.shape[1] // k
     h, layers = x, []
-    for w1, w2, alpha in zip(w1s, w2s, alphas, strict=True):
+    for i, (w1, w2, alpha) in enumerate(zip(w1s, w2s, alphas, strict=True)):
+        # the first block sees x in every kind but prenorm: there its matmuls are made once for all kinds
+        linear = _same_rows(k) if i == 0 and k > 1 and "prenorm" not in kinds else _linear
         parts = h.split(n, dim=1)
-        inp = _joined([F.layer_norm(p, p.shape[-1:]) if kind == "prenorm" else p for kind, p in zip(kinds, parts)])
-        a1 = torch.bmm(inp, w1.transpose(1, 2))  # (B, K n, d): fc1 of each configuration
+        inp = h if "prenorm" not in kinds else _joined(
+            [F.layer_norm(p, p.shape[-1:]) if kind == "prenorm" else p for kind, p in zip(kinds, parts)])
+        a1 = linear(inp, w1)  # (B, K n, d): fc1 of each configuration
         hidden = act(a1)
-        f = torch.bmm(hidden, w2.transpose(1, 2))  # F(inp)
+        f = linear(hidden, w2)  # F(inp)
         h = _joined([_skip(kind, p, q, alpha) for kind, p, q in zip(kinds, parts, f.split(n, dim=1))])
         layers.append(Layer(inp, a1, hidden, f, h))
     return layers
+
+
+def _linear(x, w):
+    """A bias-free linear layer on a stack: x (B, m, d) @ w^T, w (B, d_out, d)."""
+    return torch.bmm(x, w.transpose(1, 2))
+
+
+def _same_rows(k: int):
+    """`_linear` for an x whose k blocks of rows are equal (every kind's copy of one input)."""
+    return lambda x, w: _SameRows.apply(x, w, k)
+
+
+class _SameRows(torch.autograd.Function):
+    """x @ w^T where x's k blocks of rows are equal: one block is multiplied and the product repeated, a k-th
+    of the work. The backward is a linear layer's own, grad @ w, over every row, so each kind's gradient stays
+    its own. Only for weights that take no gradient (the study at init: no update)."""
+
+    @staticmethod
+    def forward(ctx, x, w, k):
+        ctx.save_for_backward(w)
+        return torch.bmm(x[:, :x.shape[1] // k], w.transpose(1, 2)).repeat(1, k, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.needs_input_grad[1]:
+            raise RuntimeError("_SameRows takes no weight gradient")
+        (w,) = ctx.saved_tensors
+        return torch.bmm(grad, w), None, None
 
 
 def _skip(kind: str, h, f, alpha):
