@@ -123,3 +123,17 @@ def test_cuda_rows_equal_cpu_rows():  # pragma: no cover - not run where there i
     cpu, cuda = compute(WorkUnit(tasks)), compute(WorkUnit(tasks, device="cuda"))
     for a, b in zip(cpu, cuda):
         assert b.metrics == pytest.approx(a.metrics, rel=1e-6, nan_ok=True)
+
+
+def test_import_torch_pauses_the_collector_then_restores_it_and_freezes_torchs_objects():
+    """In a fresh interpreter (torch is already imported in this one): the collector is back on after the
+    import, torch's objects are frozen (not traversed by later collections), and a second call is a no-op."""
+    import subprocess
+    import sys
+
+    code = ("import gc, sys; from cnnexp.engine import import_torch; t = import_torch(); "
+            "assert gc.isenabled() and t is sys.modules['torch']; n = gc.get_freeze_count(); "
+            "assert n > 100_000, n; assert import_torch() is t and gc.get_freeze_count() == n; "
+            "gc.disable(); import_torch(); assert not gc.isenabled(); print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
