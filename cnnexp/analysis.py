@@ -1,11 +1,11 @@
 """Reading results files with pandas: load, compare two, summarise over seeds.
 
-    >>> from cnnexp.analysis import load_results, compare, summary   # doctest: +SKIP
-    >>> df = load_results("results/init.csv")       # every row; provenance in df.attrs
-    >>> summary(df, ["x_grad_norm"])                # mean, std, sem, n over seeds (all metrics without a list)
-    >>> c = compare("results/init.csv", "other/init.csv", rtol=1e-6)   # atol: a floor per metric (default_floor)
-    >>> c.agree, c.by_metric                        # False, the largest relative difference per metric
-    >>> compare("f32.csv", "f64.csv", ignore=["dtype"])  # pair rows that differ only in dtype
+    from cnnexp.analysis import load_results, compare, summary
+    df = load_results("results/init.csv")       # every row; provenance in df.attrs
+    summary(df, ["x_grad_norm"])                # mean, std, sem, n over seeds (all metrics without a list)
+    c = compare("results/init.csv", "other/init.csv", rtol=1e-6)   # atol: a floor per metric (default_floor)
+    c.agree, c.by_metric                        # False, the largest relative difference per metric
+    compare("f32.csv", "f64.csv", ignore=["dtype"])  # pair rows that differ only in dtype
 
 Which columns are which comes from the file and the schema, never from a fixed list: a metric is a column
 named in `schema.ALL_METRICS` (the results CSV's and the per-layer CSV's), and every other column (block, the

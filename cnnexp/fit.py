@@ -1,8 +1,8 @@
 """Fitted laws: least-squares slopes with 95% intervals, one per group of a results file, theory beside them.
 
-    >>> from cnnexp.fit import fit                                   # doctest: +SKIP
-    >>> fits = fit("results/laws.csv", "small_init")                 # every scale metric, power law
-    >>> fits.loc[fits["block"] == "plain", ["depth", "metric", "slope", "slope_low", "slope_high", "theory"]]
+    from cnnexp.fit import fit
+    fits = fit("results/laws.csv", "small_init")                 # every scale metric, power law
+    fits.loc[fits["block"] == "plain", ["depth", "metric", "slope", "slope_low", "slope_high", "theory"]]
 
 A group is the rows that share every configuration column except the fitted axis and seed (seeds are pooled).
 Each law is a straight line fitted by ordinary least squares after a change of variables, one entry of LAWS:

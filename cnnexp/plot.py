@@ -1,12 +1,10 @@
 """Figures of results files: a metric against an axis, one line per block, mean over seeds with a band.
 
-    >>> from cnnexp.plot import choose_layout, plot_results, sweep_figure     # doctest: +SKIP
-    >>> plot_results("results/init.csv", "small_init", ["x_grad_norm"], out="fig.svg")
-    PosixPath('fig.svg')
-    >>> sweep_figure("results/depth.csv")         # the default figure of a sweep, beside its CSV
-    PosixPath('results/depth.png')
-    >>> choose_layout(load_results("results/depth.csv"))
-    Layout(x='depth', ys=('x_grad_norm', 'param_grad_norm'), facet='small_init', lines=('block',), held=())
+    from cnnexp.plot import choose_layout, plot_results, sweep_figure
+    plot_results("results/init.csv", "small_init", ["x_grad_norm"], out="fig.svg")   # -> Path("fig.svg")
+    sweep_figure("results/depth.csv")         # the default figure of a sweep, beside its CSV: results/depth.png
+    choose_layout(load_results("results/depth.csv"))
+    # -> Layout(x='depth', ys=('x_grad_norm', 'param_grad_norm'), facet='small_init', lines=('block',), held=())
 
 What is drawn where follows from the data unless asked for (`choose_layout`): x is the numeric axis with the
 most values (seed aside; small_init on a tie); a varying axis with at most MAX_FACETS values gets a column of

@@ -3,8 +3,8 @@
 The library returns plain data; this module turns it into rich tables, and `show` prints one to a console at a
 width that crops nothing. Only the CLI imports it.
 
-    >>> from rich.console import Console                       # doctest: +SKIP
-    >>> show(Console(), pairs_table(side_by_side(report.rows)))
+    from rich.console import Console
+    show(Console(), pairs_table(side_by_side(report.rows)))
 """
 from __future__ import annotations
 

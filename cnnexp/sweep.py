@@ -1,11 +1,10 @@
 """Run a sweep: plan which rows are still missing, execute them, append each row as it arrives.
 
-    >>> from cnnexp.config import load_sweep                          # doctest: +SKIP
-    >>> plan = plan_sweep(load_sweep("configs/init.yaml"))            # reads, writes nothing
-    >>> plan.rows_total, plan.rows_skipped
-    (6, 0)
-    >>> report = run_sweep(plan)                                      # writes results/init.csv
-    >>> pairs = side_by_side(report.rows)                             # plain and residual, with ratios
+    from cnnexp.config import load_sweep
+    plan = plan_sweep(load_sweep("configs/init.yaml"))            # reads, writes nothing
+    plan.rows_total, plan.rows_skipped                                # (6, 0) on a fresh start
+    report = run_sweep(plan)                                      # writes results/init.csv
+    pairs = side_by_side(report.rows)                             # plain and residual, with ratios
 
 Resuming: the rows already in the CSV are skipped, keyed by their configuration columns. A CSV is only
 resumed by the sweep that wrote it (same fingerprint in its provenance file); any other is refused unless

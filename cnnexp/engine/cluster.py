@@ -6,10 +6,10 @@ unit's rows written by this process alone as it arrives. A worker that dies mid-
 on another worker by the scheduler (up to its `allowed-failures`, 3 by default); a rerun of a killed client
 resumes from the rows already written.
 
-    >>> execution = Execution(scheduler="tcp://127.0.0.1:8786")            # doctest: +SKIP
-    >>> with cluster_executor(execution) as (executor, info):
-    ...     for results in execute(plan_units(tasks, workers=info["threads_total"]), executor, info["window"]):
-    ...         ...
+    execution = Execution(scheduler="tcp://127.0.0.1:8786")
+    with cluster_executor(execution) as (executor, info):
+        for results in execute(plan_units(tasks, workers=info["threads_total"]), executor, info["window"]):
+            ...
 
 Needs the optional extra: pip install 'cnnexp[dask]'.
 """
