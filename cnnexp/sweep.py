@@ -548,6 +548,20 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where
     dtypes = list(plan.sweep.axes["dtype"])
     invocation = {"command": command, "started": started, "finished": None,
                   "rows_to_run": plan.rows_to_run, "rows_skipped": plan.rows_skipped}
+    environment = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": metadata.version("numpy"),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,  # the runs' own dtype (or dtypes)
+        "engine": plan.execution.engine,
+        **device_info(plan.execution.device),
+        "threads": threads,
+        **where,
+    }
+    if previous and "environment" in previous and not plan.rows_to_run:
+        environment = previous["environment"]  # nothing runs now: the rows are still the earlier runs'
     return {
         "cnnexp": __version__,
         "fingerprint": fingerprint(plan.sweep.to_dict()),
@@ -559,18 +573,7 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where
         "command": command,
         "started": started,
         "finished": None,
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": metadata.version("numpy"),
-            "platform": platform.platform(),
-            "host": socket.gethostname(),
-            "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,  # the runs' own dtype (or dtypes)
-            "engine": plan.execution.engine,
-            **device_info(plan.execution.device),
-            "threads": threads,
-            **where,
-        },
+        "environment": environment,
         "invocations": [*(previous or {}).get("invocations", []), invocation],
     }
 

@@ -173,8 +173,13 @@ def test_a_resume_with_another_thread_or_worker_count_warns_and_runs(tmp_path):
     assert run_sweep(plan, command="x").ran == 12
     meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
     assert meta["environment"]["threads"] == 2 and meta["environment"]["workers"] == 2
-    # nothing left to run: nothing to mix, nothing to say
-    assert plan_sweep(sweep_of(), tmp_path / "r.csv", execution=Execution(threads=1)).warnings == ()
+    # nothing left to run: nothing to mix, nothing to say, and the recorded environment stays the one that ran
+    idle = plan_sweep(sweep_of(), tmp_path / "r.csv", execution=Execution(threads=1, workers=1))
+    assert idle.warnings == ()
+    assert run_sweep(idle, command="y").ran == 0
+    after = json.loads((tmp_path / "r.csv.meta.json").read_text())
+    assert after["environment"] == meta["environment"]
+    assert [i["command"] for i in after["invocations"]][-2:] == ["x", "y"]
 
 
 def test_a_refused_per_layer_file_leaves_nothing_behind(tmp_path):
