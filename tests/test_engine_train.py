@@ -11,7 +11,7 @@ from hypothesis import example, given, settings, strategies as st
 from cnnexp.analysis import load_results
 from cnnexp.config import RunConfig, parse_sweep
 from cnnexp.engine import curve_steps
-from cnnexp.engine.batched import draw_stack, measure, run_batched
+from cnnexp.engine.batched import _passes, draw_stack, measure, run_batched
 from cnnexp.engine.reference import run_reference
 from cnnexp.schema import AXES, BLOCKS, LAYER_METRICS, STEP_METRICS
 from cnnexp.sweep import plan_sweep, run_sweep
@@ -204,7 +204,11 @@ def test_steps_zero_is_the_study_at_init_exactly(dtype):
     torch_dtype = getattr(torch, dtype)
     x, weights = x.to(torch_dtype), [w.to(torch_dtype) for w in weights]
     alphas = [torch.full((2, 1, 1), 0.5, dtype=torch_dtype) for _ in range(2)]
-    for block, (metrics, per_layer) in zip(BLOCKS, measure(BLOCKS, "relu", x, weights, alphas, layers=True)):
+    measured = {}
+    for kinds, rows in _passes([(c, BLOCKS) for c in configs], steps=0):
+        assert rows == [0, 1]
+        measured.update(zip(kinds, measure(kinds, "relu", x, weights, alphas, layers=True)))
+    for block, (metrics, per_layer) in measured.items():
         for b in range(2):
             [r] = [r for r in results if r.block == block and r.config is configs[b]]
             assert r.metrics == dict(zip(STEP_METRICS, metrics[b].tolist()))  # exactly, and nothing else

@@ -91,44 +91,43 @@ def forward(kinds: Sequence[str], activation: str, x, w1s, w2s, alphas) -> list[
     h, layers = x, []
     for i, (w1, w2, alpha) in enumerate(zip(w1s, w2s, alphas, strict=True)):
         # the first block sees x in every kind but prenorm: there its matmuls are made once for all kinds
-        linear = _same_rows(k) if i == 0 and k > 1 and "prenorm" not in kinds else _linear
+        linear = _SameRows.apply if i == 0 and k > 1 and "prenorm" not in kinds else _linear
         parts = h.split(n, dim=1)
         inp = h if "prenorm" not in kinds else _joined(
             [F.layer_norm(p, p.shape[-1:]) if kind == "prenorm" else p for kind, p in zip(kinds, parts)])
-        a1 = linear(inp, w1)  # (B, K n, d): fc1 of each configuration
+        a1 = linear(inp, w1, k)  # (B, K n, d): fc1 of each configuration
         hidden = act(a1)
-        f = linear(hidden, w2)  # F(inp)
+        f = linear(hidden, w2, k)  # F(inp)
         h = _joined([_skip(kind, p, q, alpha) for kind, p, q in zip(kinds, parts, f.split(n, dim=1))])
         layers.append(Layer(inp, a1, hidden, f, h))
     return layers
 
 
-def _linear(x, w):
-    """A bias-free linear layer on a stack: x (B, m, d) @ w^T, w (B, d_out, d)."""
-    return torch.bmm(x, w.transpose(1, 2))
-
-
-def _same_rows(k: int):
-    """`_linear` for an x whose k blocks of rows are equal (every kind's copy of one input)."""
-    return lambda x, w: _SameRows.apply(x, w, k)
+def _linear(x, w, k: int = 1):
+    """A bias-free linear layer on a stack: x (B, k n, d) @ w^T, w (B, d_out, d), each kind's n rows by a matmul
+    of their own, forward and backward, so each kind rounds as it would alone (a matmul over more rows is
+    rounded otherwise in the last bit, and a cancelling sum such as rezero's gate gradient magnifies that)."""
+    return _joined([torch.bmm(p, w.transpose(1, 2)) for p in x.split(x.shape[1] // k, dim=1)])
 
 
 class _SameRows(torch.autograd.Function):
-    """x @ w^T where x's k blocks of rows are equal: one block is multiplied and the product repeated, a k-th
-    of the work. The backward is a linear layer's own, grad @ w, over every row, so each kind's gradient stays
-    its own. Only for weights that take no gradient (the study at init: no update)."""
+    """`_linear` for an x whose k blocks of rows are equal (every kind's copy of one input): one block is
+    multiplied and the product repeated, a k-th of the work. The backward is a linear layer's own, grad @ w,
+    for each kind's rows, so each kind's gradient stays its own. Only for weights that take no gradient (the
+    study at init: no update)."""
 
     @staticmethod
     def forward(ctx, x, w, k):
         ctx.save_for_backward(w)
-        return torch.bmm(x[:, :x.shape[1] // k], w.transpose(1, 2)).repeat(1, k, 1)
+        ctx.k = k
+        return _linear(x[:, :x.shape[1] // k], w).repeat(1, k, 1)
 
     @staticmethod
     def backward(ctx, grad):
         if ctx.needs_input_grad[1]:
             raise RuntimeError("_SameRows takes no weight gradient")
         (w,) = ctx.saved_tensors
-        return torch.bmm(grad, w), None, None
+        return _joined([torch.bmm(g, w) for g in grad.split(grad.shape[1] // ctx.k, dim=1)]), None, None
 
 
 def _skip(kind: str, h, f, alpha):
@@ -234,6 +233,21 @@ def metrics(g: dict, layers: bool):
     return found, per_layer
 
 
+def _passes(tasks: Sequence[Task], steps: int) -> list[tuple[list[str], list[int]]]:
+    """The passes that compute `tasks`: (the block kinds, the indices of the tasks) of each.
+
+    At init every kind has the same weights, so configurations that ask for the same kinds are measured in
+    one pass (and each kind rounds as it would alone, see `_linear`). Training runs each kind apart, as an
+    update gives each its own weights.
+    """
+    if steps:
+        return [([kind], [i for i, (_, blocks) in enumerate(tasks) if kind in blocks])
+                for kind in BLOCKS if any(kind in blocks for _, blocks in tasks)]
+    asked = dict.fromkeys(frozenset(blocks) for _, blocks in tasks)
+    return [([kind for kind in BLOCKS if kind in kinds], [i for i, (_, b) in enumerate(tasks) if frozenset(b) == kinds])
+            for kinds in asked]
+
+
 def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
                 curve: int | None = None) -> list[RunResult]:
     """Run tasks whose configurations share one shape; one RunResult per configuration and block, in task
@@ -256,12 +270,8 @@ def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
     record = curve_steps(first.steps, curve)
     # rezero's gate starts as float32(alpha_init) in the run's dtype, as every starting value does
     gate = torch.tensor([c.alpha_init for c in configs], dtype=torch.float32).to(device, dtype)[:, None, None]
-    kinds = [b for b in BLOCKS if any(b in blocks for _, blocks in tasks)]
-    # at init every kind has the same weights: one pass measures them all; training parts them
-    passes = [kinds] if first.steps == 0 else [[kind] for kind in kinds]
     found: dict[tuple[int, str], RunResult] = {}
-    for together in passes:
-        rows = [i for i, (_, blocks) in enumerate(tasks) if any(b in blocks for b in together)]
+    for together, rows in _passes(tasks, first.steps):
         pick = (lambda t: t) if len(rows) == len(tasks) else (lambda t: t[rows])
         trained = fit(together, first.activation, pick(x), [pick(w) for w in weights],
                       [pick(gate).clone() for _ in range(first.depth)], y=None if y is None else pick(y),
