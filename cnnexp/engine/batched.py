@@ -82,8 +82,9 @@ def forward(kinds: Sequence[str], activation: str, x, w1s, w2s, alphas) -> list[
     """The networks of `len(w1s)` blocks of each kind in `kinds`, on one stack, with the same weights.
 
     x is (B, K n, d): rows [k n, (k + 1) n) are kind k's copy of the batch. A network treats each row on its
-    own, so every kind's rows pass through one matmul per weight (each weight read once for all kinds), and
-    each kind's loss, and so its gradient, depends on its own rows only. Returns the layers in order.
+    own, so each kind's loss, and so its gradient, depends on its own rows only. Each kind's rows go through
+    matmuls of their own (`_linear`), except the first block's where every kind sees x: those are made once
+    (`_SameRows`). Returns the layers in order.
     """
     act = ACTIVATIONS[activation]
     k = len(kinds)
