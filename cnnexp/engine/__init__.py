@@ -339,12 +339,10 @@ def open_executor(execution: Execution, workers: int) -> Iterator[tuple[Executor
         with cluster_executor(execution) as (executor, info):
             yield executor, info
         return
-    from cnnexp.engine.pool import keep_freed_memory, process_pool, stop
-
     if workers <= 1:
-        keep_freed_memory()  # (this process computes the units)
         yield None, {"workers": 1}
         return
+    from cnnexp.engine.pool import process_pool, stop
 
     pool = process_pool(workers)
     try:
