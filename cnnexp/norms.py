@@ -48,8 +48,8 @@ def _norm(t: torch.Tensor) -> torch.Tensor:
 
     Each row (along the dimension contiguous in memory) is taken in the tensor's own dtype, as the notebook
     does, and the rows' norms are summed in float64, where every row lies in `safe_range` (exact to the
-    dtype's rounding) or is all zeros. A configuration with a row outside it (a tiny gradient, whose squares underflow) is
-    taken again whole in float64, scaled by its largest element.
+    dtype's rounding) or is all zeros. A configuration with a row outside it (a tiny gradient, whose squares
+    underflow) is taken again whole in float64, scaled by its largest element.
     """
     t = t.detach() if t.ndim > 1 else t.detach()[:, None]  # (B,): one number per configuration
     along = 1 + min(range(t.ndim - 1), key=lambda i: (t.stride(i + 1), -i))  # the contiguous dimension
@@ -87,9 +87,9 @@ def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     in g's dtype, as autograd would, so a gradient that underflows in float32 reads as it does. -> (B,) float64
     """
     n, p, q = g.shape[1], g.shape[2], h.shape[2]
-    if torch.finfo(g.dtype).bits <= 32:  # squares of float32 numbers, and their sums, lie deep inside float64's range
-        (gu, sg), (hu, sh) = ((t.detach().to(torch.float64), torch.ones(len(t), dtype=torch.float64, device=t.device))
-                              for t in (g, h))
+    info = torch.finfo(g.dtype)
+    if info.bits <= 32:  # squares of float32 numbers, and their sums, lie deep inside float64's range
+        (gu, sg), (hu, sh) = (g.detach().to(torch.float64), 1.0), (h.detach().to(torch.float64), 1.0)
     else:
         (gu, sg), (hu, sh) = _unit(g), _unit(h)
     if n * (p + q) < p * q:
@@ -98,7 +98,6 @@ def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     else:
         root = torch.linalg.vector_norm(torch.bmm(gu.transpose(1, 2), hu), dim=(1, 2))
     found = sg * sh * root
-    info = torch.finfo(g.dtype)
     # each of the n p q terms formed in g's dtype is off by at most `tiny` (flushed to zero, at worst), and
     # its rounding is negligible above this, as in safe_range
     low, high = (p * q) ** 0.5 * n * info.tiny / LOST, info.max ** 0.5 * 1e-3

@@ -156,11 +156,11 @@ def gradients(kinds: Sequence[str], activation: str, x, weights, alphas, y=None,
     """Forward and backward every kind on a stack (see `forward`): loss[b, k] = mean((out[b, k] - y[b])^2)
     (y = 0 when None); backpropagate their sum. Returns one dict per kind.
 
-    Each holds the loss's difference `diff` = out - y and the norm of each parameter (weights, then rezero's
-    alphas) `param_norms` (B, n). With `update` (one kind only: an update parts the kinds' weights), also the
-    parameters' gradients `gparams`, for a training step. With `inputs`, what the metrics need: the gradients at
-    x (`gx`), at each a1 (`ga1`) and at each block output (`gout`), and each parameter's gradient norm
-    (`gparam_norms`, (B, n) float64). A weight's gradient is g^T h (g the gradient at its layer's output, h the
+    Each holds the loss's difference `diff` = out - y. With `update` (one kind only: an update parts the kinds'
+    weights), also the parameters' gradients `gparams` (weights, then rezero's alphas), for a training step.
+    With `inputs`, what the metrics need: the norm of each parameter (`param_norms`, (B, n) float64), the
+    gradients at x (`gx`), at each a1 (`ga1`) and at each block output (`gout`), and each parameter's gradient
+    norm (`gparam_norms`, (B, n) float64). A weight's gradient is g^T h (g the gradient at its layer's output, h the
     layer's input): when no update needs it, its norm comes from g and h (`norms.product_norm`) and autograd is
     spared the matmuls that would form it.
     """
@@ -170,8 +170,6 @@ def gradients(kinds: Sequence[str], activation: str, x, weights, alphas, y=None,
     x = (x if k == 1 else x.repeat(1, k, 1)).detach().requires_grad_(inputs)
     weights = [w.detach().requires_grad_(update) for w in weights]
     alphas = [a.detach().requires_grad_("rezero" in kinds) for a in alphas]
-    weight_norms = torch.stack([norms.norm(w) for w in weights], dim=1)
-    gate_norms = torch.stack([norms.norm(a) for a in alphas], dim=1)
     with torch.enable_grad():
         layers = forward(kinds, activation, x, weights[0::2], weights[1::2], alphas)
         out = layers[-1].out
@@ -182,16 +180,17 @@ def gradients(kinds: Sequence[str], activation: str, x, weights, alphas, y=None,
             asked += [l.f for l in layers]
         gates = alphas if "rezero" in kinds else []
         grads = torch.autograd.grad(loss.sum(), asked + (weights if update else []) + gates)
+    if inputs:  # the parameters' norms, for the metrics: the same weights for every kind
+        weight_norms = torch.stack([norms.norm(w) for w in weights], dim=1)
+        gate_norms = torch.stack([norms.norm(a) for a in alphas], dim=1)
     found = []
     for i, kind in enumerate(kinds):
         rows = slice(i * n, (i + 1) * n)
-        rezero = kind == "rezero"
-        g = {"diff": diff[:, rows].detach(),
-             "param_norms": torch.cat([weight_norms, gate_norms], dim=1) if rezero else weight_norms}
+        g = {"diff": diff[:, rows].detach()}
         if update:
-            g["params"] = [*weights, *alphas] if rezero else weights
             g["gparams"] = grads[len(asked):]  # (one kind: its weights' gradients, then rezero's gates')
         if inputs:
+            g["param_norms"] = torch.cat([weight_norms, gate_norms], dim=1) if kind == "rezero" else weight_norms
             g.update(_inputs(kind, layers, grads, rows, update, g.get("gparams"), grads[len(grads) - len(gates):]))
         found.append(g)
     return found
@@ -245,7 +244,8 @@ def _passes(tasks: Sequence[Task], steps: int) -> list[tuple[list[str], list[int
         return [([kind], [i for i, (_, blocks) in enumerate(tasks) if kind in blocks])
                 for kind in BLOCKS if any(kind in blocks for _, blocks in tasks)]
     asked = dict.fromkeys(frozenset(blocks) for _, blocks in tasks)
-    return [([kind for kind in BLOCKS if kind in kinds], [i for i, (_, b) in enumerate(tasks) if frozenset(b) == kinds])
+    return [([kind for kind in BLOCKS if kind in kinds],
+             [i for i, (_, blocks) in enumerate(tasks) if frozenset(blocks) == kinds])
             for kinds in asked]
 
 

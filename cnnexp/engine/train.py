@@ -95,7 +95,8 @@ def fit(kinds: Sequence[str], activation: str, x, weights, alphas, *, y, lr, ste
     threshold = FIT_FRACTION * norms.mean_square(y) if y is not None else None  # (B,) float64
     can_fit = torch.tensor(list(fits), dtype=torch.bool, device=x.device)
     fitted = [torch.full((x.shape[0],), -1, dtype=torch.int64, device=x.device) for _ in kinds]
-    curve, first, last, per_layer = [{} for _ in kinds], [None] * len(kinds), [None] * len(kinds), [None] * len(kinds)
+    curve = [{} for _ in kinds]
+    first, last, per_layer = ([None] * len(kinds) for _ in range(3))
     for s in range(steps + 1):
         measured = s in record or s in (0, steps)
         found = gradients(kinds, activation, x, weights, alphas, y, inputs=measured, update=s < steps)
