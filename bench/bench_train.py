@@ -32,8 +32,7 @@ BLOCKS = ("plain", "residual")
 def stack(d: int, batch: int, b: int, dtype: str):
     configs = [RunConfig(d=d, batch=batch, small_init=1e-2, seed=s, depth=2, dtype=dtype, steps=STEPS, lr=0.4,
                          target="teacher_residual") for s in range(b)]
-    teachers = [torch.zeros(b, d, d) for _ in range(2)]
-    x, weights = draw_stack(configs, teachers)
+    x, weights, teachers = draw_stack(configs)
     t = DTYPES[dtype]
     x, weights = x.to(t), [w.to(t) for w in weights]
     y = targets(configs, x, [w.to(t) for w in teachers])

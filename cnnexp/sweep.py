@@ -27,8 +27,8 @@ from typing import Callable
 
 from cnnexp import __version__
 from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
-from cnnexp.engine import (DEFAULT_THREADS, UNIT_BYTES, Execution, curve_steps, device_info, execute, open_executor, plan_units,
-                           run_cost, unit_bytes, use_threads, worker_count)
+from cnnexp.engine import (DEFAULT_THREADS, DRAW_BYTES, UNIT_BYTES, Execution, curve_steps, device_info, execute,
+                           open_executor, plan_units, run_cost, unit_bytes, use_threads, worker_count)
 from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.paths import CSV, check_output
@@ -460,10 +460,11 @@ def largest_configs(sweep: Sweep) -> list:
 
 def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1, count: int | None = None) -> None:
     """Refuse configurations of which the largest would not fit in the memory available now, in each of the
-    local worker processes at once (a unit holds up to UNIT_BYTES of the sweep's `count` configurations)."""
+    local worker processes at once (a unit holds the draw of up to DRAW_BYTES and stacks of up to UNIT_BYTES of
+    the sweep's `count` configurations)."""
     biggest = max(configs, key=lambda c: unit_bytes(c, n_blocks))
     one = unit_bytes(biggest, n_blocks)
-    per_worker = max(one, min(UNIT_BYTES, one * (count or len(configs))))
+    per_worker = max(one, min(UNIT_BYTES + DRAW_BYTES, one * (count or len(configs))))
     refuse_beyond_memory(workers * per_worker,
                          f"{source}: the configuration d={biggest.d}, batch={biggest.batch}, depth={biggest.depth}",
                          "lower d, batch or depth" + (", or --workers" if workers > 1 else ""))

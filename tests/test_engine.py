@@ -1,4 +1,5 @@
-"""The engine seam: units planned by shape, memory and cost; one execute loop for every executor."""
+"""The engine seam: units planned by seed and cost, stacks by shape and memory; one execute loop for every
+executor."""
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from cnnexp.config import RunConfig
-from cnnexp.engine import (UNIT_BYTES, UNIT_COST, Execution, RunError, WorkUnit, compute, execute, plan_units,
-                           resolve_device, run_cost, unit_bytes, worker_count)
+from cnnexp.engine import (DRAW_BYTES, UNIT_BYTES, UNIT_COST, Execution, RunError, WorkUnit, compute, draw_size,
+                           execute, plan_units, resolve_device, run_cost, stacks, unit_bytes, worker_count)
 from cnnexp.engine.pool import process_pool
 from cnnexp.errors import ConfigError
 
@@ -18,12 +19,13 @@ def tasks_of(*configs, blocks=BOTH):
     return [(c, blocks) for c in configs]
 
 
-def test_units_group_configurations_of_one_shape_in_grid_order():
-    tasks = tasks_of(*(RunConfig(d=d, batch=2, seed=s) for d in (4, 8) for s in range(3)))
-    units = plan_units(tasks)
-    assert [[t[0].d for t in u.tasks] for u in units] == [[4, 4, 4], [8, 8, 8]]
-    assert sum(u.rows for u in units) == 12
-    assert units[0].engine == "batched" and not units[0].layers
+def test_a_unit_holds_each_d_and_seeds_configurations_together_smaller_d_first():
+    """The configurations of one d and one seed draw from one stream (batched.draw_stacks): kept together."""
+    tasks = tasks_of(*(RunConfig(d=d, batch=b, seed=s) for s in range(3) for b in (2, 4) for d in (8, 4)))
+    [unit] = plan_units(tasks)
+    assert [(c.d, c.seed, c.batch) for c, _ in unit.tasks] == [(d, s, b) for d in (4, 8) for s in range(3)
+                                                                for b in (2, 4)]
+    assert unit.rows == 24 and unit.engine == "batched" and not unit.layers
 
 
 def test_the_reference_engine_gets_one_configuration_per_unit():
@@ -31,16 +33,35 @@ def test_the_reference_engine_gets_one_configuration_per_unit():
     assert [len(u.tasks) for u in units] == [1, 1, 1]
 
 
-def test_units_are_cut_by_memory_and_cost():
-    big = RunConfig(d=512, batch=64)
-    per_config = unit_bytes(big, 2)
-    n = UNIT_BYTES // per_config + 2
-    units = plan_units(tasks_of(*(replace(big, seed=s) for s in range(n))))
-    assert len(units) >= 2 and all(sum(unit_bytes(c, 2) for c, _ in u.tasks) <= UNIT_BYTES for u in units)
-    assert n * per_config > UNIT_BYTES > 4 * per_config
+def test_units_are_cut_at_seeds_by_cost_and_by_the_memory_of_their_draws():
     costly = RunConfig(d=1024, batch=64, depth=40)
     assert run_cost(costly, 2) > UNIT_COST / 2
     assert [len(u.tasks) for u in plan_units(tasks_of(costly, replace(costly, seed=1)))] == [1, 1]
+    deep = RunConfig(d=512, batch=8, depth=3)  # 6.3 MiB of numbers, cheap to compute
+    per_config = 4 * draw_size(deep)
+    n = DRAW_BYTES // per_config + 3
+    units = plan_units(tasks_of(*(replace(deep, seed=s) for s in range(n))))
+    assert len(units) == 2 and all(len(u.tasks) * per_config <= DRAW_BYTES for u in units)
+
+
+def test_a_seed_that_costs_more_than_a_unit_is_cut():
+    family = tasks_of(*(RunConfig(d=1024, batch=64, depth=10, small_init=si) for si in (1e-1, 1e-2, 1e-3, 1e-4)))
+    assert sum(run_cost(c, 2) for c, _ in family) > UNIT_COST
+    units = plan_units(family)
+    assert len(units) > 1 and all(u.cost <= UNIT_COST for u in units)
+    assert [t for u in units for t in u.tasks] == family
+
+
+def test_stacks_are_one_shape_each_and_cut_by_memory():
+    big = RunConfig(d=512, batch=64)
+    per_config = unit_bytes(big, 2)
+    n = UNIT_BYTES // per_config + 2
+    assert n * per_config > UNIT_BYTES > 4 * per_config
+    tasks = tasks_of(*(replace(big, seed=s) for s in range(n)), RunConfig(d=4), RunConfig(d=4, seed=1))
+    found = stacks(tasks)
+    assert sorted(i for stack in found for i in stack) == list(range(len(tasks)))
+    assert found[-1] == [n, n + 1] and len(found) >= 3
+    assert all(sum(unit_bytes(tasks[i][0], 2) for i in stack) <= UNIT_BYTES for stack in found[:-1])
 
 
 def test_with_several_workers_units_are_smaller_and_largest_first():
@@ -73,7 +94,7 @@ def test_execute_keeps_at_most_window_units_in_flight():
             future.add_done_callback(lambda f: setattr(Counting, "in_flight", Counting.in_flight - 1))
             return future
 
-    units = plan_units(tasks_of(*(RunConfig(d=d, batch=2) for d in range(1, 13))))
+    units = plan_units(tasks_of(*(RunConfig(d=d, batch=2) for d in range(1, 13))), engine="reference")
     with Counting(2) as pool:
         results = list(execute(units, pool, window=3))
     assert len(results) == 12 and Counting.most <= 3
@@ -90,6 +111,16 @@ def test_a_unit_that_fails_in_its_data_is_one_error_naming_it():
     with pytest.raises(RunError, match=r"^d=64, batch=8, depth=1, relu, float32, small_init=0.5, seed=3: "
                                        r"RuntimeError: not enough memory: you tried to allocate 9 GB$"):
         list(execute([unit], Failing()))
+
+
+@pytest.mark.parametrize("configs, said", [
+    ([RunConfig(d=64, seed=3), RunConfig(d=64, seed=4)], "d=64, batch=64, depth=1, relu, float32 (2 configurations)"),
+    ([RunConfig(d=16, seed=3), RunConfig(d=256, seed=3)], "2 configurations of 2 shapes (d=16..256), seed 3"),
+    ([RunConfig(d=16, seed=s, batch=b) for s in (0, 9) for b in (8, 64)],
+     "4 configurations of 2 shapes (d=16), seeds 0..9"),
+])
+def test_a_unit_describes_its_configurations(configs, said):
+    assert WorkUnit(tuple(tasks_of(*configs))).describe() == said
 
 
 def test_compute_runs_the_named_engine():

@@ -1,4 +1,6 @@
 """The batched engine against the reference engine (modules and hooks) and the notebook's numbers."""
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -7,7 +9,7 @@ from cnnexp.config import RunConfig
 from cnnexp.engine.batched import draw_stack, run_batched
 from cnnexp.engine.reference import run_reference
 from cnnexp.probe import draw
-from cnnexp.schema import AXIS, BLOCKS
+from cnnexp.schema import AXIS, BLOCKS, TEACHER_TARGETS
 
 NOTEBOOK = {  # printed by the notebook for d=256, batch=64, small_init=1e-4, seed=123
     "plain": dict(loss=3.3215e-12, x_grad_norm=1.02284e-13, a1_grad_norm=5.57527e-11, w_norm=0.0362999,
@@ -30,7 +32,7 @@ def test_the_stacked_draw_is_each_configurations_own_draw_bit_for_bit(order):
     configs = [RunConfig(d=6, batch=3, small_init=si, seed=s, depth=2) for s in (0, 7) for si in (1e-2, 0.5, 3.0)]
     if order == "seeds apart":
         configs = configs[0::3] + configs[1::3] + configs[2::3]
-    x, weights = draw_stack(configs)
+    x, weights, _ = draw_stack(configs)
     for b, config in enumerate(configs):
         want_x, want_w = draw(config, [torch.Size([6, 6])] * 4)
         assert torch.equal(x[b], want_x)
@@ -116,9 +118,56 @@ def test_without_layers_no_layer_metrics_are_taken():
     assert result.layers == ()
 
 
-def test_refuses_configurations_of_several_shapes():
-    with pytest.raises(ValueError, match="one shape"):
-        run_batched([(RunConfig(d=4), ("plain",)), (RunConfig(d=5), ("plain",))])
+def notebook_draw(config):
+    """The draw as the notebook makes it, piece after piece: x, the weights, then a teacher's two."""
+    x, weights = draw(config, [torch.Size([config.d, config.d])] * (2 * config.depth))
+    teacher = [torch.randn(config.d, config.d) / math.sqrt(config.d) for _ in range(2)] \
+        if config.target in TEACHER_TARGETS else []
+    return x, weights, teacher
+
+
+one_seed = st.lists(st.builds(
+    RunConfig,
+    d=st.sampled_from([1, 2, 3, 4, 5, 8, 12, 16, 20, 32, 64]), batch=st.integers(1, 17), depth=st.integers(1, 3),
+    small_init=st.sampled_from([1e-4, 0.05, 1.0]), target=st.sampled_from(["zero", "identity", "teacher_plain"]),
+), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs=one_seed, seed=st.integers(0, 2**32))
+def test_configurations_of_one_seed_share_one_stream_and_draw_as_the_notebook_bit_for_bit(configs, seed):
+    """Configurations of any shapes with one seed, in stacks of one each: those whose pieces torch draws in
+    whole 16s read one draw of the longest, the others draw theirs in turn; either way the notebook's draw,
+    exactly."""
+    from dataclasses import replace
+
+    from cnnexp.engine.batched import draw_stacks
+
+    configs = [replace(c, seed=seed) for c in configs]
+    for config, (x, weights, teachers) in zip(configs, draw_stacks([[c] for c in configs]), strict=True):
+        want_x, want_w, want_t = notebook_draw(config)
+        assert torch.equal(x[0], want_x)
+        assert all(torch.equal(w[0], v) for w, v in zip(weights, want_w, strict=True))
+        assert len(teachers) == len(want_t) and all(torch.equal(t[0], v) for t, v in zip(teachers, want_t))
+
+
+def test_a_unit_of_several_shapes_equals_each_shape_run_alone_bit_for_bit():
+    """A unit holds whole seeds, every shape of each: its rows are those of each shape's stack run on its
+    own (drawing its own numbers), to the last bit."""
+    from collections import defaultdict
+
+    from cnnexp.engine import shape_of
+
+    tasks = [(RunConfig(d=d, batch=batch, small_init=si, seed=s, depth=depth), blocks)
+             for s in (3, 4) for d, batch, depth in ((16, 8, 1), (32, 4, 2), (6, 3, 1), (16, 16, 1))
+             for si, blocks in ((1e-2, ("plain", "residual")), (1e-4, ("rezero",)))]
+    together = {(r.config, r.block): r for r in run_batched(tasks)}
+    by_shape = defaultdict(list)
+    for task in tasks:
+        by_shape[shape_of(task[0])].append(task)
+    for group in by_shape.values():
+        for r in run_batched(group):
+            assert together[r.config, r.block] == r
 
 
 @pytest.mark.parametrize("config", [
@@ -130,7 +179,7 @@ def test_tiny_gradients_are_measured_not_zeroed(config):
     scales), where torch's own norm reads too small or 0."""
     import math
 
-    x, weights = draw_stack([config])
+    x, weights, _ = draw_stack([config])
     x = x[0].to(torch.float64 if config.dtype == "float64" else torch.float32).requires_grad_()
     ws = [w[0].to(x.dtype) for w in weights]
     h = x
@@ -153,7 +202,7 @@ def test_kinds_measured_in_one_pass_equal_each_kind_measured_alone_to_the_last_b
 
     configs = [RunConfig(d=7, batch=3, seed=s, depth=3, small_init=0.3, activation="tanh", dtype=dtype,
                          alpha_init=0.4) for s in (0, 1, 2)]
-    x, weights = draw_stack(configs)
+    x, weights, _ = draw_stack(configs)
     torch_dtype = getattr(torch, dtype)
     x, weights = x.to(torch_dtype), [w.to(torch_dtype) for w in weights]
     alphas = [torch.full((3, 1, 1), 0.4, dtype=torch_dtype) for _ in range(3)]

@@ -200,7 +200,7 @@ def test_steps_zero_is_the_study_at_init_exactly(dtype):
     """No training axis off its default: the very numbers of the study at init (batched.measure), no more."""
     configs = [RunConfig(d=6, batch=4, seed=s, depth=2, small_init=1e-3, dtype=dtype, alpha_init=0.5) for s in (0, 1)]
     results = run_batched([(c, BLOCKS) for c in configs])
-    x, weights = draw_stack(configs)
+    x, weights, _ = draw_stack(configs)
     torch_dtype = getattr(torch, dtype)
     x, weights = x.to(torch_dtype), [w.to(torch_dtype) for w in weights]
     alphas = [torch.full((2, 1, 1), 0.5, dtype=torch_dtype) for _ in range(2)]
@@ -219,8 +219,7 @@ def test_steps_zero_is_the_study_at_init_exactly(dtype):
 def test_the_teacher_is_drawn_after_the_student_which_stays_the_notebooks_draw():
     student = RunConfig(d=5, batch=3, seed=7, depth=2)
     teacher = RunConfig(d=5, batch=3, seed=7, depth=2, target="teacher_residual")
-    t = [torch.zeros(2, 5, 5) for _ in range(2)]
-    x, w = draw_stack([student, teacher], t)
+    x, w, t = draw_stack([student, teacher])
     assert torch.equal(x[0], x[1]) and all(torch.equal(v[0], v[1]) for v in w)
     assert torch.equal(t[0][0], torch.zeros(5, 5))  # no teacher drawn for the zero target
     torch.manual_seed(7)

@@ -1,7 +1,7 @@
 """How runs execute: work units in, RunResults out, in any order. Only the writer process touches files.
 
     tasks  (a configuration and the blocks it still needs)
-      -> plan_units   group by shape, cut by memory and cost, largest first        (pure, no torch)
+      -> plan_units   a d and seed's configurations together (one draw), cut by cost    (pure, no torch)
       -> execute      compute each unit in this process, a local process pool (`--workers`) or a Dask
                       cluster (`--scheduler`): any concurrent.futures-style executor, one code path,
                       at most `window` units in flight
@@ -24,17 +24,19 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from cnnexp.config import Task, trains
 from cnnexp.errors import CnnexpError, ConfigError
+from cnnexp.schema import TEACHER_TARGETS
 
 ENGINES: dict[str, str] = {  # --engine name -> the module and function that computes a unit's tasks
     "batched": "cnnexp.engine.batched:run_batched",
     "reference": "cnnexp.engine.reference:run_reference",
 }
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps", "auto")
-UNIT_BYTES = 256 * 2**20  # the memory one unit may take; a larger group of configurations is cut
+UNIT_BYTES = 256 * 2**20  # the memory one stack of configurations may take; a larger group is cut
+DRAW_BYTES = UNIT_BYTES // 2  # the memory a unit's draw may take (every configuration's, drawn before any stack runs)
 DRAW_COST = 300  # one drawn number costs about as much as this many multiply-adds (bench/bench_sweep.py)
 UNIT_COST = 2e10  # about a second of one core: a unit is never longer, so a kill or Ctrl-C loses little
 BLOCK_OVERHEAD = 32 * 2**10  # bytes of autograd graph and tensors' headers per block, whatever its size
@@ -51,7 +53,8 @@ class WorkUnit:
     """Configurations of one shape and the blocks each still needs: computed together, in one process.
 
     Attributes:
-        tasks: (configuration, blocks) pairs, all of one shape (d, batch, depth, activation, dtype).
+        tasks: (configuration, blocks) pairs. The batched engine stacks those of one shape (`shape_of`), and
+            draws the random numbers of each seed once for all of its configurations, whatever their shapes.
         engine: a key of ENGINES.
         device: where the tensors live ("cpu", "cuda", "mps"); the draw is always on the CPU generator.
         layers: also measure every block index (for --per-layer).
@@ -74,12 +77,23 @@ class WorkUnit:
         return sum(run_cost(config, len(blocks)) for config, blocks in self.tasks)
 
     def describe(self) -> str:
-        """The unit's configurations in a few words, for progress lines and error messages."""
-        first = self.tasks[0][0]
+        """The unit's configurations in a few words, for error messages."""
+        configs = [config for config, _ in self.tasks]
+        first = configs[0]
         shape = f"d={first.d}, batch={first.batch}, depth={first.depth}, {first.activation}, {first.dtype}"
-        if len(self.tasks) == 1:
+        if len(configs) == 1:
             return f"{shape}, small_init={first.small_init!r}, seed={first.seed}"
-        return f"{shape} ({len(self.tasks)} configurations)"
+        shapes = {shape_of(c) for c in configs}
+        if len(shapes) == 1:
+            return f"{shape} ({len(configs)} configurations)"
+        return f"{len(configs)} configurations of {len(shapes)} shapes (d={_span(c.d for c in configs)}), " + (
+            f"seed{'s' if len({c.seed for c in configs}) > 1 else ''} {_span(c.seed for c in configs)}")
+
+
+def _span(values) -> str:
+    """'3' for one value, '16..1024' for several."""
+    values = sorted(set(values))
+    return f"{values[0]}" if len(values) == 1 else f"{values[0]}..{values[-1]}"
 
 
 def shape_of(config) -> tuple:
@@ -128,32 +142,78 @@ def unit_bytes(config, n_blocks: int) -> int:
     return need
 
 
+def draw_size(config) -> int:
+    """How many random numbers a configuration draws after its seed: x, each weight, and a teacher's two."""
+    d, teacher = config.d, 2 if config.target in TEACHER_TARGETS else 0
+    return config.batch * d + (2 * config.depth + teacher) * d * d
+
+
 def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = "cpu", layers: bool = False,
                workers: int = 1, curve: int | None = None) -> list[WorkUnit]:
-    """Cut tasks into work units: configurations of one shape together, each unit within UNIT_BYTES and, with
-    several workers, small enough to balance (about 4 units per worker), largest first. Within a shape,
-    configurations of one seed are kept side by side: they share one draw.
+    """Cut tasks into work units, each within UNIT_COST and, with several workers, small enough to balance
+    (about 4 units per worker), largest first.
 
-    The reference engine gets one configuration per unit: it has nothing to share between them.
+    The batched engine gets whole families: the configurations of one d and one seed, whatever their batch,
+    depth or target, draw prefixes of the same random numbers, drawn once in a unit (batched.draw_stacks). A
+    unit holds as many families as fit its cost and DRAW_BYTES, the smaller d first, so the many
+    configurations of a small d make large stacks. A family that alone costs more than a unit is cut, and each part draws its
+    numbers again. The reference engine gets one configuration per unit: it has nothing to share between them.
     """
-    groups: dict[tuple, list[Task]] = {}
-    for task in tasks:
-        groups.setdefault(shape_of(task[0]), []).append(task)
-    total = sum(run_cost(c, len(b)) for group in groups.values() for c, b in group)
+    tasks = list(tasks)
+    total = sum(run_cost(c, len(b)) for c, b in tasks)
     target = min(total / (4 * workers), UNIT_COST) if workers > 1 else UNIT_COST
-    units = []
-    for group in groups.values():
-        chunk, cost, size = [], 0.0, 0
-        for config, blocks in sorted(group, key=lambda task: task[0].seed):  # one seed, one draw (draw_stack)
-            more, grow = run_cost(config, len(blocks)), unit_bytes(config, len(blocks))
-            full = engine == "reference" or cost + more > target or size + grow > UNIT_BYTES
-            if chunk and full:
-                units.append(WorkUnit(tuple(chunk), engine, device, layers, curve))
-                chunk, cost, size = [], 0.0, 0
-            chunk.append((config, blocks))
-            cost, size = cost + more, size + grow
-        units.append(WorkUnit(tuple(chunk), engine, device, layers, curve))
+    if engine == "reference":
+        chunks = [[task] for task in tasks]
+    else:
+        families: dict[tuple[int, int], list[Task]] = {}
+        for task in tasks:
+            families.setdefault((task[0].d, task[0].seed), []).append(task)
+        chunks, chunk, cost, drawn = [], [], 0.0, 0
+        for _, family in sorted(families.items(), key=lambda item: item[0][0]):  # by d, seeds in order
+            more = sum(run_cost(c, len(b)) for c, b in family)
+            grow = sum(4 * draw_size(c) for c, _ in family)  # float32 numbers
+            if chunk and (cost + more > target or drawn + grow > DRAW_BYTES):
+                chunks.append(chunk)
+                chunk, cost, drawn = [], 0.0, 0
+            if more > target:  # one seed costs more than a unit: its configurations are cut by cost
+                chunks += _cut_by_cost(sorted(family, key=lambda task: shape_of(task[0])), target)
+                continue
+            chunk, cost, drawn = chunk + family, cost + more, drawn + grow
+        chunks += [chunk] if chunk else []
+    units = [WorkUnit(tuple(chunk), engine, device, layers, curve) for chunk in chunks]
     return sorted(units, key=lambda u: -u.cost) if workers > 1 else units
+
+
+def _cut_by_cost(tasks: list[Task], target: float) -> list[list[Task]]:
+    """Consecutive runs of tasks, each costing at most `target` (or holding one task)."""
+    chunks, chunk, cost = [], [], 0.0
+    for config, blocks in tasks:
+        more = run_cost(config, len(blocks))
+        if chunk and cost + more > target:
+            chunks.append(chunk)
+            chunk, cost = [], 0.0
+        chunk, cost = chunk + [(config, blocks)], cost + more
+    return chunks + [chunk]
+
+
+def stacks(tasks: Sequence[Task]) -> list[list[int]]:
+    """The stacks a unit's tasks are computed in, as lists of their indices: those of one shape together, in
+    order, cut so that each takes at most UNIT_BYTES (or holds one configuration)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (config, _) in enumerate(tasks):
+        groups.setdefault(shape_of(config), []).append(i)
+    found = []
+    for group in groups.values():
+        stack, size = [], 0
+        for i in group:
+            config, blocks = tasks[i]
+            grow = unit_bytes(config, len(blocks))
+            if stack and size + grow > UNIT_BYTES:
+                found.append(stack)
+                stack, size = [], 0
+            stack, size = stack + [i], size + grow
+        found.append(stack)
+    return found
 
 
 @dataclass(frozen=True)

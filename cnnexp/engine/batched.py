@@ -21,8 +21,8 @@ tensors. Every norm is taken per configuration by cnnexp.norms, as in the refere
 """
 from __future__ import annotations
 
-import itertools
 import math
+from functools import partial
 from typing import NamedTuple, Sequence
 
 import torch
@@ -31,40 +31,92 @@ import torch.nn.functional as F
 from cnnexp import norms
 from cnnexp.blocks import ACTIVATIONS, DTYPES
 from cnnexp.config import Task
-from cnnexp.engine import curve_steps, shape_of
+from cnnexp.engine import curve_steps, shape_of, stacks
 from cnnexp.probe import RunResult, run_metrics
 from cnnexp.schema import BLOCKS, STEP_METRICS, TEACHER_TARGETS
 
 
-def draw_stack(configs: Sequence, teachers: Sequence[torch.Tensor] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Each configuration's draw, exactly as the notebook makes it, written straight into stacked tensors.
+PIECE = 16  # torch's CPU normal draw makes its numbers 16 at a time, each 16 from the next 16 uniform ones
 
-    Returns x (B, batch, d) and the weights fc1_0, fc2_0, fc1_1, ... each (B, d, d), all float32. Given
-    `teachers` (T1, T2, each (B, d, d) float32), a configuration with a teacher target then draws its
-    teacher, randn(d, d) / sqrt(d) each, after all of its student's weights (so the student is the same draw).
 
-    Configurations of one shape and one seed draw the same numbers (small_init only scales them), so
-    neighbours in `configs` with equal seeds share one draw: `plan_units` puts them side by side.
+class Drawn(NamedTuple):
+    """A stack's draw, float32: x (B, batch, d), the weights fc1_0, fc2_0, fc1_1, ... each (B, d, d), and, where
+    a configuration of the stack has a teacher target, the teachers T1, T2 (B, d, d) (zero for the others)."""
+
+    x: torch.Tensor
+    weights: list[torch.Tensor]
+    teachers: list[torch.Tensor]
+
+
+def draw_stacks(stacks: Sequence[Sequence]) -> list[Drawn]:
+    """Each configuration's draw, exactly as the notebook makes it, written straight into stacked tensors: one
+    Drawn per stack (a list of configurations of one shape).
+
+    The notebook seeds, then draws x (batch, d), each weight (d, d) = small_init * randn in order and, for a
+    teacher target, the teacher's two (d, d) = randn / sqrt(d). So configurations of one seed draw prefixes of
+    the same stream of numbers, whatever their shapes, cut into pieces of their sizes. Where every piece's size
+    is a multiple of PIECE, pieces drawn in turn are bit for bit the slices of one draw of their total (torch
+    fills 16 at a time, from as many uniform numbers; tests/test_engine_batched.py holds this). So each seed's
+    stream is drawn once, as long as its longest configuration needs, a cache-sized piece at a time, and each
+    piece is written into every configuration it belongs to. A configuration with other sizes shares its draw
+    only with those of its seed that draw the same sizes.
     """
+    drawn = [_empty(configs) for configs in stacks]
+    streams: dict[tuple, list[list[tuple]]] = {}  # stream -> each of its configurations' places, in draw order
+    for configs, (x, weights, teachers) in zip(stacks, drawn):
+        for b, config in enumerate(configs):
+            places = [(x[b], _copy)] + [(w[b], partial(torch.mul, other=config.small_init)) for w in weights]
+            if config.target in TEACHER_TARGETS:
+                places += [(t[b], partial(torch.div, other=math.sqrt(config.d))) for t in teachers]
+            sizes = tuple(place.numel() for place, _ in places)
+            shared = all(size % PIECE == 0 for size in sizes)
+            streams.setdefault((config.seed,) if shared else (config.seed, sizes), []).append(places)
+    for key, members in streams.items():
+        _draw_stream(key[0], members)
+    return drawn
+
+
+def _empty(configs: Sequence) -> Drawn:
     first = configs[0]
-    d = first.d
-    x = torch.empty(len(configs), first.batch, d)
-    weights = [torch.empty(len(configs), d, d) for _ in range(2 * first.depth)]
-    drawn = torch.empty(d, d)  # each weight is drawn here, while in cache, then scaled into place
-    for seed, group in itertools.groupby(range(len(configs)), key=lambda b: configs[b].seed):
-        rows = list(group)
-        # the CPU generator is the one torch.manual_seed seeds for these draws; seeding it alone skips the lazy
-        # CUDA/MPS/XPU seeding, whose recorded stack traces cost about 1 ms a call
-        torch.default_generator.manual_seed(seed)
-        x[rows] = torch.randn(first.batch, d)
-        for w in weights:
-            torch.randn(d, d, out=drawn)
-            for b in rows:
-                torch.mul(drawn, configs[b].small_init, out=w[b])
-        taught = [b for b in rows if configs[b].target in TEACHER_TARGETS]
-        for t in teachers if taught else ():
-            t[taught] = torch.randn(d, d).div_(math.sqrt(d))
-    return x, weights
+    b, batch, d = len(configs), first.batch, first.d
+    teachers = any(c.target in TEACHER_TARGETS for c in configs)
+    return Drawn(torch.empty(b, batch, d), [torch.empty(b, d, d) for _ in range(2 * first.depth)],
+                 [torch.zeros(b, d, d) for _ in range(2)] if teachers else [])
+
+
+def _draw_stream(seed: int, members: list[list[tuple]]) -> None:
+    """Seed, then draw the pieces of the member with the most (in turn, each while in cache) and write every
+    member's share of each."""
+    torch.default_generator.manual_seed(seed)  # (torch.manual_seed also seeds CUDA/MPS lazily: 1 ms a call)
+    longest = max(members, key=lambda places: sum(place.numel() for place, _ in places))
+    scratch = torch.empty(max(place.numel() for place, _ in longest))
+    start = 0
+    for place, _ in longest:
+        size = place.numel()
+        piece = torch.randn(size, out=scratch[:size])
+        for places in members:
+            _write(piece, start, places)
+        start += size
+
+
+def _write(piece: torch.Tensor, start: int, places: list[tuple]) -> None:
+    """Write the numbers of `piece` (which starts at `start` in the stream) into the places that take them,
+    each place a (tensor, how) pair with how(numbers, out=part of the tensor)."""
+    offset = 0
+    for place, how in places:
+        lo, hi = max(offset, start), min(offset + place.numel(), start + len(piece))
+        if lo < hi:
+            how(piece[lo - start:hi - start], out=place.view(-1)[lo - offset:hi - offset])
+        offset += place.numel()
+
+
+def _copy(numbers: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(numbers)
+
+
+def draw_stack(configs: Sequence) -> Drawn:
+    """One stack's draw (see `draw_stacks`)."""
+    return draw_stacks([configs])[0]
 
 
 class Layer(NamedTuple):
@@ -251,19 +303,31 @@ def _passes(tasks: Sequence[Task], steps: int) -> list[tuple[list[str], list[int
 
 def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
                 curve: int | None = None) -> list[RunResult]:
-    """Run tasks whose configurations share one shape; one RunResult per configuration and block, in task
-    order (configuration by configuration, blocks in canonical order). Configurations with steps > 0 train
-    together (cnnexp/engine/train.py); `curve` asks for the curve file's steps (see `curve_steps`)."""
+    """Run a unit's tasks; one RunResult per configuration and block, in task order (configuration by
+    configuration, blocks in canonical order). Configurations of one shape are computed as stacks (`stacks`),
+    all drawn first, each seed's numbers once (`draw_stacks`). Configurations with steps > 0 train
+    (cnnexp/engine/train.py); `curve` asks for the curve file's steps (see `curve_steps`)."""
+    groups = stacks(tasks)
+    drawn = draw_stacks([[tasks[i][0] for i in group] for group in groups])
+    found: dict[tuple[int, str], RunResult] = {}
+    for group in groups:
+        stack = drawn.pop(0)  # (each stack's draw is let go once computed)
+        for (i, block), result in _run_stack([tasks[i] for i in group], stack, device, layers, curve).items():
+            found[group[i], block] = result
+    return [found[i, b] for i, (_, blocks) in enumerate(tasks) for b in BLOCKS if b in blocks]
+
+
+def _run_stack(tasks: Sequence[Task], drawn: Drawn, device: str, layers: bool,
+               curve: int | None) -> dict[tuple[int, str], RunResult]:
+    """Run tasks of one shape as one stack, from its draw: {(index in tasks, block): RunResult}."""
     from cnnexp.engine.train import fit, targets  # (it builds on this module's gradients and metrics)
 
     configs = [config for config, _ in tasks]
     if len({shape_of(c) for c in configs}) != 1:
-        raise ValueError("run_batched takes configurations of one shape")  # the unit planner's invariant
+        raise ValueError("a stack takes configurations of one shape")  # stacks()'s invariant
     first = configs[0]
     dtype = DTYPES[first.dtype]
-    teachers = ([torch.zeros(len(configs), first.d, first.d) for _ in range(2)]
-                if any(c.target in TEACHER_TARGETS for c in configs) else [])
-    x, weights = draw_stack(configs, teachers)
+    x, weights, teachers = drawn
     x, weights = x.to(device, dtype), [w.to(device, dtype) for w in weights]
     y = targets(configs, x, [t.to(device, dtype) for t in teachers])
     # each configuration's learning rate, in the run's dtype as every starting value is
@@ -283,4 +347,4 @@ def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
                 last = dict(zip(STEP_METRICS, t.last[row].tolist()))
                 metrics = run_metrics(configs[i], last, float(t.first[row, 0]), t.steps_to_fit[row])
                 found[i, block] = RunResult(block, configs[i], metrics, t.layer_metrics(row), t.curve_metrics(row))
-    return [found[i, b] for i, (_, blocks) in enumerate(tasks) for b in BLOCKS if b in blocks]
+    return found
