@@ -23,11 +23,6 @@ import torch
 LOST = 1e-9  # the most, relative to the sum, that squares fallen below a dtype's range may be worth on the fast path
 
 
-def _rows(tensors) -> list[torch.Tensor]:
-    """Each tensor as (B, n) float64: one row per configuration."""
-    return [t.detach().reshape(t.shape[0], -1).to(torch.float64) for t in tensors]
-
-
 def _scaled(rows: torch.Tensor) -> torch.Tensor:
     """||row|| = s * ||row / s|| with s = max |row_i|, in float64: no square can under- or overflow. -> (B,)"""
     rows, scale = _unit(rows)
@@ -75,7 +70,7 @@ def total(parts: torch.Tensor) -> torch.Tensor:
     return parts[:, 0].to(torch.float64) if parts.shape[1] == 1 else _scaled(parts)
 
 
-def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def product_norm(g: torch.Tensor, h: torch.Tensor, h_gram: tuple | None = None) -> torch.Tensor:
     """||g[b]^T h[b]|| (Frobenius) for g (B, n, p) and h (B, n, q), the norm of a linear layer's weight gradient
     (g the gradient at its output, h its input, n the batch), without forming the product where that is dearer:
 
@@ -84,18 +79,16 @@ def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     Both ways run in float64 (on float64 g and h scaled by their largest magnitudes), so nothing under- or
     overflows. That equals the norm of the product formed in g's dtype (as autograd forms it) to that dtype's
     rounding, except where the product's terms fall below the dtype's normal range: there the product is formed
-    in g's dtype, as autograd would, so a gradient that underflows in float32 reads as it does. -> (B,) float64
+    in g's dtype, as autograd would, so a gradient that underflows in float32 reads as it does. `h_gram` is
+    gram(h) when the caller has it (several block kinds share an input). -> (B,) float64
     """
     n, p, q = g.shape[1], g.shape[2], h.shape[2]
     info = torch.finfo(g.dtype)
-    if info.bits <= 32:  # squares of float32 numbers, and their sums, lie deep inside float64's range
-        (gu, sg), (hu, sh) = (g.detach().to(torch.float64), 1.0), (h.detach().to(torch.float64), 1.0)
+    if uses_gram(n, p, q):
+        (gg, sg), (hh, sh) = gram(g), h_gram or gram(h)
+        root = (gg * hh).sum(dim=(1, 2)).clamp_min(0).sqrt()  # (a sum of rounding errors around 0 can dip below)
     else:
-        (gu, sg), (hu, sh) = _unit(g), _unit(h)
-    if n * (p + q) < p * q:
-        grams = torch.bmm(gu, gu.transpose(1, 2)) * torch.bmm(hu, hu.transpose(1, 2))
-        root = grams.sum(dim=(1, 2)).clamp_min(0).sqrt()  # (a sum of rounding errors around 0 can dip below)
-    else:
+        (gu, sg), (hu, sh) = _wide(g), _wide(h)
         root = torch.linalg.vector_norm(torch.bmm(gu.transpose(1, 2), hu), dim=(1, 2))
     found = sg * sh * root
     # each of the n p q terms formed in g's dtype is off by at most `tiny` (flushed to zero, at worst), and
@@ -105,6 +98,28 @@ def product_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     if formed.any():
         found[formed] = norm(torch.bmm(h[formed].transpose(1, 2), g[formed]))
     return found
+
+
+def uses_gram(n: int, p: int, q: int) -> bool:
+    """Whether `product_norm` of (B, n, p) and (B, n, q) takes Gram matrices (when n is small against p, q)."""
+    return n * (p + q) < p * q
+
+
+def gram(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gram matrix t t^T of each configuration's (n, p) slice in float64 (t scaled by its largest magnitude
+    first unless it is float32, whose squares lie deep inside float64's range), and that scale. -> ((B, n, n), (B,))"""
+    wide, scale = _wide(t)
+    return torch.bmm(wide, wide.transpose(1, 2)), scale
+
+
+def _wide(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """t in float64, divided by each configuration's largest magnitude unless t is float32, and that scale."""
+    return (t.detach().to(torch.float64), 1.0) if _narrow(t) else _unit(t)
+
+
+def _narrow(t: torch.Tensor) -> bool:
+    """Whether t is float32 or narrower: its numbers' products, and their sums, lie deep inside float64's range."""
+    return torch.finfo(t.dtype).bits <= 32
 
 
 def _unit(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,9 +137,12 @@ def mean_square(t: torch.Tensor) -> torch.Tensor:
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The true cosine between a and b per row, computed scale-free and clipped to [-1, 1]; NaN where either
-    is exactly zero (no direction). -> (B,) float64"""
-    a, b = _rows([a, b])
-    a = a / norm(a)[:, None]  # an all-zero row becomes 0/0 = NaN, and so does its cosine
-    b = b / norm(b)[:, None]
-    return (a * b).sum(dim=1).clamp(-1.0, 1.0)
+    """The true cosine between a and b per row, a.b / sqrt((a.a) (b.b)), from the 2 x 2 Gram matrix of the pair
+    in float64 (each scaled by its largest magnitude unless float32, as in `gram`), clipped to [-1, 1]; NaN
+    where either is exactly zero (no direction). -> (B,) float64"""
+    pair = torch.empty(len(a), 2, a[0].numel(), dtype=torch.float64, device=a.device)
+    for i, t in enumerate((a, b)):
+        t = t.detach().reshape(len(t), -1)
+        pair[:, i] = t if _narrow(t) else _unit(t)[0]
+    g = torch.bmm(pair, pair.transpose(1, 2))  # (B, 2, 2): a.a, a.b; a.b, b.b
+    return (g[:, 0, 1] / (g[:, 0, 0] * g[:, 1, 1]).sqrt()).clamp(-1.0, 1.0)  # a zero row: 0 / 0 = NaN

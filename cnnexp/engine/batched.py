@@ -232,9 +232,13 @@ def gradients(kinds: Sequence[str], activation: str, x, weights, alphas, y=None,
             asked += [l.f for l in layers]
         gates = alphas if "rezero" in kinds else []
         grads = torch.autograd.grad(loss.sum(), asked + (weights if update else []) + gates)
+    shared = None
     if inputs:  # the parameters' norms, for the metrics: the same weights for every kind
         weight_norms = torch.stack([norms.norm(w) for w in weights], dim=1)
         gate_norms = torch.stack([norms.norm(a) for a in alphas], dim=1)
+        if not update and "prenorm" not in kinds:  # the first block's inputs are the same rows in every kind
+            shared = [norms.gram(h[:, :n]) if norms.uses_gram(n, h.shape[2], h.shape[2]) else None
+                      for h in (layers[0].inp, layers[0].hidden)]  # (the Grams its weight norms take)
     found = []
     for i, kind in enumerate(kinds):
         rows = slice(i * n, (i + 1) * n)
@@ -243,13 +247,16 @@ def gradients(kinds: Sequence[str], activation: str, x, weights, alphas, y=None,
             g["gparams"] = grads[len(asked):]  # (one kind: its weights' gradients, then rezero's gates')
         if inputs:
             g["param_norms"] = torch.cat([weight_norms, gate_norms], dim=1) if kind == "rezero" else weight_norms
-            g.update(_inputs(kind, layers, grads, rows, update, g.get("gparams"), grads[len(grads) - len(gates):]))
+            g.update(_inputs(kind, layers, grads, rows, update, g.get("gparams"), grads[len(grads) - len(gates):],
+                             shared))
         found.append(g)
     return found
 
 
-def _inputs(kind: str, layers: list[Layer], grads, rows: slice, update: bool, gparams, ggates) -> dict:
-    """One kind's gradients at x, at each a1 and each block output, and each parameter's gradient norm."""
+def _inputs(kind: str, layers: list[Layer], grads, rows: slice, update: bool, gparams, ggates,
+            shared: list | None = None) -> dict:
+    """One kind's gradients at x, at each a1 and each block output, and each parameter's gradient norm (given
+    `shared`, the Gram matrices of the first block's two inputs, where every kind has the same)."""
     depth = len(layers)
     gx, ga1, gout = grads[0], grads[1:1 + depth], grads[1 + depth:1 + 2 * depth]
     found = {"gx": gx[:, rows], "ga1": [g[:, rows] for g in ga1], "gout": [g[:, rows] for g in gout]}
@@ -257,8 +264,9 @@ def _inputs(kind: str, layers: list[Layer], grads, rows: slice, update: bool, gp
         found["gparam_norms"] = torch.stack([norms.norm(g) for g in gparams], dim=1)
         return found
     gf = grads[1 + 2 * depth:1 + 3 * depth]
-    weight_norms = [norms.product_norm(g[:, rows], h[:, rows])
-                    for layer, g1, g2 in zip(layers, ga1, gf) for g, h in ((g1, layer.inp), (g2, layer.hidden))]
+    weight_norms = [norms.product_norm(g[:, rows], h[:, rows], shared[j] if shared and i == 0 else None)
+                    for i, (layer, g1, g2) in enumerate(zip(layers, ga1, gf))
+                    for j, (g, h) in enumerate(((g1, layer.inp), (g2, layer.hidden)))]
     gate_norms = [norms.norm(g) for g in ggates] if kind == "rezero" else []
     found["gparam_norms"] = torch.stack(weight_norms + gate_norms, dim=1)
     return found
