@@ -42,6 +42,7 @@ UNIT_COST = 2e10  # about a second of one core: a unit is never longer, so a kil
 BLOCK_OVERHEAD = 32 * 2**10  # bytes of autograd graph and tensors' headers per block, whatever its size
 DEFAULT_THREADS = 1  # torch threads in the writer's process: two were up to 9x slower under other load
 POOL_COST = 5e9  # below this much work in all, worker processes cost more than they save
+UNITS_PER_WORKER = 16  # with several workers, units this small: the last to finish leaves the others idle briefly
 
 
 class RunError(CnnexpError):
@@ -151,17 +152,18 @@ def draw_size(config) -> int:
 def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = "cpu", layers: bool = False,
                workers: int = 1, curve: int | None = None) -> list[WorkUnit]:
     """Cut tasks into work units, each within UNIT_COST and, with several workers, small enough to balance
-    (about 4 units per worker), largest first.
+    (about UNITS_PER_WORKER units per worker), largest first.
 
     The batched engine gets whole families: the configurations of one d and one seed, whatever their batch,
     depth or target, draw prefixes of the same random numbers, drawn once in a unit (batched.draw_stacks). A
     unit holds as many families as fit its cost and DRAW_BYTES, the smaller d first, so the many
-    configurations of a small d make large stacks. A family that alone costs more than a unit is cut, and each part draws its
-    numbers again. The reference engine gets one configuration per unit: it has nothing to share between them.
+    configurations of a small d make large stacks. A family is cut only where it alone costs more than
+    UNIT_COST, and then each part draws its numbers again. The reference engine gets one configuration per
+    unit: it has nothing to share between them.
     """
     tasks = list(tasks)
     total = sum(run_cost(c, len(b)) for c, b in tasks)
-    target = min(total / (4 * workers), UNIT_COST) if workers > 1 else UNIT_COST
+    target = min(total / (UNITS_PER_WORKER * workers), UNIT_COST) if workers > 1 else UNIT_COST
     if engine == "reference":
         chunks = [[task] for task in tasks]
     else:
@@ -175,7 +177,7 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
             if chunk and (cost + more > target or drawn + grow > DRAW_BYTES):
                 chunks.append(chunk)
                 chunk, cost, drawn = [], 0.0, 0
-            if more > target:  # one seed costs more than a unit: its configurations are cut by cost
+            if more > UNIT_COST:  # a family longer than any unit may be: its configurations are cut by cost
                 chunks += _cut_by_cost(sorted(family, key=lambda task: shape_of(task[0])), target)
                 continue
             chunk, cost, drawn = chunk + family, cost + more, drawn + grow
@@ -410,7 +412,7 @@ def open_executor(execution: Execution, workers: int) -> Iterator[tuple[Executor
     except BaseException:
         stop(pool)
         raise
-    pool.shutdown()
+    pool.shutdown(wait=False)  # every unit is in: the idle workers exit while the writer finishes the files
 
 
 def device_info(device: str) -> dict:
