@@ -10,10 +10,11 @@ need them, so `conv-shape` starts as fast as Typer itself.
 
 import functools
 import math
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -93,8 +94,26 @@ def main() -> None:
         raise SystemExit(e.exit_code) from None
     except click.exceptions.Abort:  # Ctrl-C before any row was written
         err.print("interrupted")
-        raise SystemExit(130) from None
-    raise SystemExit(code or 0)
+        _leave(130)
+    except OSError as e:  # the output itself could not be written (stdout on a full disk, say)
+        err.print(f"error: cannot write the output: {e.strerror or e}", highlight=False, soft_wrap=True)
+        _leave(1)
+    _leave(code or 0)
+
+
+def _leave(code: int) -> NoReturn:
+    """End the process with `code`. Once torch is imported, a normal exit spends 0.15 s or more tearing its
+    modules down (a 960-row sweep: 3.14 s against 2.98 s, medians of 6, 2026-11-29). By now every file cnnexp
+    wrote is closed and the worker processes are done, so, torch imported, the process ends at once, with
+    stdout and stderr flushed."""
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # stdout on a full disk, say: as Python's own exit says when its last flush fails
+        code = code or 120
+    os._exit(code)
 
 
 # --- the study: sweep and run ---------------------------------------------------------------------

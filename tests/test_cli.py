@@ -180,6 +180,19 @@ def test_installed_script_runs_a_sweep(tmp_path):
     assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
 
 
+
+def test_an_output_that_cannot_be_written_is_one_line_exit_1(tmp_path):
+    """stdout on a full disk (a /dev/full node made here): one line, no traceback, exit 1."""
+    try:
+        os.mknod(tmp_path / "full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    with open(tmp_path / "full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "cnnexp", "run", "--d", "8", "--batch", "2"], stdout=full,
+                              stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot write the output: No space left on device" in done.stderr
+
 # --- CNN shapes and convolution ---
 
 from tests.test_shapes import chains, torch_chain  # noqa: E402  (the random chains of the shapes tests)
