@@ -51,7 +51,7 @@ class RunError(CnnexpError):
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """Configurations of one shape and the blocks each still needs: computed together, in one process.
+    """Configurations and the blocks each still needs: computed together, in one process.
 
     Attributes:
         tasks: (configuration, blocks) pairs. The batched engine stacks those of one shape (`shape_of`), and
@@ -180,7 +180,8 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
             if more > UNIT_COST:  # a family longer than any unit may be: its configurations are cut by cost
                 chunks += _cut_by_cost(sorted(family, key=lambda task: shape_of(task[0])), target)
                 continue
-            chunk, cost, drawn = chunk + family, cost + more, drawn + grow
+            chunk += family
+            cost, drawn = cost + more, drawn + grow
         chunks += [chunk] if chunk else []
     units = [WorkUnit(tuple(chunk), engine, device, layers, curve) for chunk in chunks]
     return sorted(units, key=lambda u: -u.cost) if workers > 1 else units
@@ -194,7 +195,8 @@ def _cut_by_cost(tasks: list[Task], target: float) -> list[list[Task]]:
         if chunk and cost + more > target:
             chunks.append(chunk)
             chunk, cost = [], 0.0
-        chunk, cost = chunk + [(config, blocks)], cost + more
+        chunk.append((config, blocks))
+        cost += more
     return chunks + [chunk]
 
 
