@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_sweep.py                 (or: make bench)
     .venv/bin/python bench/bench_sweep.py --repeats 5 --quick
+    .venv/bin/python bench/bench_sweep.py --quick --against ../before     (another checkout, e.g. a git worktree)
 
 (a) Whole process, on a 960-row grid like the one the engine issue names (d 16, 64, 256, 1024; batch 8, 64;
     small_init 1e-2, 1e-4; 30 seeds; plain and residual): `python notebook_loop.py` (a loop that builds the
@@ -16,6 +17,7 @@ The machine is noisy (2 cores, shared): read the ratios, not the seconds, and ru
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -92,21 +94,24 @@ with open(sys.argv[1], "w", newline="") as f:
 '''
 
 
-def whole_process(repeats: int, cases: list[tuple[str, list[str]]]) -> None:
+def whole_process(repeats: int, cases: list[tuple[str, list[str], str | None]]) -> None:
+    """Each case: (its name, the sweep's flags, another checkout of cnnexp to run instead of this one, or None)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "grid.yaml").write_text(GRID)
         (tmp / "loop.py").write_text(NOTEBOOK_LOOP)
         runs = {"notebook loop": lambda: subprocess.run([sys.executable, str(tmp / "loop.py"), str(tmp / "nb.csv")],
                                                         check=True)}
-        for name, flags in cases:
+        for name, flags, tree in cases:
             cmd = [sys.executable, "-m", "cnnexp", "sweep", str(tmp / "grid.yaml"), "--out", str(tmp / "c.csv"),
                    "--overwrite", *flags]
-            runs[name] = lambda cmd=cmd: subprocess.run(cmd, check=True, capture_output=True)
+            env = {**os.environ, "PYTHONPATH": tree} if tree else None  # (its package first on the path)
+            runs[name] = lambda cmd=cmd, env=env: subprocess.run(cmd, check=True, capture_output=True, env=env,
+                                                                 cwd=tmp)
         medians = interleaved(runs, repeats)
     print(f"whole process, 960 rows, median of {repeats} interleaved runs")
     for name, seconds in medians.items():
-        print(f"  {name:<36} {seconds:6.2f} s   {seconds / medians['notebook loop']:5.2f}x the notebook loop")
+        print(f"  {name:<36} {seconds:6.2f} s   {seconds / medians['notebook loop']:6.3f}x the notebook loop")
 
 
 def in_process(repeats: int) -> None:
@@ -130,16 +135,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="only the default engine with 1 and 2 workers")
+    parser.add_argument("--against", metavar="DIR", help="also time the checkout of cnnexp in DIR (e.g. a git "
+                        "worktree of an earlier commit), 2 workers, interleaved with the rest")
     args = parser.parse_args()
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} cores seen; "
           f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC\n")
-    cases = [("cnnexp sweep (batched, 2 workers)", ["--workers", "2"]),
-             ("cnnexp sweep (batched, 1 worker)", ["--workers", "1"])]
+    cases = [("cnnexp sweep (batched, 2 workers)", ["--workers", "2"], str(ROOT)),
+             ("cnnexp sweep (batched, 1 worker)", ["--workers", "1"], str(ROOT))]
+    if args.against:  # (its bytecode compiled first, as `make` compiles this one's)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(args.against) / "cnnexp")], check=True)
+        cases.append((f"{Path(args.against).name} (2 workers)", ["--workers", "2"], str(Path(args.against).resolve())))
     if not args.quick:
-        cases += [("cnnexp sweep --engine reference", ["--engine", "reference", "--workers", "1"]),
-                  ("cnnexp sweep --engine reference, 2 workers", ["--engine", "reference", "--workers", "2"])]
+        cases += [("cnnexp sweep --engine reference", ["--engine", "reference", "--workers", "1"], str(ROOT)),
+                  ("cnnexp sweep --engine reference, 2 workers", ["--engine", "reference", "--workers", "2"], str(ROOT))]
     whole_process(args.repeats, cases)
     in_process(args.repeats)
 

@@ -75,8 +75,13 @@ def command(name: str | None = None, **kwargs):
 
 
 def main() -> None:
-    """The `cnnexp` script: Typer's app, with its usage errors (a bad flag, a missing argument) shown as one
-    line on stderr like every other bad input, exit status 2."""
+    """The `cnnexp` script: run the command line, then end the process with its exit status (`_leave`)."""
+    _leave(invoke())
+
+
+def invoke() -> int:
+    """Run the command line in sys.argv and return its exit status: Typer's app, with its usage errors (a bad
+    flag, a missing argument) shown as one line on stderr like every other bad input, exit status 2."""
     import click
 
     if hasattr(signal, "SIGPIPE"):  # stdout closed early (`cnnexp run | head -1`): end quietly, as `cat` does
@@ -91,14 +96,14 @@ def main() -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         err.print(f"[bold red]error:[/] {escape(one_line(where + e.format_message()))}{escape(hint)}", markup=True, highlight=False,
                   soft_wrap=True)
-        raise SystemExit(e.exit_code) from None
+        return e.exit_code
     except click.exceptions.Abort:  # Ctrl-C before any row was written
         err.print("interrupted")
-        _leave(130)
+        return 130
     except OSError as e:  # the output itself could not be written (stdout on a full disk, say)
         err.print(f"error: cannot write the output: {e.strerror or e}", highlight=False, soft_wrap=True)
-        _leave(1)
-    _leave(code or 0)
+        return 1
+    return code or 0
 
 
 def _leave(code: int) -> NoReturn:

@@ -60,8 +60,8 @@ SHARED = ["cnnexp sweep configs/depth.yaml --per-layer results/depth.layers.csv"
 # --- a warm cnnexp: most of a command's time is importing torch, scipy and matplotlib, so a run of the docs
 # starts one server process that imports them once and forks a child per `cnnexp` command; the `cnnexp` first on
 # the commands' PATH is a stub that hands the server its arguments, folder, environment and stdin/stdout/stderr,
-# and exits with the child's status. The child runs the installed program's own entry point (cnnexp.cli.main),
-# so it prints what `cnnexp` prints. DOCGEN_SERVER=0 runs every command as a process of its own instead.
+# and exits with the child's status. The child runs the installed program's own command line (cnnexp.cli.invoke,
+# what its entry point main runs), so it prints what `cnnexp` prints. DOCGEN_SERVER=0 runs every command as a process of its own instead.
 
 STUB = """#!{python} -S
 import json, os, socket, sys
@@ -133,8 +133,7 @@ def serve(sock: str) -> None:
             cnnexp.cli.out = Console(markup=False)  # a console reads COLUMNS when it is made
             cnnexp.cli.err = Console(stderr=True, markup=False)
             try:
-                cnnexp.cli.main()
-                code = 0
+                code = cnnexp.cli.invoke()  # (main() would end this child before it reports the status)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             except BaseException:
