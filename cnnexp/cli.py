@@ -100,8 +100,9 @@ def invoke() -> int:
     except click.exceptions.Abort:  # Ctrl-C before any row was written
         err.print("interrupted")
         return 130
-    except OSError as e:  # the output itself could not be written (stdout on a full disk, say)
-        err.print(f"error: cannot write the output: {e.strerror or e}", highlight=False, soft_wrap=True)
+    except OSError as e:  # a file the command could not write: stdout on a full disk, say
+        where = f"{e.filename}: cannot write" if e.filename else "cannot write the output"
+        err.print(f"error: {where}: {e.strerror or e}", highlight=False, soft_wrap=True)
         return 1
     return code or 0
 

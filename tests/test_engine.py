@@ -52,6 +52,23 @@ def test_a_seed_that_costs_more_than_a_unit_is_cut():
     assert [t for u in units for t in u.tasks] == family
 
 
+def test_a_family_whose_draw_is_bigger_than_a_unit_may_hold_is_cut():
+    """d=1 with a huge batch: cheap to compute, but each configuration draws 4 MiB."""
+    family = tasks_of(*(RunConfig(d=1, batch=2**20, small_init=(i + 1) * 1e-3) for i in range(100)))
+    units = plan_units(family)
+    assert len(units) > 1 and [t for u in units for t in u.tasks] == family
+    assert all(sum(4 * draw_size(c) for c, _ in u.tasks) <= DRAW_BYTES for u in units)
+
+
+def test_with_several_workers_a_sweep_of_one_seed_is_cut_to_balance():
+    """Training over 40 learning rates, one seed: with 4 workers no unit holds more than an eighth of the work."""
+    tasks = tasks_of(*(RunConfig(d=64, batch=16, steps=200, lr=0.01 * (i + 1), target="identity")
+                       for i in range(40)))
+    units = plan_units(tasks, workers=4)
+    total = sum(u.cost for u in units)
+    assert len(units) >= 16 and max(u.cost for u in units) <= total / 8
+
+
 def test_stacks_are_one_shape_each_and_cut_by_memory():
     big = RunConfig(d=512, batch=64)
     per_config = unit_bytes(big, 2)

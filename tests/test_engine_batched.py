@@ -151,6 +151,28 @@ def test_configurations_of_one_seed_share_one_stream_and_draw_as_the_notebook_bi
         assert len(teachers) == len(want_t) and all(torch.equal(t[0], v) for t, v in zip(teachers, want_t))
 
 
+@pytest.mark.parametrize("config", [RunConfig(d=4, batch=4, depth=300, seed=5, target="teacher_plain"),
+                                    RunConfig(d=3, batch=2, depth=200, seed=6)])
+def test_a_deep_configuration_draws_as_the_notebook_even_under_another_default_dtype(config):
+    """Hundreds of pieces a configuration (shared with a shallower one, or drawn in turn), float32 whatever
+    torch's default dtype is."""
+    from dataclasses import replace
+
+    from cnnexp.engine.batched import draw_stacks
+
+    shallow = replace(config, depth=1, target="zero")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        [(x, weights, teachers), _] = draw_stacks([[config], [shallow]])
+    finally:
+        torch.set_default_dtype(default)
+    want_x, want_w, want_t = notebook_draw(config)
+    assert torch.equal(x[0], want_x) and x.dtype == torch.float32
+    assert all(torch.equal(w[0], v) for w, v in zip(weights, want_w, strict=True))
+    assert all(torch.equal(t[0], v) for t, v in zip(teachers, want_t, strict=True))
+
+
 def test_a_unit_of_several_shapes_equals_each_shape_run_alone_bit_for_bit():
     """A unit holds whole seeds, every shape of each: its rows are those of each shape's stack run on its
     own (drawing its own numbers), to the last bit."""

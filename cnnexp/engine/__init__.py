@@ -42,7 +42,7 @@ UNIT_COST = 2e10  # about a second of one core: a unit is never longer, so a kil
 BLOCK_OVERHEAD = 32 * 2**10  # bytes of autograd graph and tensors' headers per block, whatever its size
 DEFAULT_THREADS = 1  # torch threads in the writer's process: two were up to 9x slower under other load
 POOL_COST = 5e9  # below this much work in all, worker processes cost more than they save
-UNITS_PER_WORKER = 16  # with several workers, units this small: the last to finish leaves the others idle briefly
+UNITS_PER_WORKER = 8  # with several workers, units this small: the last to finish leaves the others idle briefly
 
 
 class RunError(CnnexpError):
@@ -157,9 +157,10 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
     The batched engine gets whole families: the configurations of one d and one seed, whatever their batch,
     depth or target, draw prefixes of the same random numbers, drawn once in a unit (batched.draw_stacks). A
     unit holds as many families as fit its cost and DRAW_BYTES, the smaller d first, so the many
-    configurations of a small d make large stacks. A family is cut only where it alone costs more than
-    UNIT_COST, and then each part draws its numbers again. The reference engine gets one configuration per
-    unit: it has nothing to share between them.
+    configurations of a small d make large stacks. A family that alone is bigger than a unit is cut, and
+    then each part draws its numbers again (balance first: with several workers, a sweep of few seeds would
+    otherwise be a few long units). The reference engine gets one configuration per unit: it has nothing to
+    share between them.
     """
     tasks = list(tasks)
     total = sum(run_cost(c, len(b)) for c, b in tasks)
@@ -177,8 +178,8 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
             if chunk and (cost + more > target or drawn + grow > DRAW_BYTES):
                 chunks.append(chunk)
                 chunk, cost, drawn = [], 0.0, 0
-            if more > UNIT_COST:  # a family longer than any unit may be: its configurations are cut by cost
-                chunks += _cut_by_cost(sorted(family, key=lambda task: shape_of(task[0])), target)
+            if more > target or grow > DRAW_BYTES:  # a family bigger than a unit: its configurations are cut
+                chunks += _cut(sorted(family, key=lambda task: shape_of(task[0])), target)
                 continue
             chunk += family
             cost, drawn = cost + more, drawn + grow
@@ -187,16 +188,17 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
     return sorted(units, key=lambda u: -u.cost) if workers > 1 else units
 
 
-def _cut_by_cost(tasks: list[Task], target: float) -> list[list[Task]]:
-    """Consecutive runs of tasks, each costing at most `target` (or holding one task)."""
-    chunks, chunk, cost = [], [], 0.0
+def _cut(tasks: list[Task], target: float) -> list[list[Task]]:
+    """Consecutive runs of tasks, each costing at most `target` and drawing at most DRAW_BYTES (or holding one
+    task)."""
+    chunks, chunk, cost, drawn = [], [], 0.0, 0
     for config, blocks in tasks:
-        more = run_cost(config, len(blocks))
-        if chunk and cost + more > target:
+        more, grow = run_cost(config, len(blocks)), 4 * draw_size(config)
+        if chunk and (cost + more > target or drawn + grow > DRAW_BYTES):
             chunks.append(chunk)
-            chunk, cost = [], 0.0
+            chunk, cost, drawn = [], 0.0, 0
         chunk.append((config, blocks))
-        cost += more
+        cost, drawn = cost + more, drawn + grow
     return chunks + [chunk]
 
 
@@ -215,7 +217,8 @@ def stacks(tasks: Sequence[Task]) -> list[list[int]]:
             if stack and size + grow > UNIT_BYTES:
                 found.append(stack)
                 stack, size = [], 0
-            stack, size = stack + [i], size + grow
+            stack.append(i)
+            size += grow
         found.append(stack)
     return found
 

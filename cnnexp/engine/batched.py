@@ -21,6 +21,8 @@ tensors. Every norm is taken per configuration by cnnexp.norms, as in the refere
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from functools import partial
 from typing import NamedTuple, Sequence
@@ -78,36 +80,37 @@ def draw_stacks(stacks: Sequence[Sequence]) -> list[Drawn]:
 
 def _empty(configs: Sequence) -> Drawn:
     first = configs[0]
-    b, batch, d = len(configs), first.batch, first.d
+    b, batch, d, f32 = len(configs), first.batch, first.d, torch.float32
     teachers = any(c.target in TEACHER_TARGETS for c in configs)
-    return Drawn(torch.empty(b, batch, d), [torch.empty(b, d, d) for _ in range(2 * first.depth)],
-                 [torch.zeros(b, d, d) for _ in range(2)] if teachers else [])
+    return Drawn(torch.empty(b, batch, d, dtype=f32), [torch.empty(b, d, d, dtype=f32) for _ in range(2 * first.depth)],
+                 [torch.zeros(b, d, d, dtype=f32) for _ in range(2)] if teachers else [])
 
 
 def _draw_stream(seed: int, members: list[list[tuple]]) -> None:
-    """Seed, then draw the pieces of the member with the most (in turn, each while in cache) and write every
-    member's share of each."""
+    """Seed, then draw the pieces of the member that draws the most (in turn, each while in cache) and write
+    every member's share of each."""
     torch.default_generator.manual_seed(seed)  # (torch.manual_seed also seeds CUDA/MPS lazily: 1 ms a call)
-    longest = max(members, key=lambda places: sum(place.numel() for place, _ in places))
-    scratch = torch.empty(max(place.numel() for place, _ in longest))
-    start = 0
-    for place, _ in longest:
-        size = place.numel()
+    sizes = [[place.numel() for place, _ in places] for places in members]
+    offsets = [list(itertools.accumulate(s, initial=0)) for s in sizes]  # where each place starts, and the end
+    longest = max(range(len(members)), key=lambda m: offsets[m][-1])
+    scratch = torch.empty(max(sizes[longest]), dtype=torch.float32)
+    for start, size in zip(offsets[longest], sizes[longest]):
         piece = torch.randn(size, out=scratch[:size])
-        for places in members:
-            _write(piece, start, places)
-        start += size
+        for places, starts in zip(members, offsets):
+            _write(piece, start, places, starts)
 
 
-def _write(piece: torch.Tensor, start: int, places: list[tuple]) -> None:
+def _write(piece: torch.Tensor, start: int, places: list[tuple], starts: list[int]) -> None:
     """Write the numbers of `piece` (which starts at `start` in the stream) into the places that take them,
-    each place a (tensor, how) pair with how(numbers, out=part of the tensor)."""
-    offset = 0
-    for place, how in places:
-        lo, hi = max(offset, start), min(offset + place.numel(), start + len(piece))
+    each place a (tensor, how) pair with how(numbers, out=part of the tensor), the i-th starting at starts[i]
+    in the stream (and the last ending at starts[-1])."""
+    end = start + len(piece)
+    i = max(bisect.bisect_right(starts, start) - 1, 0)  # the first place that can take some of it
+    while i < len(places) and starts[i] < end:
+        (place, how), lo, hi = places[i], max(starts[i], start), min(starts[i + 1], end)
         if lo < hi:
-            how(piece[lo - start:hi - start], out=place.view(-1)[lo - offset:hi - offset])
-        offset += place.numel()
+            how(piece[lo - start:hi - start], out=place.view(-1)[lo - starts[i]:hi - starts[i]])
+        i += 1
 
 
 def _copy(numbers: torch.Tensor, out: torch.Tensor) -> None:
