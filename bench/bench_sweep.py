@@ -149,7 +149,8 @@ def main() -> None:
         cases.append((f"{Path(args.against).name} (2 workers)", ["--workers", "2"], str(Path(args.against).resolve())))
     if not args.quick:
         cases += [("cnnexp sweep --engine reference", ["--engine", "reference", "--workers", "1"], str(ROOT)),
-                  ("cnnexp sweep --engine reference, 2 workers", ["--engine", "reference", "--workers", "2"], str(ROOT))]
+                  ("cnnexp sweep --engine reference, 2 workers", ["--engine", "reference", "--workers", "2"],
+                   str(ROOT))]
     whole_process(args.repeats, cases)
     in_process(args.repeats)
 

@@ -61,7 +61,8 @@ SHARED = ["cnnexp sweep configs/depth.yaml --per-layer results/depth.layers.csv"
 # starts one server process that imports them once and forks a child per `cnnexp` command; the `cnnexp` first on
 # the commands' PATH is a stub that hands the server its arguments, folder, environment and stdin/stdout/stderr,
 # and exits with the child's status. The child runs the installed program's own command line (cnnexp.cli.invoke,
-# what its entry point main runs), so it prints what `cnnexp` prints. DOCGEN_SERVER=0 runs every command as a process of its own instead.
+# what its entry point main runs), so it prints what `cnnexp` prints. DOCGEN_SERVER=0 runs every command as a
+# process of its own instead.
 
 STUB = """#!{python} -S
 import json, os, socket, sys
