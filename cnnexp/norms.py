@@ -143,6 +143,6 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     pair = torch.empty(len(a), 2, a[0].numel(), dtype=torch.float64, device=a.device)
     for i, t in enumerate((a, b)):
         t = t.detach().reshape(len(t), -1)
-        pair[:, i] = t if _narrow(t) else _unit(t)[0]
+        pair[:, i] = t if _narrow(t) else _unit(t)[0]  # (`_wide`, without its float64 copy of a float32 t)
     g = torch.bmm(pair, pair.transpose(1, 2))  # (B, 2, 2): a.a, a.b; a.b, b.b
     return (g[:, 0, 1] / (g[:, 0, 0] * g[:, 1, 1]).sqrt()).clamp(-1.0, 1.0)  # a zero row: 0 / 0 = NaN

@@ -40,10 +40,10 @@ def keep_freed_memory() -> None:
 
     A unit's stacked weights are tens of MiB; glibc maps each such block fresh from the kernel and unmaps it
     when freed, so every unit faulted all of its pages in again: 15% of a unit's time at d=1024 (measured in
-    process, 2026-11-29). Units are bounded (engine.UNIT_BYTES), and so is what a process keeps. Used only in
-    the worker processes cnnexp starts: not in the caller's own process (a notebook's, say), whose malloc
-    settings are its own, nor on a Dask worker, whose memory the cluster manages (its nanny asks malloc to give
-    memory back).
+    process, 2026-11-29). Units are bounded (engine.UNIT_BYTES a stack, DRAW_BYTES the draw), and so is what a
+    process keeps. Used only in the worker processes cnnexp starts: not in the caller's own process (a
+    notebook's, say), whose malloc settings are its own, nor on a Dask worker, whose memory the cluster manages
+    (its nanny asks malloc to give memory back).
     """
     import ctypes
     import sys
