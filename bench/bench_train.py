@@ -20,9 +20,9 @@ import torch
 
 from cnnexp.blocks import DTYPES
 from cnnexp.config import RunConfig
-from cnnexp.engine.batched import draw_stack
+from cnnexp.engine.kernels import draw_stack
 from cnnexp.engine.reference import run_reference
-from cnnexp.engine.train import fit, targets
+from cnnexp.engine.train import descend, targets
 from timing import interleaved  # bench/timing.py: this script's folder is on sys.path
 
 STEPS = 100
@@ -73,7 +73,7 @@ def floor(x, weights, y, lr) -> list[torch.Tensor]:
 
 def batched(x, weights, y, lr, record=()) -> list:
     b = x.shape[0]
-    return [fit(block, "relu", x, weights, [torch.zeros(b, 1, 1, dtype=x.dtype)] * 2, y=y, lr=lr, steps=STEPS,
+    return [descend(block, "relu", x, weights, [torch.zeros(b, 1, 1, dtype=x.dtype)] * 2, y=y, lr=lr, steps=STEPS,
                 record=record, layers=False, fits=[True] * b) for block in BLOCKS]
 
 

@@ -7,7 +7,8 @@ With F(x) = fc2(act(fc1(x))), two bias-free Linear(d, d) layers:
     rezero:    y = x + alpha * F(x)         alpha a learnable scalar, starting at alpha_init (ReZero, SkipInit)
     prenorm:   y = x + F(LayerNorm(x))      normalised input to F, no affine parameters (pre-LN residual)
 
-A network is `depth` blocks of one kind in sequence.
+A network is `depth` blocks of one kind in sequence. The kinds are the entries of schema.BLOCK_KINDS (what
+each skips, gates and normalises); `Block` builds any of them, so a block is defined once for both engines.
 
     >>> import torch
     >>> from cnnexp.config import RunConfig
@@ -20,6 +21,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cnnexp.config import RunConfig
+from cnnexp.schema import BLOCK_KIND, BlockKind
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -38,55 +42,33 @@ class PlainBlock(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class ResidualBlock(nn.Module):
-    """x -> x + F(x), with F a PlainBlock."""
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """A normalised kind's input to F: LayerNorm over the features, no affine parameters."""
+    return F.layer_norm(x, x.shape[-1:])
 
-    def __init__(self, d: int, activation: str = "relu"):
+
+class Block(nn.Module):
+    """One block of a kind of schema.BLOCK_KINDS: x -> kind.out(x, F(x or normalise(x)), alpha), F a
+    PlainBlock; a gated kind's alpha starts at alpha_init (with alpha = 0 the block starts as the identity)."""
+
+    def __init__(self, kind: BlockKind, d: int, activation: str = "relu", alpha_init: float = 0.0):
         super().__init__()
+        self.kind = kind
         self.f = PlainBlock(d, activation)
+        self.alpha = nn.Parameter(torch.tensor(float(alpha_init))) if kind.gated else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.f(x)
+        out: torch.Tensor = self.kind.out(x, self.f(normalise(x) if self.kind.normalised else x), self.alpha)
+        return out
 
 
-class ReZeroBlock(nn.Module):
-    """x -> x + alpha * F(x); with alpha = 0 the block starts as the identity."""
-
-    def __init__(self, d: int, activation: str = "relu", alpha_init: float = 0.0):
-        super().__init__()
-        self.f = PlainBlock(d, activation)
-        self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.alpha * self.f(x)
-
-
-class PreNormBlock(nn.Module):
-    """x -> x + F(LayerNorm(x)): F sees a unit-variance input whatever the scale of x."""
-
-    def __init__(self, d: int, activation: str = "relu"):
-        super().__init__()
-        self.f = PlainBlock(d, activation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.f(F.layer_norm(x, x.shape[-1:]))
-
-
-def build(block: str, config) -> nn.Sequential:
+def build(block: str, config: RunConfig) -> nn.Sequential:
     """The network of one run: `config.depth` blocks of the named kind, in the run's dtype."""
-
-    def one() -> nn.Module:
-        if block == "plain":
-            return PlainBlock(config.d, config.activation)
-        if block == "residual":
-            return ResidualBlock(config.d, config.activation)
-        if block == "rezero":
-            return ReZeroBlock(config.d, config.activation, config.alpha_init)
-        if block == "prenorm":
-            return PreNormBlock(config.d, config.activation)
+    if block not in BLOCK_KIND:
         raise ValueError(f"unknown block {block!r}")
-
-    return nn.Sequential(*(one() for _ in range(config.depth))).to(DTYPES[config.dtype])
+    kind = BLOCK_KIND[block]
+    blocks = (Block(kind, config.d, config.activation, config.alpha_init) for _ in range(config.depth))
+    return nn.Sequential(*blocks).to(DTYPES[config.dtype])
 
 
 def linear_weights(net: nn.Module) -> list[nn.Parameter]:

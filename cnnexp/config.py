@@ -24,8 +24,9 @@ import difflib
 import itertools
 import math
 import os
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cnnexp.errors import ConfigError
 from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, TRAINING_AXES, Axis
@@ -35,15 +36,31 @@ MAX_CONFIGURATIONS = 1_000_000  # a sweep larger than this is surely a typo (and
 GENERATORS = ("range", "logspace")
 
 # One configuration of the study: a value for every axis (the block is not part of it: every block of a
-# configuration sees the same x and weights). Built from the axis table, so a new axis is one entry there.
-RunConfig = make_dataclass(
-    "RunConfig",
-    [(a.name, a.kind, field(default=a.default)) for a in AXES],
-    frozen=True,
-)
-RunConfig.__module__ = __name__  # so it pickles by name, for worker processes and clusters
-Task = tuple[RunConfig, tuple[str, ...]]  # a configuration and the blocks to run on it: a unit of work
+# configuration sees the same x and weights). Written out field by field, in schema.AXES order, with its names,
+# types and defaults (tests/test_config.py holds the two equal): a new axis is an entry there and a field here.
+@dataclass(frozen=True)
+class RunConfig:
+    d: int = 256
+    batch: int = 64
+    small_init: float = 1e-4
+    seed: int = 123
+    depth: int = 1
+    activation: str = "relu"
+    dtype: str = "float32"
+    alpha_init: float = 0.0
+    steps: int = 0
+    lr: float = 0.1
+    target: str = "zero"
+
+
 RunConfig.__doc__ = "One configuration of the study: " + ", ".join(f"{a.name} ({a.help})" for a in AXES) + "."
+
+
+class Task(NamedTuple):
+    """A configuration and the blocks to run on it: a unit of work."""
+
+    config: RunConfig
+    blocks: tuple[str, ...]
 
 
 @dataclass(frozen=True)

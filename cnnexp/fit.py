@@ -1,6 +1,7 @@
 """Fitted laws: least-squares slopes with 95% intervals, one per group of a results file, theory beside them.
 
-    from cnnexp.fit import fit
+    from cnnexp.config import RunConfig
+from cnnexp.fit import fit
     fits = fit("results/laws.csv", "small_init")                 # every scale metric, power law
     fits.loc[fits["block"] == "plain", ["depth", "metric", "slope", "slope_low", "slope_high", "theory"]]
 
@@ -249,8 +250,7 @@ class _XNorms:
 
     def norm(self, seed: int, batch: int, d: int) -> float:
         if (seed, batch, d) not in self.cache:
-            from cnnexp.config import RunConfig
-            from cnnexp.probe import draw  # torch: only for files with a block that has the limit
+            from cnnexp.engine.reference import draw  # defers torch: only for files with a block that has the limit
 
             x, _ = draw(RunConfig(d=d, batch=batch, seed=seed), [])
             self.cache[(seed, batch, d)] = float(x.double().norm())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,37 @@ AXES: tuple[Axis, ...] = (
 AXIS = {a.name: a for a in AXES}
 TEACHER_TARGETS: tuple[str, ...] = ("teacher_plain", "teacher_residual")  # targets drawn as a teacher network
 
-BLOCKS: tuple[str, ...] = ("plain", "residual", "rezero", "prenorm")
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """One block kind of the study, y = skip(x) + gate * F(normalise(x)) with F = fc2(act(fc1(.))): the one
+    entry the engines (their kernels and modules, cnnexp.blocks.Block) and cnnexp.theory read.
+
+    A new kind is one entry in BLOCK_KINDS (and its laws in cnnexp.theory, where theory derives any)."""
+
+    name: str
+    formula: str
+    skip: bool  # the identity path: y = x + ... (False: y = F(x), the plain block)
+    gated: bool  # a learnable scalar gate alpha on F, starting at alpha_init (read from that axis)
+    normalised: bool  # F sees LayerNorm(x) (no affine parameters) instead of x
+
+    def out(self, x: Any, f: Any, alpha: Any = None) -> Any:
+        """The block's output from its input x and F's output f (alpha: the gate, for a gated kind); works on
+        tensors and floats alike."""
+        if not self.skip:
+            return f
+        return x + alpha * f if self.gated else x + f
+
+
+BLOCK_KINDS: tuple[BlockKind, ...] = (
+    BlockKind("plain", "y = F(x)", skip=False, gated=False, normalised=False),
+    BlockKind("residual", "y = x + F(x)", skip=True, gated=False, normalised=False),
+    BlockKind("rezero", "y = x + alpha * F(x)", skip=True, gated=True, normalised=False),
+    BlockKind("prenorm", "y = x + F(LayerNorm(x))", skip=True, gated=False, normalised=True),
+)
+BLOCK_KIND: dict[str, BlockKind] = {k.name: k for k in BLOCK_KINDS}
+BLOCKS: tuple[str, ...] = tuple(BLOCK_KIND)
 DEFAULT_BLOCKS: tuple[str, ...] = ("plain", "residual")
 RATIO_BLOCKS: tuple[str, str] = ("residual", "plain")  # the study's ratio: residual over plain
 

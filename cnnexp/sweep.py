@@ -40,7 +40,7 @@ from cnnexp.schema import columns as columns_of
 
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SweepPlan:
     """What a sweep will do: the tasks still to run and the rows already in its CSV."""
 
@@ -143,19 +143,20 @@ def plan_sweep(
     cols = columns_of(sweep.training)
     configs = expand(sweep)
     if not done:  # nothing to look up (a fresh sweep): every block of every configuration
-        tasks = [(config, sweep.blocks) for config in configs]
+        tasks = [Task(config, sweep.blocks) for config in configs]
     else:
         tasks = []
         for config in configs:
             missing = tuple(b for b in sweep.blocks if _key(b, config, cols.config) not in done)
             if missing:
-                tasks.append((config, missing))
+                tasks.append(Task(config, missing))
     warnings += _execution_changes(path, meta, execution) if done and tasks else ()
     fresh = overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
     side = {f.flag: f.path for f in sides}
-    return SweepPlan(sweep, path, configs, tasks, done, fresh, side.get("--per-layer"), seen_size, meta, execution,
-                     warnings, side.get("--curve"), curve_every, cols)
+    return SweepPlan(sweep=sweep, path=path, configs=configs, tasks=tasks, done=done, fresh=fresh,
+                     per_layer=side.get("--per-layer"), seen_size=seen_size, meta=meta, execution=execution,
+                     warnings=warnings, curve=side.get("--curve"), curve_every=curve_every, columns=cols)
 
 
 def _existing_results(sweep: Sweep, out, *, overwrite: bool, per_layer, curve, curve_every: int,
@@ -239,7 +240,7 @@ def preview_sweep(
             refusal = f"{path}: another cnnexp sweep is writing it now"
     except CnnexpError as e:
         refusal, done = str(e), {}
-    first = [(c, tuple(b for b in sweep.blocks if _key(b, c, key_columns) not in done))
+    first = [Task(c, tuple(b for b in sweep.blocks if _key(b, c, key_columns) not in done))
              for c in itertools.islice(iter_configs(sweep), shown)]
     total = sweep.size * len(sweep.blocks)
     return SweepPreview(sweep, path, first, total, total - len(done), refusal)
@@ -297,17 +298,17 @@ def run_sweep(
     with ExitStack() as files:
         # the executor first: a cluster that does not answer is refused before any file is touched, and local
         # workers forked after the results files were opened would hold their locks past a kill
-        executor, where = files.enter_context(open_executor(execution, workers))
+        backend = files.enter_context(open_executor(execution, workers))
         # with several workers (local processes, or a cluster's threads): smaller units, largest first, to balance
         units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
-                           workers=where.get("threads_total", workers), curve=curve)
+                           workers=backend.parallel, curve=curve)
         csv_file, sides = _open_results(plan, files)
-        meta = _provenance(plan, command, started, threads, where)
+        meta = _provenance(plan, command, started, threads, backend.provenance)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         if on_start is not None:
             on_start()
         try:
-            for results in execute(units, executor, where.get("window", 4)):
+            for results in execute(units, backend.executor, backend.window):
                 for result in results:
                     row = result.row()
                     for side, side_file in sides:  # first, so a run in the results CSV is complete
@@ -374,7 +375,7 @@ def run_one(values: dict, blocks, execution: Execution = Execution(), *, curve: 
         raise ResultsError(f"{curve}: is a directory; --curve takes a CSV file path")
     check_memory([config], len(blocks), "cnnexp run")
     use_threads(execution.threads or DEFAULT_THREADS)
-    [unit] = plan_units([(config, blocks)], engine=execution.engine, device=execution.device,
+    [unit] = plan_units([Task(config, blocks)], engine=execution.engine, device=execution.device,
                         curve=curve_every if curve is not None else None)
     [results] = execute([unit])
     if curve is not None:

@@ -3,8 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnexp.blocks import PlainBlock, PreNormBlock, ResidualBlock, ReZeroBlock, build, fc1_of, linear_weights
+from cnnexp.blocks import Block, PlainBlock, build, fc1_of, linear_weights
 from cnnexp.config import RunConfig
+from cnnexp.schema import BLOCK_KIND
 
 
 def explicit_f(block, x, act=F.relu):
@@ -14,9 +15,9 @@ def explicit_f(block, x, act=F.relu):
 def test_forwards_are_their_formulas():
     torch.manual_seed(0)
     x = torch.randn(3, 5)
-    plain, residual = PlainBlock(5), ResidualBlock(5)
-    rezero, prenorm = ReZeroBlock(5, alpha_init=0.25), PreNormBlock(5)
-    torch.testing.assert_close(plain(x), explicit_f(plain, x))
+    plain, residual = Block(BLOCK_KIND["plain"], 5), Block(BLOCK_KIND["residual"], 5)
+    rezero, prenorm = Block(BLOCK_KIND["rezero"], 5, alpha_init=0.25), Block(BLOCK_KIND["prenorm"], 5)
+    torch.testing.assert_close(plain(x), explicit_f(plain.f, x))
     torch.testing.assert_close(residual(x), x + explicit_f(residual.f, x))
     torch.testing.assert_close(rezero(x), x + 0.25 * explicit_f(rezero.f, x))
     normed = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
@@ -56,4 +57,4 @@ def test_rezero_gate_starts_at_alpha_init_and_is_not_redrawn():
 
 
 def test_dtype():
-    assert build("plain", RunConfig(d=3, dtype="float64"))[0].fc1.weight.dtype == torch.float64
+    assert build("plain", RunConfig(d=3, dtype="float64"))[0].f.fc1.weight.dtype == torch.float64

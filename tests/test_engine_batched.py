@@ -6,9 +6,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from cnnexp.config import RunConfig
-from cnnexp.engine.batched import draw_stack, run_batched
+from cnnexp.engine.batched import run_batched
+from cnnexp.engine.kernels import draw_stack
 from cnnexp.engine.reference import run_reference
-from cnnexp.probe import draw
+from cnnexp.engine.reference import draw
 from cnnexp.schema import AXIS, BLOCKS, TEACHER_TARGETS
 
 NOTEBOOK = {  # printed by the notebook for d=256, batch=64, small_init=1e-4, seed=123
@@ -141,7 +142,7 @@ def test_configurations_of_one_seed_share_one_stream_and_draw_as_the_notebook_bi
     exactly."""
     from dataclasses import replace
 
-    from cnnexp.engine.batched import draw_stacks
+    from cnnexp.engine.kernels import draw_stacks
 
     configs = [replace(c, seed=seed) for c in configs]
     for config, (x, weights, teachers) in zip(configs, draw_stacks([[c] for c in configs]), strict=True):
@@ -158,7 +159,7 @@ def test_a_deep_configuration_draws_as_the_notebook_even_under_another_default_d
     torch's default dtype is."""
     from dataclasses import replace
 
-    from cnnexp.engine.batched import draw_stacks
+    from cnnexp.engine.kernels import draw_stacks
 
     shallow = replace(config, depth=1, target="zero")
     default = torch.get_default_dtype()
@@ -220,7 +221,7 @@ def test_kinds_measured_in_one_pass_equal_each_kind_measured_alone_to_the_last_b
     """At init every kind shares the draw, so run_batched measures them in one pass (their rows stacked, the
     first block's matmuls made once); each kind's numbers are those of a pass of its own, bit for bit, so a
     resume that runs only some kinds of a configuration writes what an uninterrupted run would."""
-    from cnnexp.engine.batched import measure
+    from cnnexp.engine.kernels import measure
 
     configs = [RunConfig(d=7, batch=3, seed=s, depth=3, small_init=0.3, activation="tanh", dtype=dtype,
                          alpha_init=0.4) for s in (0, 1, 2)]

@@ -22,7 +22,8 @@ distributed = pytest.importorskip("distributed")
 from cnnexp import load_results  # noqa: E402
 from cnnexp.cli import app  # noqa: E402
 from cnnexp.config import RunConfig, parse_sweep  # noqa: E402
-from cnnexp.engine import Execution, RunError, WorkUnit, _collect  # noqa: E402
+from cnnexp.engine import Execution, RunError, WorkUnit  # noqa: E402
+from cnnexp.engine.execute import _collect  # noqa: E402
 from cnnexp.engine import cluster as cluster_module  # noqa: E402
 from cnnexp.results import meta_path  # noqa: E402
 from cnnexp.schema import STEP_METRICS as METRICS, columns  # noqa: E402

@@ -4,7 +4,7 @@ import torch
 from cnnexp.config import RunConfig
 from cnnexp.engine import use_threads
 from cnnexp.engine.reference import run_reference
-from cnnexp.probe import probe
+from cnnexp.engine.reference import probe
 
 
 def test_run_reference_yields_each_tasks_blocks_in_order():

@@ -11,7 +11,8 @@ from hypothesis import example, given, settings, strategies as st
 from cnnexp.analysis import load_results
 from cnnexp.config import RunConfig, parse_sweep
 from cnnexp.engine import curve_steps
-from cnnexp.engine.batched import _passes, draw_stack, measure, run_batched
+from cnnexp.engine.batched import _passes, run_batched
+from cnnexp.engine.kernels import draw_stack, measure
 from cnnexp.engine.reference import run_reference
 from cnnexp.schema import AXES, BLOCKS, LAYER_METRICS, STEP_METRICS
 from cnnexp.sweep import plan_sweep, run_sweep

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cnnexp.config import RunConfig
-from cnnexp.probe import probe
+from cnnexp.engine.reference import probe
 
 BOTH = ("plain", "residual")
 

@@ -5,7 +5,7 @@ from rich.console import Console
 
 from cnnexp import render
 from cnnexp.config import RunConfig
-from cnnexp.probe import probe
+from cnnexp.engine.reference import probe
 from cnnexp.sweep import side_by_side
 
 

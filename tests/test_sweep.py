@@ -11,7 +11,7 @@ import pytest
 from cnnexp.config import parse_sweep
 from cnnexp.engine import Execution
 from cnnexp.errors import ConfigError, ResultsError
-from cnnexp.probe import probe
+from cnnexp.engine.reference import probe
 from cnnexp.schema import METRICS as ROW_METRICS, STEP_METRICS as METRICS
 from cnnexp.sweep import plan_sweep, ratio, run_one, run_sweep, side_by_side
 

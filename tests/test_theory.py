@@ -9,7 +9,7 @@ import torch
 
 from cnnexp import theory
 from cnnexp.config import RunConfig
-from cnnexp.probe import probe
+from cnnexp.engine.reference import probe
 from cnnexp.schema import BLOCKS, LAYER_METRICS
 
 SCALE = ("loss", "x_grad_norm", "a1_grad_norm", "param_grad_norm", "w_norm")

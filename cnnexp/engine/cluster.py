@@ -1,7 +1,7 @@
 """The Dask cluster (`--scheduler ADDRESS` or `--scheduler-file PATH`): units computed by a cluster's workers.
 
 The cluster is reached through Dask's concurrent.futures executor (`Client.get_executor`), so the units run
-through the same loop as the local pool (cnnexp.engine.execute): a bounded window of units in flight, each
+through the same loop as the local pool (cnnexp.engine.execute.execute): a bounded window of units in flight, each
 unit's rows written by this process alone as it arrives. A worker that dies mid-unit has its unit run again
 on another worker by the scheduler (up to its `allowed-failures`, 3 by default); a rerun of a killed client
 resumes from the rows already written.
@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from cnnexp import __version__
-from cnnexp.engine import first_line
+from cnnexp.engine.runtime import first_line
 from cnnexp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnexp.engine.plan import Execution
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the scheduler before giving up
 WORKERS_TIMEOUT = 60.0  # seconds to wait for a first worker to join a scheduler that has none
@@ -34,7 +39,7 @@ class VersionMismatch(ConfigError):
     """A worker runs another torch or cnnexp than this client: its numbers could differ."""
 
 
-def versions() -> dict:
+def versions() -> dict[str, str]:
     """What must match between the client and every worker: the torch and cnnexp versions, and the host."""
     import socket
 
@@ -44,7 +49,7 @@ def versions() -> dict:
 
 
 @contextmanager
-def cluster_executor(execution) -> Iterator[tuple[Executor, dict]]:
+def cluster_executor(execution: Execution) -> Iterator[tuple[Executor, dict[str, Any]]]:
     """Connect to a Dask scheduler, check its workers, and yield its executor and what the provenance records.
 
     Args:
@@ -69,7 +74,7 @@ def cluster_executor(execution) -> Iterator[tuple[Executor, dict]]:
     if execution.workers is not None:
         raise ConfigError(f"--workers {execution.workers}: is for processes on this machine; with a scheduler the "
                           "cluster's workers compute (start more with `dask worker`)")
-    address = execution.scheduler or scheduler_address(execution.scheduler_file)
+    address = execution.scheduler or scheduler_address(execution.scheduler_file or "")
     with _quiet_dask_logs():
         client = _connect(distributed, address)
         try:
@@ -82,7 +87,7 @@ def cluster_executor(execution) -> Iterator[tuple[Executor, dict]]:
 
 
 @contextmanager
-def _quiet_dask_logs():
+def _quiet_dask_logs() -> Iterator[None]:
     """Silence Dask's loggers and those of the event loop under it (tornado, asyncio) in this process, each of
     which has its own level, restoring them after.
 
@@ -123,7 +128,7 @@ def scheduler_address(path: str) -> str:
     return address
 
 
-def _connect(distributed, address: str):
+def _connect(distributed: Any, address: str) -> Any:
     """A client of the scheduler at `address`, or one ConfigError line within about CONNECT_TIMEOUT seconds."""
     from distributed.comm import get_address_host_port
 
@@ -147,22 +152,23 @@ def _connect(distributed, address: str):
                           f"{reason}; check the address and that `dask scheduler` runs there") from None
 
 
-def _identity(address: str) -> dict:
+def _identity(address: str) -> dict[str, Any]:
     """What the Dask server at `address` says it is ({"type": "Scheduler", ...}), within CONNECT_TIMEOUT."""
     import asyncio
 
     from distributed.core import rpc
     from distributed.security import Security
 
-    async def identity():
+    async def identity() -> dict[str, Any]:
         args = Security().get_connection_args("client")  # TLS settings from the Dask configuration, if any
         async with rpc(address, timeout=CONNECT_TIMEOUT, connection_args=args) as server:
-            return await server.identity()
+            found: dict[str, Any] = await server.identity()
+            return found
 
     return asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT))
 
 
-def _check_workers(client, address: str) -> dict:
+def _check_workers(client: Any, address: str) -> dict[str, Any]:
     """Wait for a first worker; refuse a scheduler or worker whose torch or cnnexp differs from ours (the
     scheduler unpickles the units too); describe the cluster."""
     try:
@@ -193,18 +199,18 @@ def _check_workers(client, address: str) -> dict:
     }
 
 
-def _scheduler_facts(dask_scheduler) -> dict:
+def _scheduler_facts(dask_scheduler: Any) -> dict[str, Any]:
     return {**versions(), "allowed_failures": dask_scheduler.allowed_failures}
 
 
-def _refuse_mismatch(mine: dict, theirs: dict, who: str) -> None:
+def _refuse_mismatch(mine: dict[str, str], theirs: dict[str, str], who: str) -> None:
     for name in ("torch", "cnnexp"):
         if theirs[name] != mine[name]:
             raise VersionMismatch(f"{who} ({theirs['host']}) runs {name} {theirs[name]}, this client "
                                   f"{name} {mine[name]}: install the same version on the scheduler and every worker")
 
 
-def run_checked(expected: dict, fn, *args):
+def run_checked(expected: dict[str, str], fn: Callable[..., T], *args: Any) -> T:
     """Run fn(*args) on a worker with one torch thread, after checking the worker's versions against the
     client's (a worker that joined after the start has not been checked yet)."""
     import torch
@@ -218,11 +224,11 @@ def run_checked(expected: dict, fn, *args):
 class _Checked(Executor):
     """Dask's executor, with every unit run through `run_checked`."""
 
-    def __init__(self, inner: Executor, expected: dict):
+    def __init__(self, inner: Executor, expected: dict[str, str]):
         self.inner, self.expected = inner, expected
 
-    def submit(self, fn, /, *args, **kwargs):
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return self.inner.submit(run_checked, self.expected, fn, *args, **kwargs)
 
-    def shutdown(self, wait=True, *, cancel_futures=False):
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.inner.shutdown(wait=wait)

@@ -14,6 +14,8 @@ import multiprocessing
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
+from cnnexp.engine.cost import UNIT_BYTES
+
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` processes, forked where the platform allows it (else spawned), started now."""
@@ -40,7 +42,7 @@ def keep_freed_memory() -> None:
 
     A unit's stacked weights are tens of MiB; glibc maps each such block fresh from the kernel and unmaps it
     when freed, so every unit faulted all of its pages in again: 15% of a unit's time at d=1024 (measured in
-    process, 2026-11-29). Units are bounded (engine.UNIT_BYTES a stack, DRAW_BYTES the draw), and so is what a
+    process, 2026-11-29). Units are bounded (cost.UNIT_BYTES a stack, DRAW_BYTES the draw), and so is what a
     process keeps. Used only in the worker processes cnnexp starts: not in the caller's own process (a
     notebook's, say), whose malloc settings are its own, nor on a Dask worker, whose memory the cluster manages
     (its nanny asks malloc to give memory back).
@@ -50,8 +52,6 @@ def keep_freed_memory() -> None:
 
     if not sys.platform.startswith("linux"):
         return
-    from cnnexp.engine import UNIT_BYTES
-
     m_trim_threshold, m_mmap_max = -1, -4  # mallopt's parameters, from <malloc.h>
     try:
         libc = ctypes.CDLL(None)
@@ -76,5 +76,5 @@ def _die_with_parent() -> None:
 
 def stop(pool: ProcessPoolExecutor) -> None:
     """Cancel the units not yet started and wait for the few being computed (each is short, see
-    engine.UNIT_COST): workers killed mid-unit could leave the pool's queues, and so the exit, hanging."""
+    plan.UNIT_COST): workers killed mid-unit could leave the pool's queues, and so the exit, hanging."""
     pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,46 @@
+"""The engines (`--engine`): interchangeable functions from a unit's tasks to RunResults, by name.
+
+Each engine is an `Engine`: `batched` (the default, cnnexp/engine/batched.py) and `reference` (the notebook's
+method, cnnexp/engine/reference.py). Both take every metric through cnnexp.norms and agree to rel 1e-6. A new
+engine is a module of the computing layer with one such function, and one entry in ENGINES.
+
+    >>> sorted(ENGINES)
+    ['batched', 'reference']
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+from cnnexp.config import Task
+from cnnexp.engine.result import RunResult
+
+
+class Engine(Protocol):
+    """Computes a unit's tasks: one RunResult per configuration and block, in task order (configuration by
+    configuration, blocks in canonical order)."""
+
+    def __call__(self, tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
+                 curve: int | None = None) -> list[RunResult]: ...
+
+
+def _batched() -> Engine:
+    from cnnexp.engine.batched import run_batched  # deferred: imports torch (planning and the CLI do without)
+
+    return run_batched
+
+
+def _reference() -> Engine:
+    from cnnexp.engine.reference import run_reference  # deferred: imports torch (planning and the CLI do without)
+
+    return run_reference
+
+
+ENGINES: dict[str, Callable[[], Engine]] = {  # --engine name -> the engine, loaded when first asked for
+    "batched": _batched,
+    "reference": _reference,
+}
+
+
+def engine(name: str) -> Engine:
+    """The engine of that name (a key of ENGINES)."""
+    return ENGINES[name]()
