@@ -36,11 +36,11 @@ def main() -> None:
         print(f"  {name:50} {seconds:6.2f} s")
 
     from cnnexp.config import load_sweep
-    from cnnexp.sweep import plan_sweep
+    from cnnexp.sweep import SweepOutputs, plan_sweep
 
     sweep = load_sweep(folder / "s1000000.yaml")
     started = time.perf_counter()
-    plan = plan_sweep(sweep, folder / "real.csv")
+    plan = plan_sweep(sweep, SweepOutputs(folder / "real.csv"))
     print(f"in process: plan_sweep of {len(plan.configs):,} configurations (every one enumerated for the run) "
           f"{time.perf_counter() - started:.2f} s")
 

@@ -18,6 +18,8 @@ each skips, gates and normalises); `Block` builds any of them, so a block is def
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +27,8 @@ from torch import nn
 from cnnexp.config import RunConfig
 from cnnexp.schema import BLOCK_KIND, BlockKind
 
-ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
+Activation = Callable[[torch.Tensor], torch.Tensor]
+ACTIVATIONS: dict[str, Activation] = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 

@@ -20,9 +20,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cnnexp import render
+from cnnexp import __version__, render
+from cnnexp.config import load_sweep, shown_dict
 from cnnexp.errors import CnnexpError, ConfigError
-from cnnexp.schema import DEFAULT_BLOCKS
+from cnnexp.schema import AXES, DEFAULT_BLOCKS
+from cnnexp.shapes import shape_from_flags  # pure Python: conv-shape never imports torch, numpy or pandas
 
 app = typer.Typer(
     help="Experiment runner for the residual gradient study.",
@@ -37,8 +39,6 @@ err = Console(stderr=True, markup=False)
 
 def _version(value: bool) -> None:
     if value:
-        from cnnexp import __version__
-
         print(f"cnnexp {__version__}")
         raise typer.Exit()
 
@@ -133,6 +133,7 @@ CURVE_EVERY_HELP = "With --curve: also every N-th step (0: only those)."
 
 
 def _execution(engine: str, device: str, workers=None, threads=None, scheduler=None, scheduler_file=None):
+    # defers multiprocessing (the engine's process pool), for start-up
     from cnnexp.engine import ENGINES, Execution, resolve_device
 
     if engine not in ENGINES:
@@ -174,20 +175,19 @@ def sweep(
         show_default=False)] = None,
 ) -> None:
     """Run a YAML sweep: every configuration on every block, each row appended to a tidy CSV as it finishes."""
-    from cnnexp.config import load_sweep
-    from cnnexp.sweep import plan_sweep, preview_sweep, run_sweep, side_by_side
+    # defers multiprocessing and importlib.metadata (the sweep's machinery), for start-up
+    from cnnexp.sweep import SweepOutputs, plan_sweep, preview_sweep, run_sweep, side_by_side
 
     execution = _execution(engine, device, workers, threads, scheduler, scheduler_file)
     loaded = load_sweep(path, set_ or [])
+    outputs = SweepOutputs(out=out_path, overwrite=overwrite, per_layer=per_layer, curve=curve, curve_every=curve_every)
     if dry_run:
-        plan = preview_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution,
-                             curve=curve, curve_every=curve_every)
+        plan = preview_sweep(loaded, outputs, execution=execution)
         _warn(loaded.warnings)
         render.show(out, render.plan_table(plan))
         out.print(render.plan_verdict(plan), highlight=False, soft_wrap=True)
         return
-    plan = plan_sweep(loaded, out_path, overwrite=overwrite, per_layer=per_layer, execution=execution,
-                      curve=curve, curve_every=curve_every)
+    plan = plan_sweep(loaded, outputs, execution=execution)
 
     def started() -> None:  # the files are open and locked: from here on, nothing will refuse the sweep
         _warn([*loaded.warnings, *plan.warnings])
@@ -206,11 +206,11 @@ def sweep(
     err.print(f"wrote {report.ran} rows ({report.skipped} skipped) to {report.path}; provenance in {report.meta_path}"
               f"{also}", soft_wrap=True)
     if plot:
-        from cnnexp.plot import sweep_figure
+        from cnnexp.plot import sweep_figure  # defers pandas
 
         err.print(f"wrote {sweep_figure(report.path)}", soft_wrap=True)
     if len(plan.sweep.axes["small_init"]) >= 3 and not plan.sweep.training:  # the finding at init, as numbers
-        from cnnexp.fit import sweep_exponents
+        from cnnexp.fit import sweep_exponents  # defers pandas
 
         for line in render.fit_lines(sweep_exponents(report.rows)):
             out.print(line, highlight=False, soft_wrap=True)
@@ -227,8 +227,6 @@ def _with_axis_options(fn):
     The command receives the axis values in its **axes catch-all.
     """
     import inspect
-
-    from cnnexp.schema import AXES
 
     own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
     axes = [inspect.Parameter(a.name, inspect.Parameter.KEYWORD_ONLY, default=a.default,
@@ -255,7 +253,7 @@ def run(
     """Run one configuration (default: the notebook's) and print each block's metrics."""
     import json
 
-    from cnnexp.config import shown_dict
+    # defers multiprocessing and importlib.metadata (the sweep's machinery), for start-up
     from cnnexp.sweep import run_one, side_by_side
 
     results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads), curve=curve,
@@ -304,6 +302,7 @@ def compare(
         "--overwrite", help="Let --out replace a file that is not an earlier comparison (never an input).")] = False,
 ) -> None:
     """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
+    # defers pandas
     from cnnexp.analysis import check_csv_out, compare as compare_results, is_comparison_file, write_csv
 
     written = dict(inputs=[a, b], ours=is_comparison_file, overwrite=overwrite)
@@ -333,7 +332,7 @@ def summary(
         "--overwrite", help="Let --out replace a file that is not an earlier summary (never an input).")] = False,
 ) -> None:
     """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
-    from cnnexp.analysis import check_csv_out, is_summary_file, summary as summarize, write_csv
+    from cnnexp.analysis import check_csv_out, is_summary_file, summary as summarize, write_csv  # defers pandas
 
     written = dict(inputs=[path], ours=is_summary_file, overwrite=overwrite)
     if out_path is not None:
@@ -372,7 +371,7 @@ def plot(
     Values a log axis cannot show (zeros, such as an underflowed gradient) and NaN are counted in the title,
     lines that coincide are drawn nested, and panels whose ranges lie many decades apart get their own y axis.
     """
-    from cnnexp.plot import plot_results
+    from cnnexp.plot import plot_results  # defers pandas
 
     written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi)
     err.print(f"wrote {written}", soft_wrap=True)
@@ -396,7 +395,7 @@ def fit_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the fits as JSON records, for scripts.")] = False,
 ) -> None:
     """Fit a law per group (seeds pooled): slope with its 95% interval, R^2, and the theory beside it."""
-    from cnnexp.fit import fit_file
+    from cnnexp.fit import fit_file  # defers pandas
 
     fits = fit_file(path, x, _names(y) or None, law=law, out=out_path)
     if as_json:
@@ -437,8 +436,6 @@ def conv_shape(
 
     A network:  cnnexp conv-shape --from configs/nets/resnet18.yaml   (repeats, residual blocks: docs/conv-shape.md)
     """
-    from cnnexp.shapes import shape_from_flags  # pure Python: this command never imports torch, numpy or pandas
-
     net = shape_from_flags(size, kernel, stride, padding, dilation, in_channels, out_channels, input, layer, from_,
                            dtype)
 
@@ -472,7 +469,7 @@ def conv_check(
     Exit 0 when the methods that ran match torch within the tolerance, 1 when they differ. The loop is skipped
     (and said so) when its work is over --loop-limit; a check too big for the memory available is refused.
     """
-    from cnnexp.conv import check_conv  # imports numpy here; torch is imported inside check_conv
+    from cnnexp.conv import check_conv  # defers numpy (check_conv imports PyTorch itself)
 
     check = check_conv(batch, in_channels, out_channels, size, kernel, stride, padding, dilation, seed,
                        repeats, tolerance, loop_limit)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from cnnexp.errors import ConfigError
+from cnnexp.paths import read_text
 from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, TRAINING_AXES, Axis
 
 TOP_LEVEL_KEYS = ("name", "blocks", "sweep")
@@ -158,8 +159,6 @@ def read_yaml(path: Path):
             too large, unreadable or not valid YAML, or past a bound; the message names the file and line.
     """
     import yaml
-
-    from cnnexp.paths import read_text
 
     text = read_text(path, MAX_YAML_BYTES, "YAML file", error=ConfigError)
     loader = None

@@ -1,7 +1,6 @@
 """Fitted laws: least-squares slopes with 95% intervals, one per group of a results file, theory beside them.
 
-    from cnnexp.config import RunConfig
-from cnnexp.fit import fit
+    from cnnexp.fit import fit
     fits = fit("results/laws.csv", "small_init")                 # every scale metric, power law
     fits.loc[fits["block"] == "plain", ["depth", "metric", "slope", "slope_low", "slope_high", "theory"]]
 
@@ -36,6 +35,7 @@ import pandas as pd
 from cnnexp import theory
 from cnnexp.analysis import (Results, as_frame, load_results, refuse_overwrite, source, split_columns,
                              write_csv)
+from cnnexp.config import RunConfig
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.schema import FINDING_METRICS
 

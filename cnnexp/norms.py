@@ -70,7 +70,8 @@ def total(parts: torch.Tensor) -> torch.Tensor:
     return parts[:, 0].to(torch.float64) if parts.shape[1] == 1 else _scaled(parts)
 
 
-def product_norm(g: torch.Tensor, h: torch.Tensor, h_gram: tuple | None = None) -> torch.Tensor:
+def product_norm(g: torch.Tensor, h: torch.Tensor,
+                 h_gram: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """||g[b]^T h[b]|| (Frobenius) for g (B, n, p) and h (B, n, q), the norm of a linear layer's weight gradient
     (g the gradient at its output, h its input, n the batch), without forming the product where that is dearer:
 

@@ -35,6 +35,7 @@ from cnnexp.analysis import Results, as_frame, names, require_numeric, source, s
 from cnnexp.paths import check_output
 from cnnexp.results import write_atomically
 from cnnexp.errors import ResultsError
+from cnnexp.fit import fit_group, law_for, transform, usable
 from cnnexp.schema import BLOCKS, FINDING_METRICS
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -269,8 +270,6 @@ def draw_fits(ax, panel: pd.DataFrame, x: str, y: str, lines: list[str], keys: l
     """Each line's fitted law (the axis' default law, seeds pooled) dashed over the points it was fitted on,
     the theory's slope dotted through their centroid where one is derived; slopes and intervals in a legend
     inside the panel."""
-    from cnnexp.fit import fit_group, law_for, transform, usable
-
     law = law_for(x, None)
     config, _ = split_columns(panel)
     handles = []

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import math
 
+from cnnexp.schema import FINDING_METRICS
+from cnnexp.schema import columns as columns_of
+from cnnexp.theory import EXACT_TOLERANCE, LIMIT_TOLERANCE, vanishes
+
 
 def _fmt(value, digits: int = 6) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
@@ -106,7 +110,6 @@ UNDERFLOW = "0 (underflow)"  # a gradient whose every element fell below the dty
 
 def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
     """A metric on screen: 0 from a nonzero init said to be an underflow; the spread over seeds when known."""
-    from cnnexp.theory import vanishes
 
     value = pair.metrics[block][metric]
     if metric == "steps_to_fit":  # a count of steps, whole; NaN: never reached (or no target to reach)
@@ -130,7 +133,6 @@ def pairs_table(pairs, title: str = ""):
 
     Axes with one value across all rows go in the title, so the table stays narrow.
     """
-    from cnnexp.schema import FINDING_METRICS
 
     training = any("steps_to_fit" in m for p in pairs for m in p.metrics.values())
     shown = TRAINING_SHOWN if training else {m: m for m in FINDING_METRICS}
@@ -165,7 +167,6 @@ def plan_table(preview):
     """A dry run's plan (`sweep.SweepPreview`): a row per configuration shown, with the blocks still to run,
     titled with the counts of the whole sweep."""
     sweep, n = preview.sweep, preview.sweep.size
-    from cnnexp.schema import columns as columns_of
 
     columns = ["#", *columns_of(sweep.training).config[1:], "to run"]  # the axes of the sweep's files
     rows = [[str(i), *(_exact(getattr(c, a)) for a in columns[1:-1]), ", ".join(blocks) or "done"]
@@ -365,7 +366,6 @@ def _holds_cell(row) -> str:
         return ""
     if holds:
         return "yes"
-    from cnnexp.theory import EXACT_TOLERANCE, LIMIT_TOLERANCE
 
     off = row["slope"] - row["theory"]
     if row["theory_kind"] == "limit":
@@ -383,7 +383,7 @@ def fit_title(metric: str, x: str, law: str) -> str:
 def fit_tables(fits) -> list:
     """One table per metric: a row per group (block first), the slope with its 95% interval, the theory and
     whether the fit holds it, R^2, the largest residual, and the points used and left out (and why)."""
-    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS
+    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS  # defers pandas
 
     config = [c for c in fits.columns if c not in (*FIT_COLUMNS, *DETAIL_COLUMNS)]
     varying, fixed = _varying(fits, config)
@@ -419,7 +419,7 @@ def fit_tables(fits) -> list:
 def fit_lines(fits) -> list[str]:
     """A sentence per group: the fitted exponents of each metric with their intervals and theory, e.g.
     `plain depth=2: x_grad_norm ~ small_init^8.0000 [7.9135, 8.0865] (theory 8: holds)`."""
-    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS
+    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS  # defers pandas
 
     if fits.empty:
         return []
@@ -587,6 +587,7 @@ MAX_CONFIGURATIONS_SHOWN = 40  # rows of a sweep's table on screen; the CSV and 
 def sweep_tables(pairs, title: str, path) -> list:
     """A sweep's result on screen: a row per configuration (over seeds, with their mean and spread, when there
     are several), only the first and last rows when there are many."""
+    # defers multiprocessing and importlib.metadata (the sweep's machinery), for start-up
     from cnnexp.sweep import over_seeds
 
     groups = over_seeds(pairs)

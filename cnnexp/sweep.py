@@ -111,35 +111,42 @@ def default_path(sweep: Sweep) -> Path:
     return Path("results") / f"{sweep.name}.csv"
 
 
-def plan_sweep(
-    sweep: Sweep,
-    out: str | os.PathLike | None = None,
-    *,
-    overwrite: bool = False,
-    per_layer: str | os.PathLike | None = None,
-    execution: Execution = Execution(),
-    curve: str | os.PathLike | None = None,
-    curve_every: int = 0,
-) -> SweepPlan:
+@dataclass(frozen=True)
+class SweepOutputs:
+    """The files a sweep writes, as asked for (each checked by `plan_sweep`).
+
+    Attributes:
+        out: the results CSV (default results/<name>.csv).
+        overwrite: start the results afresh instead of resuming them.
+        per_layer: also write one row per run and block index to this CSV.
+        curve: also write one row per run and recorded step to this CSV (steps 0, 1, 2, 4, ... and the last).
+        curve_every: also record every N-th step in the curve (0: only those).
+    """
+
+    out: str | os.PathLike[str] | None = None
+    overwrite: bool = False
+    per_layer: str | os.PathLike[str] | None = None
+    curve: str | os.PathLike[str] | None = None
+    curve_every: int = 0
+
+
+def plan_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *,
+               execution: Execution = Execution()) -> SweepPlan:
     """Decide what a sweep has left to run, reading (never writing) its results files.
 
     Args:
         sweep: the checked sweep.
-        out: the results CSV (default results/<name>.csv).
-        overwrite: start the results afresh instead of resuming them.
-        per_layer: also write one row per run and block index to this CSV.
+        outputs: the files to write (the results CSV, the per-layer and curve files) and whether to start
+            them afresh.
         execution: engine, device, workers, threads and scheduler for the runs.
-        curve: also write one row per run and recorded step to this CSV (steps 0, 1, 2, 4, ... and the last).
-        curve_every: also record every N-th step in the curve (0: only those).
 
     Raises:
         ConfigError: a configuration needs more memory than the machine has.
         ResultsError: the results file belongs to another sweep definition (and `overwrite` is not set),
             is damaged, or would be resumed with another thread count.
     """
-    _check_curve_every(curve_every)
-    path, sides, meta, done, warnings = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer,
-                                                          curve=curve, curve_every=curve_every, execution=execution)
+    _check_curve_every(outputs.curve_every)
+    path, sides, meta, done, warnings = _existing_results(sweep, outputs, execution)
     cols = columns_of(sweep.training)
     configs = expand(sweep)
     if not done:  # nothing to look up (a fresh sweep): every block of every configuration
@@ -151,16 +158,15 @@ def plan_sweep(
             if missing:
                 tasks.append(Task(config, missing))
     warnings += _execution_changes(path, meta, execution) if done and tasks else ()
-    fresh = overwrite or not done
+    fresh = outputs.overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
     side = {f.flag: f.path for f in sides}
     return SweepPlan(sweep=sweep, path=path, configs=configs, tasks=tasks, done=done, fresh=fresh,
                      per_layer=side.get("--per-layer"), seen_size=seen_size, meta=meta, execution=execution,
-                     warnings=warnings, curve=side.get("--curve"), curve_every=curve_every, columns=cols)
+                     warnings=warnings, curve=side.get("--curve"), curve_every=outputs.curve_every, columns=cols)
 
 
-def _existing_results(sweep: Sweep, out, *, overwrite: bool, per_layer, curve, curve_every: int,
-                      execution: Execution):
+def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution):
     """Every check a sweep passes before it runs, reading (never writing) its files and enumerating no
     configuration: the output paths, memory, and the rows already there (verified, see `_resumable_rows`).
 
@@ -168,10 +174,11 @@ def _existing_results(sweep: Sweep, out, *, overwrite: bool, per_layer, curve, c
         (results path, side files, provenance or None, row key -> row text of the rows kept, warnings)
     """
     cols = columns_of(sweep.training)
+    out, overwrite, curve_every = outputs.out, outputs.overwrite, outputs.curve_every
     path = check_output(out if out is not None else default_path(sweep), "--out", CSV, create_parent=out is None)
     sides = [SideFile(flag, check_output(p, flag, CSV), columns, rows_of)
-             for flag, p, columns, rows_of in (("--per-layer", per_layer, cols.layers, "layer_rows"),
-                                               ("--curve", curve, cols.curve, "curve_rows")) if p is not None]
+             for flag, p, columns, rows_of in (("--per-layer", outputs.per_layer, cols.layers, "layer_rows"),
+                                               ("--curve", outputs.curve, cols.curve, "curve_rows")) if p is not None]
     check_memory(largest_configs(sweep), len(sweep.blocks), sweep.name, execution.workers or 1, sweep.size)
     taken = [path.resolve(), meta_path(path).resolve()]
     for side in sides:
@@ -214,28 +221,18 @@ class SweepPreview:
         return self.rows_total - self.rows_to_run
 
 
-def preview_sweep(
-    sweep: Sweep,
-    out: str | os.PathLike | None = None,
-    *,
-    overwrite: bool = False,
-    per_layer: str | os.PathLike | None = None,
-    execution: Execution = Execution(),
-    curve: str | os.PathLike | None = None,
-    curve_every: int = 0,
-    shown: int = 40,
-) -> SweepPreview:
+def preview_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *, execution: Execution = Execution(),
+                  shown: int = 40) -> SweepPreview:
     """The plan of a dry run, never refused for what only matters when running or writing (a file of
     another definition, a damaged or locked file, a bad --out, too little memory): `refusal` then says
     why a real run would refuse, and the plan is of the whole sweep. Reads, writes nothing, and enumerates
     only the `shown` configurations listed (a sweep of a million plans in well under a second).
     """
     refusal, done = None, {}
-    path = Path(out) if out is not None else default_path(sweep)
+    path = Path(outputs.out) if outputs.out is not None else default_path(sweep)
     key_columns = columns_of(sweep.training).config
     try:
-        path, _, _, done, _ = _existing_results(sweep, out, overwrite=overwrite, per_layer=per_layer, curve=curve,
-                                                curve_every=curve_every, execution=execution)
+        path, _, _, done, _ = _existing_results(sweep, outputs, execution)
         if path.is_file() and is_locked(path):
             refusal = f"{path}: another cnnexp sweep is writing it now"
     except CnnexpError as e:

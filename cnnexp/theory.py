@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnexp.schema import BLOCK_KIND, BlockKind
+
 EXACT_TOLERANCE = 1e-6  # an exact law holds when inside the interval or this close (rounding in log10)
 LIMIT_TOLERANCE = 0.1  # a limit holds when the fitted slope is this close (the O(c^2) correction)
 HOMOGENEOUS = ("relu",)  # activations with act(c z) = c act(z) for every c > 0 (positively homogeneous)
-IDENTITY_PATH = ("residual", "prenorm")  # blocks x + F(.) whose F vanishes as small_init -> 0
 DEFAULTS = {"depth": 1, "activation": "relu", "alpha_init": 0.0}  # schema defaults, for files without a column
 
 
@@ -71,25 +72,38 @@ def law(block: str, metric: str, axis: str, law_name: str, config: dict) -> Law 
     return None
 
 
+def _kind(block: str) -> BlockKind | None:
+    """The block's entry in schema.BLOCK_KINDS (None for a name of none: no law)."""
+    return BLOCK_KIND.get(block)
+
+
+def _identity_at_zero(kind: BlockKind | None, alpha_init: float) -> bool:
+    """A gated kind at alpha_init 0: the network is exactly the identity."""
+    return kind is not None and kind.gated and alpha_init == 0
+
+
 def _small_init(block: str, metric: str, depth: int, activation: str, alpha_init: float) -> Law | None:
-    if block == "plain" and activation in HOMOGENEOUS:
+    kind = _kind(block)
+    if kind is None:
+        return None
+    if not kind.skip and activation in HOMOGENEOUS:
         # every weight is c V: out(c) = c^(2L) out(1), d out / d x ~ c^(2L), d out / d a1 ~ c^(2L-1),
         # d out / d W ~ c^(2L-1), and every gradient is (2 / (batch d)) (d out / d .)^T out
         exponents = {"loss": 4 * depth, "x_grad_norm": 4 * depth, "a1_grad_norm": 4 * depth - 1,
                      "param_grad_norm": 4 * depth - 1, "w_norm": 1}
-        why = f"plain {activation} stack, depth {depth}: out is homogeneous of degree 2L in small_init"
+        why = f"{block} {activation} stack, depth {depth}: out is homogeneous of degree 2L in small_init"
         return _law(exponents, metric, "exact", why)
-    if block == "rezero" and alpha_init == 0:
+    if _identity_at_zero(kind, alpha_init):
         # alpha = 0: out = x exactly; only the gates have a gradient, (2/(batch d)) <x, F_k(x)> ~ c^2 (relu)
         # (F is c^2 F(1) exactly for relu, c^2 act'(0) V2 V1 x + ... otherwise); a1_grad_norm is exactly 0
         # (d out / d a1 carries the factor alpha), so every value of it is left out and it has no law
-        why = "rezero at alpha_init 0: the network is the identity"
+        why = f"{block} at alpha_init 0: the network is the identity"
         if metric == "param_grad_norm":
             return Law(2.0, "exact" if activation in HOMOGENEOUS else "limit", why)
         return _law({"loss": 0, "x_grad_norm": 0, "w_norm": 1}, metric, "exact", why)
-    if block in IDENTITY_PATH or block == "rezero":
+    if kind.skip:
         # F = O(c^2) so out -> x; a1 and weight gradients carry one factor c; a nonzero gate keeps w_norm
-        if metric == "w_norm" and block != "rezero":
+        if metric == "w_norm" and not kind.gated:
             return Law(1.0, "exact", f"{block}: every parameter is small_init times its draw")
         exponents = {"loss": 0, "x_grad_norm": 0, "a1_grad_norm": 1, "param_grad_norm": 1, "w_norm": 0}
         return _law(exponents, metric, "limit", f"{block}: out -> x as small_init -> 0")
@@ -97,19 +111,20 @@ def _small_init(block: str, metric: str, depth: int, activation: str, alpha_init
 
 
 def _per_layer(block: str, metric: str, depth: int, activation: str, k: int) -> Law | None:
-    if block != "plain" or activation not in HOMOGENEOUS:
+    kind = _kind(block)
+    if kind is None or kind.skip or activation not in HOMOGENEOUS:
         return None
     # block k's input is c^(2k) times its c = 1 value and d out / d (its output) ~ c^(2(L-k-1)); every
     # gradient is that Jacobian times out ~ c^(2L)
     exponents = {"a1_grad_norm": 4 * depth - 2 * k - 1, "fc1_grad_norm": 4 * depth - 1,
                  "fc2_grad_norm": 4 * depth - 1, "out_grad_norm": 4 * depth - 2 * k - 2}
-    return _law(exponents, metric, "exact", f"plain {activation} stack, depth {depth}, block {k}")
+    return _law(exponents, metric, "exact", f"{block} {activation} stack, depth {depth}, block {k}")
 
 
 def _depth(block: str, metric: str, alpha_init: float) -> Law | None:
-    if block == "rezero" and alpha_init == 0:
+    if _identity_at_zero(_kind(block), alpha_init):
         return _law({"loss": 0, "x_grad_norm": 0}, metric, "exact",
-                    "rezero at alpha_init 0: the network is the identity at every depth")
+                    f"{block} at alpha_init 0: the network is the identity at every depth")
     return None
 
 
@@ -121,7 +136,7 @@ def vanishes(block: str, metric: str, config: dict) -> str | None:
     """Why `metric` is exactly 0 for every small_init, or None: rezero's a1 gradient at alpha_init 0 (d out / d a1
     carries the factor alpha), whatever the activation and depth."""
     alpha_init = float({**DEFAULTS, **config}["alpha_init"])
-    if block == "rezero" and alpha_init == 0 and metric == "a1_grad_norm":
+    if _identity_at_zero(_kind(block), alpha_init) and metric == "a1_grad_norm":
         return "exactly 0 at alpha_init 0"
     return None
 
@@ -136,4 +151,5 @@ def x_grad_limit(norm_x: float, batch: int, d: int) -> float:
 
 def has_x_grad_limit(block: str) -> bool:
     """Whether `block`'s x_grad_norm tends to `x_grad_limit` as small_init -> 0 (for any depth)."""
-    return block in IDENTITY_PATH or block == "rezero"
+    kind = _kind(block)
+    return kind is not None and kind.skip

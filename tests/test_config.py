@@ -137,9 +137,9 @@ def test_bad_sweep_files_are_refused_naming_file_key_and_value(tmp_path, text, w
     path = write(tmp_path, text)
     with pytest.raises(CnnexpError) as info:
         sweep = load_sweep(path)
-        from cnnexp.sweep import plan_sweep  # the memory estimate is checked when planning
+        from cnnexp.sweep import SweepOutputs, plan_sweep  # the memory estimate is checked when planning
 
-        plan_sweep(sweep, tmp_path / "out.csv")
+        plan_sweep(sweep, SweepOutputs(tmp_path / "out.csv"))
     message = str(info.value)
     assert "\n" not in message
     for word in words:
@@ -285,3 +285,20 @@ def test_an_axis_no_block_uses_runs_once_with_a_warning_as_data(tmp_path):
     with_rezero = load_sweep(write(tmp_path, INIT), ["alpha_init=0,0.5,1", "blocks=plain,rezero"])
     assert with_rezero.axes["alpha_init"] == (0.0, 0.5, 1.0) and with_rezero.warnings == ()
     assert load_sweep(write(tmp_path, INIT)).warnings == ()  # an axis left at its default says nothing
+
+
+def test_run_config_is_the_axis_table_field_by_field():
+    import dataclasses
+    import typing
+
+    from cnnexp.config import RunConfig
+    from cnnexp.schema import AXES
+
+    fields = dataclasses.fields(RunConfig)
+    hints = typing.get_type_hints(RunConfig)
+    assert [f.name for f in fields] == [a.name for a in AXES]
+    assert [hints[f.name] for f in fields] == [a.kind for a in AXES]
+    assert [f.default for f in fields] == [a.default for a in AXES]
+    assert RunConfig.__dataclass_params__.frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RunConfig().d = 3  # type: ignore[misc]

@@ -29,7 +29,7 @@ from cnnexp.results import meta_path  # noqa: E402
 from cnnexp.schema import STEP_METRICS as METRICS, columns  # noqa: E402
 
 CONFIG_COLUMNS = columns(training=False).config  # these sweeps do not train
-from cnnexp.sweep import plan_sweep, run_sweep  # noqa: E402
+from cnnexp.sweep import SweepOutputs, plan_sweep, run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the scheduler takes another
 runner = CliRunner()
@@ -51,7 +51,7 @@ def cluster():
 def local_rows(tmp_path_factory):
     """The same sweep run by the local engine in this process: the reference."""
     path = tmp_path_factory.mktemp("local") / "dask.csv"
-    run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), path), command="local")
+    run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), SweepOutputs(path)), command="local")
     return load_results(path)
 
 
@@ -70,7 +70,7 @@ def assert_same_rows(path, reference):
 def test_rows_equal_the_local_engine_and_the_provenance_names_the_cluster(cluster, local_rows, tmp_path):
     local, _ = cluster
     execution = Execution(scheduler=local.scheduler_address)
-    report = run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), tmp_path / "dask.csv", execution=execution),
+    report = run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), SweepOutputs(tmp_path / "dask.csv"), execution=execution),
                        command="cluster")
     assert report.ran == ROWS
     assert_same_rows(tmp_path / "dask.csv", local_rows)
@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_sweep_loses_nothing(cluster, local_rows, tmp_path):
             killed.append(pid)
 
     execution = Execution(scheduler=local.scheduler_address)
-    report = run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), tmp_path / "dask.csv", execution=execution),
+    report = run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), SweepOutputs(tmp_path / "dask.csv"), execution=execution),
                        command="cluster", on_result=kill_a_busy_worker)
     assert killed, "no worker was busy to kill"
     assert report.ran == ROWS

@@ -15,7 +15,7 @@ from cnnexp.engine.batched import _passes, run_batched
 from cnnexp.engine.kernels import draw_stack, measure
 from cnnexp.engine.reference import run_reference
 from cnnexp.schema import AXES, BLOCKS, LAYER_METRICS, STEP_METRICS
-from cnnexp.sweep import plan_sweep, run_sweep
+from cnnexp.sweep import SweepOutputs, plan_sweep, run_sweep
 from tests.test_probe import oracle_cosine, oracle_loss, oracle_norm
 
 ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu}
@@ -106,8 +106,7 @@ SWEEP = {"name": "t", "blocks": list(BLOCKS), "sweep": {
 
 def test_every_results_curve_and_layer_row_equals_the_definition(tmp_path):
     sweep = parse_sweep(SWEEP)
-    plan = plan_sweep(sweep, tmp_path / "t.csv", per_layer=tmp_path / "l.csv", curve=tmp_path / "c.csv",
-                      curve_every=5)
+    plan = plan_sweep(sweep, SweepOutputs(tmp_path / "t.csv", per_layer=tmp_path / "l.csv", curve=tmp_path / "c.csv", curve_every=5))
     run_sweep(plan)
     results, curve, layers = (load_results(tmp_path / f) for f in ("t.csv", "c.csv", "l.csv"))
     assert len(results) == 2 * 2 * 4 * 4 and len(layers) == 2 * 4 * 4 * (1 + 2)

@@ -21,7 +21,7 @@ from cnnexp.errors import CnnexpError
 from cnnexp.fit import DETAIL_COLUMNS, FIT_COLUMNS, SCALE_METRICS, fit, sweep_exponents
 from cnnexp.plot import figure
 from cnnexp.schema import AXES, STEP_METRICS as METRICS
-from cnnexp.sweep import plan_sweep, run_sweep
+from cnnexp.sweep import SweepOutputs, plan_sweep, run_sweep
 from tests.test_analysis import write_results
 
 runner = CliRunner()
@@ -176,7 +176,7 @@ def test_bad_input_is_refused_naming_it(x, y, law, words):
 
 
 def run(tmp_path, sweep: dict, name="laws"):
-    plan = plan_sweep(parse_sweep({"name": name, **sweep}, source=f"{name}.yaml"), tmp_path / f"{name}.csv")
+    plan = plan_sweep(parse_sweep({"name": name, **sweep}, source=f"{name}.yaml"), SweepOutputs(tmp_path / f"{name}.csv"))
     return run_sweep(plan).path
 
 

@@ -28,3 +28,22 @@ def test_files_of_sweeps_that_do_not_train_keep_the_columns_they_always_had():
     assert training.results == COLUMNS and training.config == CONFIG_COLUMNS
     assert COLUMNS[-2:] == ("initial_loss", "steps_to_fit") and CONFIG_COLUMNS[-3:] == TRAINING_AXES
     assert training.curve == at_init.curve == CURVE_COLUMNS == (*CONFIG_COLUMNS, "step", *METRICS[:6])
+
+
+def test_block_kinds_are_one_table_in_the_study_order():
+    from cnnexp.schema import BLOCK_KIND, BLOCK_KINDS, BLOCKS
+
+    assert BLOCKS == ("plain", "residual", "rezero", "prenorm")  # the canonical order of rows
+    assert [k.name for k in BLOCK_KINDS] == list(BLOCKS) == list(BLOCK_KIND)
+
+
+def test_each_kind_computes_its_formula():
+    from cnnexp.schema import BLOCK_KIND
+
+    x, f, alpha = 3.0, 0.5, 0.25
+    assert BLOCK_KIND["plain"].out(x, f, alpha) == f
+    assert BLOCK_KIND["residual"].out(x, f, alpha) == x + f
+    assert BLOCK_KIND["rezero"].out(x, f, alpha) == x + alpha * f
+    assert BLOCK_KIND["prenorm"].out(x, f, alpha) == x + f  # (its F saw LayerNorm(x))
+    assert [k.name for k in BLOCK_KIND.values() if k.normalised] == ["prenorm"]
+    assert [k.name for k in BLOCK_KIND.values() if k.gated] == ["rezero"]

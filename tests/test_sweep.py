@@ -13,7 +13,7 @@ from cnnexp.engine import Execution
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.engine.reference import probe
 from cnnexp.schema import METRICS as ROW_METRICS, STEP_METRICS as METRICS
-from cnnexp.sweep import plan_sweep, ratio, run_one, run_sweep, side_by_side
+from cnnexp.sweep import SweepOutputs, plan_sweep, ratio, run_one, run_sweep, side_by_side
 
 SMALL = {"name": "small", "sweep": {"d": [8, 16], "batch": 4, "small_init": [1e-2, 1e-3], "seed": [0, 1]}}
 
@@ -22,8 +22,9 @@ def sweep_of(raw=SMALL):
     return parse_sweep(raw, source="small.yaml")
 
 
-def run(tmp_path, raw=SMALL, **kw):
-    return run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv", **kw), command="test")
+def run(tmp_path, raw=SMALL, execution=Execution(), **outputs):
+    return run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv", **outputs), execution=execution),
+                     command="test")
 
 
 def test_every_row_equals_a_direct_probe(tmp_path):
@@ -54,7 +55,7 @@ def test_provenance_is_written_beside_the_csv(tmp_path):
 def test_rerun_skips_everything_and_changes_nothing(tmp_path):
     run(tmp_path)
     before = (tmp_path / "r.csv").read_bytes()
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    plan = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
     assert plan.rows_skipped == 16 and plan.tasks == []
     report = run_sweep(plan, command="again")
     assert report.ran == 0 and report.skipped == 16 and len(report.rows) == 16
@@ -67,7 +68,7 @@ def test_resume_runs_only_the_missing_rows_and_ends_byte_identical(tmp_path):
     full = (tmp_path / "r.csv").read_bytes()
     lines = full.splitlines(keepends=True)
     (tmp_path / "r.csv").write_bytes(b"".join(lines[:6]) + lines[6][:17])  # 5 rows and a torn one
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    plan = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
     assert plan.rows_skipped == 5
     assert plan.tasks[0][1] == ("residual",)  # the torn row's configuration still has its plain row
     run_sweep(plan, command="resume")
@@ -85,7 +86,7 @@ def test_a_different_sweep_is_refused_unless_overwrite(tmp_path):
     before = (tmp_path / "r.csv").read_bytes()
     other = {**SMALL, "sweep": {**SMALL["sweep"], "seed": [0, 1, 2]}}
     with pytest.raises(ResultsError, match="different sweep definition.*--overwrite"):
-        plan_sweep(sweep_of(other), tmp_path / "r.csv")
+        plan_sweep(sweep_of(other), SweepOutputs(tmp_path / "r.csv"))
     assert (tmp_path / "r.csv").read_bytes() == before
     report = run(tmp_path, other, overwrite=True)
     assert report.ran == 24 and len((tmp_path / "r.csv").read_text().splitlines()) == 25
@@ -95,7 +96,7 @@ def test_a_csv_without_provenance_is_refused(tmp_path):
     run(tmp_path)
     (tmp_path / "r.csv.meta.json").unlink()
     with pytest.raises(ResultsError, match="no provenance"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv")
+        plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
 
 
 def test_blocks_subset_and_side_by_side(tmp_path):
@@ -124,7 +125,7 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_rows_of_an_uninterrupted_run
     (tmp_path / "kill.yaml").write_text(json.dumps(raw))  # JSON is YAML
     reference = tmp_path / "ref"
     reference.mkdir()
-    run_sweep(plan_sweep(sweep_of(raw), reference / "kill.csv", execution=Execution("reference", workers=1)),
+    run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(reference / "kill.csv"), execution=Execution("reference", workers=1)),
               command="ref")
 
     # the reference engine: one configuration per unit, so rows arrive one by one and the kill lands mid-sweep
@@ -157,7 +158,7 @@ def test_a_second_sweep_on_the_same_file_is_refused_while_the_first_writes(tmp_p
 
 
 def test_a_file_that_changed_since_planning_is_refused(tmp_path):
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    plan = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
     run(tmp_path)  # someone else finished the sweep meanwhile
     with pytest.raises(ResultsError, match="changed since this sweep read it"):
         run_sweep(plan, command="stale")
@@ -167,14 +168,14 @@ def test_a_resume_with_another_thread_or_worker_count_warns_and_runs(tmp_path):
     run(tmp_path, execution=Execution(threads=1, workers=1))
     lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
     (tmp_path / "r.csv").write_text("".join(lines[:5]))
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", execution=Execution(threads=2, workers=2))
+    plan = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"), execution=Execution(threads=2, workers=2))
     [warning] = plan.warnings
     assert "threads 1 -> 2" in warning and "workers 1 -> 2" in warning
     assert run_sweep(plan, command="x").ran == 12
     meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
     assert meta["environment"]["threads"] == 2 and meta["environment"]["workers"] == 2
     # nothing left to run: nothing to mix, nothing to say, and the recorded environment stays the one that ran
-    idle = plan_sweep(sweep_of(), tmp_path / "r.csv", execution=Execution(threads=1, workers=1))
+    idle = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"), execution=Execution(threads=1, workers=1))
     assert idle.warnings == ()
     assert run_sweep(idle, command="y").ran == 0
     after = json.loads((tmp_path / "r.csv.meta.json").read_text())
@@ -185,17 +186,17 @@ def test_a_resume_with_another_thread_or_worker_count_warns_and_runs(tmp_path):
 def test_a_refused_per_layer_file_leaves_nothing_behind(tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ResultsError, match="columns"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "other.csv")
+        plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "other.csv"))
     with pytest.raises(ResultsError, match="file of its own"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "r.csv")
+        plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "r.csv"))
     (tmp_path / "sub").write_text("")  # a file where the per-layer file's directory should be
     with pytest.raises(ResultsError, match="sub is not a folder"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer=tmp_path / "sub" / "layers.csv")
+        plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "sub" / "layers.csv"))
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc, where nobody can create files")
 def test_an_unwritable_per_layer_file_leaves_no_results_csv_behind(tmp_path):
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", per_layer="/proc/cnnexp-test-layers.csv")
+    plan = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv", per_layer="/proc/cnnexp-test-layers.csv"))
     with pytest.raises(ResultsError, match="cannot write"):
         run_sweep(plan, command="x")
     assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.csv.meta.json").exists()
@@ -205,7 +206,7 @@ def test_overwrite_refused_by_a_foreign_per_layer_file_keeps_the_results_csv(tmp
     run(tmp_path)
     before = (tmp_path / "r.csv").read_bytes()
     (tmp_path / "layers.csv").write_text("foo,bar\n1,2\n")
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv", overwrite=True, per_layer=tmp_path / "layers.csv")
+    plan = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv", overwrite=True, per_layer=tmp_path / "layers.csv"))
     report = run_sweep(plan, command="x")  # --overwrite starts both files afresh
     assert report.ran == 16 and (tmp_path / "r.csv").read_bytes() == before
     assert (tmp_path / "layers.csv").read_text().startswith("block,")
@@ -235,7 +236,7 @@ def wait_for_rows(path: Path, rows: int, proc) -> None:
 def reference_rows(tmp_path) -> bytes:
     reference = tmp_path / "ref"
     reference.mkdir()
-    run_sweep(plan_sweep(sweep_of(KILL), reference / "kill.csv", execution=Execution("reference", workers=1)),
+    run_sweep(plan_sweep(sweep_of(KILL), SweepOutputs(reference / "kill.csv"), execution=Execution("reference", workers=1)),
               command="ref")
     return (reference / "kill.csv").read_text()
 
@@ -307,7 +308,7 @@ def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "delete", "append"])
 def test_a_results_file_changed_underneath_a_running_sweep_is_reported(tmp_path, damage):
     path = tmp_path / "r.csv"
-    plan = plan_sweep(sweep_of(), path, execution=Execution(workers=1))
+    plan = plan_sweep(sweep_of(), SweepOutputs(path), execution=Execution(workers=1))
     calls = []
 
     def meddle(result):
@@ -322,18 +323,18 @@ def test_a_results_file_changed_underneath_a_running_sweep_is_reported(tmp_path,
 
 def test_per_layer_rows_of_runs_resumed_without_them_are_run_again(tmp_path):
     raw = {"name": "pl", "sweep": {"d": 8, "batch": 2, "depth": [1, 3], "seed": [0, 1, 2]}}
-    full = run_sweep(plan_sweep(sweep_of(raw), tmp_path / "ref.csv", per_layer=tmp_path / "refL.csv"), command="x")
+    full = run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "ref.csv", per_layer=tmp_path / "refL.csv")), command="x")
     assert full.ran == 12
     # a first run killed after 4 rows, resumed without --per-layer, then resumed with it
-    run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv", per_layer=tmp_path / "L.csv"), command="x")
+    run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "L.csv")), command="x")
     lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
     (tmp_path / "r.csv").write_text("".join(lines[:5]))
     kept = {line.split(",", 9)[:9].__repr__() for line in lines[1:5]}  # the 4 runs' configuration cells
     layer_lines = (tmp_path / "L.csv").read_text().splitlines(keepends=True)
     (tmp_path / "L.csv").write_text("".join([layer_lines[0], *(x for x in layer_lines[1:]
                                                                 if x.split(",", 9)[:9].__repr__() in kept)]))
-    run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv"), command="x")
-    plan = plan_sweep(sweep_of(raw), tmp_path / "r.csv", per_layer=tmp_path / "L.csv")
+    run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv")), command="x")
+    plan = plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "L.csv"))
     assert plan.rows_to_run == 8 and "8 of the runs" in plan.warnings[0]
     run_sweep(plan, command="x")
     assert (tmp_path / "r.csv").read_text() == (tmp_path / "ref.csv").read_text()
@@ -363,7 +364,7 @@ def test_a_hand_edited_csv_is_refused_on_resume_and_left_alone(tmp_path, edit, w
     edit(tmp_path / "r.csv")
     before = {f: f.read_bytes() for f in tmp_path.iterdir()}
     with pytest.raises(ResultsError) as e:
-        plan_sweep(sweep_of(), tmp_path / "r.csv")
+        plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
     assert str(e.value).startswith(f"{tmp_path / 'r.csv'}: ") and all(w in str(e.value) for w in words), str(e.value)
     assert {f: f.read_bytes() for f in tmp_path.iterdir()} == before
 
@@ -373,20 +374,20 @@ def test_a_metric_cell_edited_to_text_is_refused_before_any_row_is_appended(tmp_
     lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
     (tmp_path / "r.csv").write_text("".join(lines[:3]) + lines[3].rsplit(",", 1)[0] + ",oops\n")  # and 14 lost
     with pytest.raises(ResultsError, match="line 4: cos_x_out 'oops'"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv")
+        plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
 
 
 def test_a_damaged_provenance_is_refused_on_resume(tmp_path):
     run(tmp_path)
     (tmp_path / "r.csv.meta.json").write_text('{"fingerprint": ["x"]}')
     with pytest.raises(ResultsError, match="damaged provenance file: fingerprint is a list, expected a string"):
-        plan_sweep(sweep_of(), tmp_path / "r.csv")
+        plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
 
 
 def test_a_file_with_provenance_under_the_old_name_resumes_and_moves_to_the_new_name(tmp_path):
     run(tmp_path)
     (tmp_path / "r.csv.meta.json").rename(tmp_path / "r.meta.json")  # as the previous release wrote it
-    report = run_sweep(plan_sweep(sweep_of(), tmp_path / "r.csv"), command="again")
+    report = run_sweep(plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv")), command="again")
     assert report.ran == 0 and report.meta_path == tmp_path / "r.csv.meta.json"
     assert len(json.loads(report.meta_path.read_text())["invocations"]) == 2
 
@@ -400,8 +401,8 @@ def test_preview_of_a_resume_counts_the_rows_there(tmp_path):
     run(tmp_path)
     lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
     (tmp_path / "r.csv").write_text("".join(lines[:6]))
-    preview = preview_sweep(sweep_of(), tmp_path / "r.csv")
-    plan = plan_sweep(sweep_of(), tmp_path / "r.csv")
+    preview = preview_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
+    plan = plan_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
     assert (preview.rows_total, preview.rows_skipped, preview.refusal) == (16, 5, None)
     assert preview.rows_to_run == plan.rows_to_run
     assert preview.first == [(c, blocks) for c, blocks in [(c, dict(plan.tasks).get(c, ())) for c in plan.configs]]
@@ -411,7 +412,7 @@ def test_preview_of_another_definitions_file_says_a_real_run_would_refuse(tmp_pa
     run(tmp_path)
     before = {f: f.read_bytes() for f in tmp_path.iterdir()}
     other = sweep_of({**SMALL, "sweep": {**SMALL["sweep"], "seed": [0, 1, 2]}})
-    preview = preview_sweep(other, tmp_path / "r.csv")
+    preview = preview_sweep(other, SweepOutputs(tmp_path / "r.csv"))
     assert "different sweep definition" in preview.refusal and preview.rows_to_run == 24
     assert {f: f.read_bytes() for f in tmp_path.iterdir()} == before
 
@@ -422,14 +423,14 @@ def test_preview_of_a_locked_file_says_so(tmp_path):
 
     run(tmp_path)
     with ResultsFile(tmp_path / "r.csv", COLUMNS):  # as a running sweep holds it
-        preview = preview_sweep(sweep_of(), tmp_path / "r.csv")
+        preview = preview_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv"))
     assert preview.refusal == f"{tmp_path / 'r.csv'}: another cnnexp sweep is writing it now"
-    assert preview_sweep(sweep_of(), tmp_path / "r.csv").refusal is None
+    assert preview_sweep(sweep_of(), SweepOutputs(tmp_path / "r.csv")).refusal is None
 
 
 def test_preview_of_a_million_configurations_lists_only_the_first(tmp_path):
     sweep = sweep_of({"name": "big", "sweep": {"seed": {"range": [0, 1000]}, "d": {"range": [1, 1001]}}})
-    preview = preview_sweep(sweep, tmp_path / "big.csv", shown=40)
+    preview = preview_sweep(sweep, SweepOutputs(tmp_path / "big.csv"), shown=40)
     assert sweep.size == 1_000_000 and preview.rows_to_run == 2_000_000 and len(preview.first) == 40
     assert [(c.seed, c.d) for c, _ in preview.first[:3]] == [(0, 1), (1, 1), (2, 1)]  # d before seed: seed fastest
     assert not (tmp_path / "big.csv").exists()
@@ -464,7 +465,7 @@ def test_a_file_written_before_the_training_axes_loads_and_resumes_with_its_own_
                                                         "columns": OLD_COLUMNS, "sweep": OLD_DEFINITION}))
     df = load_results(old)
     assert list(df.columns) == OLD_COLUMNS and len(df) == 5
-    plan = plan_sweep(sweep_of(), old)
+    plan = plan_sweep(sweep_of(), SweepOutputs(old))
     assert plan.rows_skipped == 5 and not plan.fresh
     report = run_sweep(plan)
     assert report.ran == 11 and old.read_bytes() == whole
@@ -490,7 +491,7 @@ def test_a_training_sweep_has_the_training_columns_and_its_curve_resumes_consist
     # the curve's steps may not change on a resume
     (tmp_path / "r.csv").write_bytes(b"".join(lines[:20]))
     with pytest.raises(ResultsError, match="--curve-every 0"):
-        plan_sweep(sweep_of(training), tmp_path / "r.csv", curve=tmp_path / "c.csv", curve_every=2)
+        plan_sweep(sweep_of(training), SweepOutputs(tmp_path / "r.csv", curve=tmp_path / "c.csv", curve_every=2))
 
 
 def test_steps_at_its_default_written_out_is_the_study_at_init_byte_for_byte(tmp_path):
@@ -519,7 +520,7 @@ def test_a_sweep_that_trains_some_configurations_holds_the_others_as_the_study_a
                                                                           ["float32", "float64"])])
 def test_provenance_records_the_runs_own_dtype(tmp_path, dtypes, recorded):
     raw = {"name": "dt", "sweep": {"d": 4, "batch": 2, "dtype": dtypes}}
-    report = run_sweep(plan_sweep(sweep_of(raw), tmp_path / "r.csv"), command="x")
+    report = run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv")), command="x")
     assert json.loads(report.meta_path.read_text())["environment"]["dtype"] == recorded
 
 
@@ -539,8 +540,7 @@ def test_soak_kills_at_random_points_with_per_layer_end_with_every_row_once(tmp_
     (tmp_path / "soak.yaml").write_text(json.dumps(SOAK))
     ref = tmp_path / "ref"
     ref.mkdir()
-    run_sweep(plan_sweep(sweep_of(SOAK), ref / "r.csv", per_layer=ref / "L.csv",
-                         execution=Execution("reference", workers=1)), command="ref")
+    run_sweep(plan_sweep(sweep_of(SOAK), SweepOutputs(ref / "r.csv", per_layer=ref / "L.csv"), execution=Execution("reference", workers=1)), command="ref")
     cmd = [sys.executable, "-m", "cnnexp", "sweep", str(tmp_path / "soak.yaml"), "--out", str(tmp_path / "r.csv"),
            "--per-layer", str(tmp_path / "L.csv"), "--workers", workers, "--engine", "reference"]
     rng = random.Random(sig)

@@ -130,7 +130,7 @@ def scheduler_address(path: str) -> str:
 
 def _connect(distributed: Any, address: str) -> Any:
     """A client of the scheduler at `address`, or one ConfigError line within about CONNECT_TIMEOUT seconds."""
-    from distributed.comm import get_address_host_port
+    from distributed.comm import get_address_host_port  # type: ignore[attr-defined]
 
     try:
         get_address_host_port(address)  # before a Client exists: a half-made one lingers at exit
@@ -160,8 +160,8 @@ def _identity(address: str) -> dict[str, Any]:
     from distributed.security import Security
 
     async def identity() -> dict[str, Any]:
-        args = Security().get_connection_args("client")  # TLS settings from the Dask configuration, if any
-        async with rpc(address, timeout=CONNECT_TIMEOUT, connection_args=args) as server:
+        args = Security().get_connection_args("client")  # type: ignore[no-untyped-call]  # TLS settings from the Dask configuration, if any
+        async with rpc(address, timeout=CONNECT_TIMEOUT, connection_args=args) as server:  # type: ignore[no-untyped-call]
             found: dict[str, Any] = await server.identity()
             return found
 

@@ -62,8 +62,8 @@ def execute(units: Iterable[WorkUnit], executor: Executor | None = None,
     queue = iter(units)
     try:
         while True:
-            while len(pending) < window and (unit := next(queue, None)) is not None:
-                pending[executor.submit(compute, unit)] = unit
+            while len(pending) < window and (waiting := next(queue, None)) is not None:
+                pending[executor.submit(compute, waiting)] = waiting
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

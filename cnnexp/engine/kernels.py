@@ -34,6 +34,7 @@ PIECE = 16  # torch's CPU normal draw makes its numbers 16 at a time, each 16 fr
 
 Tensor = torch.Tensor
 Place = tuple[Tensor, Callable[..., Any]]  # a tensor to fill, and how: how(numbers, out=part of it)
+Gram = tuple[Tensor, Tensor]  # norms.gram's: the Gram matrices and their scale
 
 
 class Drawn(NamedTuple):
@@ -157,13 +158,13 @@ def forward(kinds: Sequence[str], activation: str, x: Tensor, w1s: Sequence[Tens
     for i, (w1, w2, alpha) in enumerate(zip(w1s, w2s, alphas, strict=True)):
         # the first block sees x in every kind but a normalised one: there its matmuls are made once for all kinds
         linear: Callable[..., Tensor] = _SameRows.apply if i == 0 and k > 1 and not normalised else _linear
-        parts = h.split(n, dim=1)
+        parts = torch.split(h, n, dim=1)
         inp = h if not normalised else _joined(
             [normalise(p) if kind.normalised else p for kind, p in zip(entries, parts)])
         a1 = linear(inp, w1, k)  # (B, K n, d): fc1 of each configuration
         hidden = act(a1)
         f = linear(hidden, w2, k)  # F(inp)
-        h = _joined([kind.out(p, q, alpha) for kind, p, q in zip(entries, parts, f.split(n, dim=1))])
+        h = _joined([kind.out(p, q, alpha) for kind, p, q in zip(entries, parts, torch.split(f, n, dim=1))])
         layers.append(Layer(inp, a1, hidden, f, h))
     return layers
 
@@ -172,7 +173,7 @@ def _linear(x: Tensor, w: Tensor, k: int = 1) -> Tensor:
     """A bias-free linear layer on a stack: x (B, k n, d) @ w^T, w (B, d_out, d), each kind's n rows by a matmul
     of their own, forward and backward, so each kind rounds as it would alone (a matmul over more rows is
     rounded otherwise in the last bit, and a cancelling sum such as rezero's gate gradient magnifies that)."""
-    return _joined([torch.bmm(p, w.transpose(1, 2)) for p in x.split(x.shape[1] // k, dim=1)])
+    return _joined([torch.bmm(p, w.transpose(1, 2)) for p in torch.split(x, x.shape[1] // k, dim=1)])
 
 
 class _SameRows(torch.autograd.Function):
@@ -192,7 +193,7 @@ class _SameRows(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             raise RuntimeError("_SameRows takes no weight gradient")
         (w,) = ctx.saved_tensors
-        return _joined([torch.bmm(g, w) for g in grad.split(grad.shape[1] // ctx.k, dim=1)]), None, None
+        return _joined([torch.bmm(g, w) for g in torch.split(grad, grad.shape[1] // ctx.k, dim=1)]), None, None
 
 
 def _joined(parts: Sequence[Tensor]) -> Tensor:
@@ -244,13 +245,13 @@ def gradients(kinds: Sequence[str], activation: str, x: Tensor, weights: Sequenc
         layers = forward(kinds, activation, x, weights[0::2], weights[1::2], alphas)
         out = layers[-1].out
         diff = out if y is None else out - (y if k == 1 else y.repeat(1, k, 1))  # (B, K n, d)
-        loss = diff.pow(2).unflatten(1, (k, n)).mean(dim=(2, 3))  # (B, K): the notebook's mean(out^2) per kind
+        loss = torch.unflatten(diff.pow(2), 1, (k, n)).mean(dim=(2, 3))  # (B, K): the notebook's mean(out^2) per kind
         asked = [x, *(l.a1 for l in layers), *(l.out for l in layers)] if inputs else []
         if inputs and not update:
             asked += [l.f for l in layers]
         gates = alphas if has_gates else []
         grads = torch.autograd.grad(loss.sum(), asked + (weights if update else []) + gates)
-    shared = None
+    shared: list[Gram | None] | None = None
     weight_norms = gate_norms = None
     if inputs:  # the parameters' norms, for the metrics: the same weights for every kind
         weight_norms = torch.stack([norms.norm(w) for w in weights], dim=1)
@@ -274,7 +275,7 @@ def gradients(kinds: Sequence[str], activation: str, x: Tensor, weights: Sequenc
 
 
 def _inputs(g: Gradients, gate: bool, layers: list[Layer], grads: Sequence[Tensor], rows: slice,
-            ggates: Sequence[Tensor], shared: list[Tensor | None] | None = None) -> Gradients:
+            ggates: Sequence[Tensor], shared: list[Gram | None] | None = None) -> Gradients:
     """One kind's gradients at x, at each a1 and each block output, and each parameter's gradient norm (given
     `shared`, the Gram matrices of the first block's two inputs, where every kind has the same)."""
     depth = len(layers)

@@ -90,7 +90,8 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
         families: dict[tuple[int, int], list[Task]] = {}
         for task in tasks:
             families.setdefault((task[0].d, task[0].seed), []).append(task)
-        chunks, chunk, cost, drawn = [], [], 0.0, 0
+        chunk: list[Task] = []
+        chunks, cost, drawn = [], 0.0, 0
         for _, family in sorted(families.items(), key=lambda item: item[0][0]):  # by d, seeds in order
             more = sum(run_cost(c, len(b)) for c, b in family)
             grow = sum(4 * draw_size(c) for c, _ in family)  # float32 numbers

@@ -131,7 +131,8 @@ def measure(net: nn.Sequential, x: torch.Tensor,
 
     def capture(kind: str, index: int) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def on_forward(module: nn.Module, inputs: object, output: torch.Tensor) -> None:  # output: (batch, d)
-            output.register_hook(lambda grad: grads.__setitem__((kind, index), grad.detach()))
+            output.register_hook(  # type: ignore[no-untyped-call]
+                lambda grad: grads.__setitem__((kind, index), grad.detach()))
         return on_forward
 
     handles = []
@@ -144,7 +145,7 @@ def measure(net: nn.Sequential, x: torch.Tensor,
         for h in handles:
             h.remove()
     diff: torch.Tensor = out if y is None else out - y
-    diff.pow(2).mean().backward()
+    diff.pow(2).mean().backward()  # type: ignore[no-untyped-call]
 
     params = list(net.parameters())
     out_grad = grads[("out", len(net) - 1)]

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnexp.config import read_yaml  # (which imports yaml only when it reads a file)
 from cnnexp.errors import ConfigError
 from cnnexp.shapes.layers import ALIASES, BOOL, FLOAT, INT, KINDS, PADDING, PAIR, POOLS, PROB, REQUIRED, Layer
 from cnnexp.shapes.types import INT as INT_TEXT
@@ -271,8 +272,6 @@ def load_chain(path: str | Path) -> tuple[str | None, list]:
         ConfigError: the file is missing or not YAML, has an unknown key, or an item is malformed; the
             message names the file.
     """
-    from cnnexp.config import read_yaml  # only here: the calculator should not pay for YAML without a file
-
     path = Path(path)
     data = read_yaml(path)
     if not isinstance(data, dict):
