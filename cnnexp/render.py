@@ -32,7 +32,7 @@ def show(out, renderable) -> None:
         else:
             out.print(renderable.title, style="italic", soft_wrap=True)
         renderable.title = None
-    for part in _fit(out, renderable, limit) if limit else [renderable]:
+    for part in _split_table(out, renderable, limit) if limit else [renderable]:
         need = _need(out, part)
         width = max(out.width, need.minimum if limit else need.maximum)
         out.print(part, width=width, crop=False)
@@ -44,7 +44,7 @@ def _need(out, renderable):
     return Measurement.get(out, out.options.update_width(10_000), renderable)
 
 
-def _fit(out, table, limit: int) -> list:
+def _split_table(out, table, limit: int) -> list:
     """A table as several whose minimum widths fit `limit`, each with the table's first `key_columns`
     columns and as many of the others as fit (at least one); the caption goes under the last."""
     import copy

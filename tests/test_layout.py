@@ -156,3 +156,22 @@ def test_an_import_inside_a_function_defers_what_its_comment_names(module, line,
     loaded = loads(target)
     assert all(any(m == lib or m.startswith(f"{lib}.") for m in loaded) for lib in named), (
         f"{module}:{line}: {target} does not import all of {', '.join(named)} when imported")
+
+
+def test_engine_imports_point_down_only_computing_below_running():
+    """The engine's layers, as docs/development.md draws them (tools/layout_graph.py): every engine module
+    imports only modules below it, so computing a unit never imports running units."""
+    import sys
+
+    sys.path.insert(0, str(ROOT.parent / "tools"))
+    try:
+        from layout_graph import COMPUTING, RUNNING, engine_imports
+    finally:
+        sys.path.remove(str(ROOT.parent / "tools"))
+    order = [*RUNNING, *COMPUTING]
+    assert sorted(order) == sorted(m.rpartition(".")[2] for m in MODULES if m.startswith("cnnexp.engine."))
+    for i, name in enumerate(order):
+        for target, _ in engine_imports(name):
+            assert order.index(target) > i, f"cnnexp.engine.{name} imports {target}, which is not below it"
+    assert not any(t.startswith(tuple(f"cnnexp.engine.{r}" for r in RUNNING)) for c in COMPUTING
+                   for t in loads(f"cnnexp.engine.{c}"))
