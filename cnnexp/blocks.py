@@ -42,7 +42,8 @@ class PlainBlock(nn.Module):
         self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, d) -> (batch, d)
-        return self.fc2(self.act(self.fc1(x)))
+        out: torch.Tensor = self.fc2(self.act(self.fc1(x)))
+        return out
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +81,7 @@ def linear_weights(net: nn.Module) -> list[nn.Parameter]:
     For plain and residual networks these are all the parameters, in `parameters()` order; a rezero gate
     keeps its alpha_init.
     """
-    return [m.weight for m in net.modules() if isinstance(m, nn.Linear)]
+    return [m.weight for m in net.modules() if isinstance(m, nn.Linear)]  # type: ignore[misc]
 
 
 def fc1_of(block: nn.Module) -> nn.Linear:
