@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from typer.testing import CliRunner
 
 from cnnexp.cli import app
-from tests.test_probe import NOTEBOOK
+from tests.test_engine_reference import NOTEBOOK
 
 runner = CliRunner(env={"COLUMNS": "120"})
 TINY = "name: tiny\nsweep:\n  d: 8\n  batch: 2\n  small_init: [1.0e-2, 1e-3]\n  seed: [0, 1]\n"

@@ -16,7 +16,7 @@ from cnnexp.engine.kernels import draw_stack, measure
 from cnnexp.engine.reference import run_reference
 from cnnexp.schema import AXES, BLOCKS, LAYER_METRICS, STEP_METRICS
 from cnnexp.sweep import SweepOutputs, plan_sweep, run_sweep
-from tests.test_probe import oracle_cosine, oracle_loss, oracle_norm
+from tests.test_engine_reference import oracle_cosine, oracle_loss, oracle_norm
 
 ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu}
 TARGETS = next(a for a in AXES if a.name == "target").choices
