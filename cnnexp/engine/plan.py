@@ -1,6 +1,6 @@
 """Planning: a sweep's tasks cut into work units, each short and within memory (pure, no torch).
 
-    >>> from cnnexp.config import Task
+    >>> from cnnexp.config import RunConfig, Task
     >>> units = plan_units([Task(RunConfig(d=8, batch=4, seed=s), ("plain", "residual")) for s in range(3)])
     >>> [u.rows for u in units]
     [6]
