@@ -4,20 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-long bench docs docs-check clean
+.PHONY: demo test test-long lint bench docs docs-check clean
 
 # The virtual environment, with every dependency pinned by constraints.txt (torch==2.13.0, CPU build).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,dask]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,lint,dask]'
 	$(BIN)/python -m compileall -q cnnexp  # bytecode now: cnnexp starts faster where PYTHONDONTWRITEBYTECODE is set
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/cnnexp sweep configs/init.yaml
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+# ruff (lint and import order) and mypy (strict on the engine and the typed seams), as configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check cnnexp tests tools bench
+	$(BIN)/mypy
 
 # The same suite with the long budgets: 20 kills per signal in the soak test, 250 examples per fuzz target, and
 # fresh random Hypothesis examples (`make test` repeats the same ones every run).

@@ -126,7 +126,9 @@ def in_process(repeats: int) -> None:
     print(f"  {'d':>5} {'batch':>5} {'reference':>10} {'batched':>10} {'ratio':>6}")
     for d in (16, 64, 256, 1024):
         tasks = [(RunConfig(d=d, batch=64, small_init=1e-2, seed=s), ("plain", "residual")) for s in range(30)]
-        m = interleaved({"reference": lambda: run_reference(tasks), "batched": lambda: run_batched(tasks)}, repeats)
+        cases = {"reference": lambda tasks=tasks: run_reference(tasks),
+                 "batched": lambda tasks=tasks: run_batched(tasks)}
+        m = interleaved(cases, repeats)
         ref, bat = (m[k] / len(tasks) * 1e3 for k in ("reference", "batched"))
         print(f"  {d:>5} {64:>5} {ref:>10.3f} {bat:>10.3f} {bat / ref:>6.2f}")
 

@@ -17,13 +17,13 @@ medians reported, as ratios against the floor measured in the same run, because 
 from __future__ import annotations
 
 import torch
+from timing import interleaved  # bench/timing.py: this script's folder is on sys.path
 
 from cnnexp.blocks import DTYPES
 from cnnexp.config import RunConfig
 from cnnexp.engine.kernels import draw_stack
 from cnnexp.engine.reference import run_reference
 from cnnexp.engine.train import descend, targets
-from timing import interleaved  # bench/timing.py: this script's folder is on sys.path
 
 STEPS = 100
 BLOCKS = ("plain", "residual")
@@ -94,9 +94,10 @@ def main() -> None:
         for dtype in ("float64", "float32"):
             configs, x, weights, y, lr = stack(d, batch, b, dtype)
             check(x, weights, y, lr)
-            cases = {"floor": lambda: floor(x, weights, y, lr), "batched": lambda: batched(x, weights, y, lr)}
+            args = (x, weights, y, lr)
+            cases = {"floor": lambda args=args: floor(*args), "batched": lambda args=args: batched(*args)}
             if d == 24:
-                cases["reference"] = lambda: run_reference([(c, BLOCKS) for c in configs[:4]])
+                cases["reference"] = lambda configs=configs: run_reference([(c, BLOCKS) for c in configs[:4]])
             m = {k: v / STEPS for k, v in interleaved(cases, 5).items()}
             if "reference" in m:
                 m["reference"] *= b / 4

@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ from cnnexp.paths import CSV, check_input, check_output, csv_header
 from cnnexp.results import legacy_meta_path, meta_path, read_meta, write_atomically
 from cnnexp.schema import ALL_METRICS, BLOCKS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
 
-Results = Union[pd.DataFrame, str, os.PathLike]  # a loaded results frame or the path of a results CSV
+Results: TypeAlias = pd.DataFrame | str | os.PathLike  # a loaded results frame or the path of a results CSV
 
 # pandas >= 3.1 parses floats exactly by default and deprecates `float_precision`; older pandas needs
 # "round_trip" for the repr-written floats of a results file to come back bit for bit.
@@ -87,7 +88,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     # its own); without provenance, hold it to the metrics every results file has had.
     listed = (meta or {}).get("columns")
     if isinstance(listed, list) and listed and all(isinstance(c, str) for c in listed):
-        required = [m for m in ALL_METRICS if m in listed]
+        required: Sequence[str] = [m for m in ALL_METRICS if m in listed]
     else:
         required = LAYER_METRICS if "block_index" in df.columns else REQUIRED_METRICS
     missing = [c for c in ("block", *required) if c not in df.columns]
@@ -456,7 +457,8 @@ def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = 
                 lacking = [n for n, ms in ((name_a, metrics_a), (name_b, metrics_b)) if m not in ms]
                 raise ResultsError(f"--metric {m}: not a metric of {' or '.join(lacking)} "
                                    f"(metrics in both: {', '.join(shared) or 'none'})")
-        chosen, metrics_only = list(dict.fromkeys(metrics)), ((), ())
+        metrics_only: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        chosen = list(dict.fromkeys(metrics))
     else:
         chosen = shared
         metrics_only = (tuple(m for m in metrics_a if m not in shared),
@@ -506,7 +508,8 @@ def _join(da: pd.DataFrame, db: pd.DataFrame, keys: list[str], atols: dict[str, 
     joined = sides[0].merge(sides[1], on=keys, how="outer", suffixes=("_a", "_b"), indicator="side")
     shown = [f"{c}_{side}" for c in ignored for side in "ab" if f"{c}_{side}" in joined]
     both = (joined["side"] == "both").to_numpy()
-    columns, differs = {}, np.zeros(len(joined), dtype=bool)
+    columns: dict[str, Any] = {}
+    differs = np.zeros(len(joined), dtype=bool)
     for m in metrics:
         va, vb = joined[f"{m}_a"].to_numpy(dtype=float), joined[f"{m}_b"].to_numpy(dtype=float)
         beyond = both & beyond_tolerance(va, vb, rtol, atols[m])

@@ -18,7 +18,7 @@ each skips, gates and normalises); `Block` builds any of them, so a block is def
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

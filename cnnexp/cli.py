@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -66,7 +66,8 @@ def command(name: str | None = None, **kwargs):
             try:
                 return fn(*args, **kw)
             except CnnexpError as e:
-                err.print(f"[bold red]error:[/] {escape(one_line(str(e)))}", markup=True, highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(one_line(str(e)))}", markup=True, highlight=False,
+                          soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
 
         return app.command(name, **kwargs)(guarded)
@@ -94,7 +95,8 @@ def invoke() -> int:
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err.print(f"[bold red]error:[/] {escape(one_line(where + e.format_message()))}{escape(hint)}", markup=True, highlight=False,
+        message = escape(one_line(where + e.format_message()))
+        err.print(f"[bold red]error:[/] {message}{escape(hint)}", markup=True, highlight=False,
                   soft_wrap=True)
         return e.exit_code
     except click.exceptions.Abort:  # Ctrl-C before any row was written
@@ -145,33 +147,34 @@ def _execution(engine: str, device: str, workers=None, threads=None, scheduler=N
 @command()
 def sweep(
     path: Annotated[Path, typer.Argument(metavar="FILE", help="The sweep file (YAML).", show_default=False)],
-    set_: Annotated[Optional[list[str]], typer.Option(
+    set_: Annotated[list[str] | None, typer.Option(
         "--set", metavar="AXIS=V1,V2", help="Replace an axis' values (repeatable), e.g. --set seed=0,1,2.")] = None,
-    out_path: Annotated[Optional[Path], typer.Option(
+    out_path: Annotated[Path | None, typer.Option(
         "--out", help="Results CSV [default: results/<name>.csv].", show_default=False)] = None,
-    per_layer: Annotated[Optional[Path], typer.Option(
+    per_layer: Annotated[Path | None, typer.Option(
         "--per-layer", help="Also write one row per run and block index to this CSV.", show_default=False)] = None,
-    curve: Annotated[Optional[Path], typer.Option(
+    curve: Annotated[Path | None, typer.Option(
         "--curve", help=CURVE_HELP, show_default=False)] = None,
     curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them, and say what a "
                                                             "real run would do (resume, or refuse and why).")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
-    workers: Annotated[Optional[int], typer.Option(
+    workers: Annotated[int | None, typer.Option(
         min=1, max=256, help="Worker processes, one torch thread each [default: every core the process may use, "
                               "for a sweep big enough to gain].", show_default=False)] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
-    scheduler: Annotated[Optional[str], typer.Option(
+    scheduler: Annotated[str | None, typer.Option(
         help="Run on the Dask cluster at this address, e.g. tcp://10.0.0.5:8786 (needs cnnexp[dask]).",
         show_default=False)] = None,
-    scheduler_file: Annotated[Optional[Path], typer.Option(
+    scheduler_file: Annotated[Path | None, typer.Option(
         help="Run on the Dask cluster described by this file (dask scheduler --scheduler-file, dask-jobqueue).",
         show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option(
-        min=1, max=1024, help="torch threads in this process [default: 1, the fastest on a busy machine]; workers use one "
-                              "each.",
+    threads: Annotated[int | None, typer.Option(
+        min=1, max=1024,
+        help="torch threads in this process [default: 1, the fastest on a busy machine]; workers use one each.",
         show_default=False)] = None,
 ) -> None:
     """Run a YAML sweep: every configuration on every block, each row appended to a tidy CSV as it finishes."""
@@ -182,10 +185,10 @@ def sweep(
     loaded = load_sweep(path, set_ or [])
     outputs = SweepOutputs(out=out_path, overwrite=overwrite, per_layer=per_layer, curve=curve, curve_every=curve_every)
     if dry_run:
-        plan = preview_sweep(loaded, outputs, execution=execution)
+        preview = preview_sweep(loaded, outputs, execution=execution)
         _warn(loaded.warnings)
-        render.show(out, render.plan_table(plan))
-        out.print(render.plan_verdict(plan), highlight=False, soft_wrap=True)
+        render.show(out, render.plan_table(preview))
+        out.print(render.plan_verdict(preview), highlight=False, soft_wrap=True)
         return
     plan = plan_sweep(loaded, outputs, execution=execution)
 
@@ -242,11 +245,11 @@ def run(
     *,
     blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = ",".join(DEFAULT_BLOCKS),
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")] = False,
-    curve: Annotated[Optional[Path], typer.Option("--curve", help=CURVE_HELP, show_default=False)] = None,
+    curve: Annotated[Path | None, typer.Option("--curve", help=CURVE_HELP, show_default=False)] = None,
     curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
-    threads: Annotated[Optional[int], typer.Option(
+    threads: Annotated[int | None, typer.Option(
         min=1, max=1024, help="torch threads [default: 1].", show_default=False)] = None,
     **axes,
 ) -> None:
@@ -286,16 +289,16 @@ def compare(
                                       show_default=False)],
     rtol: Annotated[float, typer.Option(help="Relative tolerance: a differs from b when not "
                                              "|a-b| <= atol + rtol*|b| (numpy.isclose).")] = 1e-6,
-    atol: Annotated[Optional[float], typer.Option(
+    atol: Annotated[float | None, typer.Option(
         help="Absolute tolerance for every metric [default: a floor per metric: rtol times its magnitude for "
              "cos_x_out and metrics with negative values, 0 for norms and the loss].", show_default=False)] = None,
-    ignore: Annotated[Optional[list[str]], typer.Option(
+    ignore: Annotated[list[str] | None, typer.Option(
         help="Leave this configuration column out of the join (repeatable or comma-separated), e.g. "
              "--ignore dtype to pair a float32 file with a float64 one.", show_default=False)] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(
+    metric: Annotated[list[str] | None, typer.Option(
         help="Compare only this metric; repeatable or comma-separated (default: every metric both files have).",
         show_default=False)] = None,
-    out_path: Annotated[Optional[Path], typer.Option(
+    out_path: Annotated[Path | None, typer.Option(
         "--out", help="Write the joined comparison (both values, relative difference, status per row) as CSV.",
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
@@ -303,9 +306,10 @@ def compare(
 ) -> None:
     """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
     # defers pandas
-    from cnnexp.analysis import check_csv_out, compare as compare_results, is_comparison_file, write_csv
+    from cnnexp.analysis import check_csv_out, is_comparison_file, write_csv
+    from cnnexp.analysis import compare as compare_results  # defers pandas
 
-    written = dict(inputs=[a, b], ours=is_comparison_file, overwrite=overwrite)
+    written: dict[str, Any] = dict(inputs=[a, b], ours=is_comparison_file, overwrite=overwrite)
     if out_path is not None:
         check_csv_out(out_path, **written)  # before any work
     result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric), ignore=_names(ignore))
@@ -322,19 +326,20 @@ def compare(
 @command()
 def summary(
     path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
-    metric: Annotated[Optional[list[str]], typer.Option(
+    metric: Annotated[list[str] | None, typer.Option(
         help="Summarise only this metric; repeatable or comma-separated (default: every metric of the file).",
         show_default=False)] = None,
-    out_path: Annotated[Optional[Path], typer.Option(
+    out_path: Annotated[Path | None, typer.Option(
         "--out", help="Write <metric>_mean, _std, _sem, n (and _ratio) beside the configuration columns as CSV.",
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Let --out replace a file that is not an earlier summary (never an input).")] = False,
 ) -> None:
     """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
-    from cnnexp.analysis import check_csv_out, is_summary_file, summary as summarize, write_csv  # defers pandas
+    from cnnexp.analysis import check_csv_out, is_summary_file, write_csv  # defers pandas
+    from cnnexp.analysis import summary as summarize  # defers pandas
 
-    written = dict(inputs=[path], ours=is_summary_file, overwrite=overwrite)
+    written: dict[str, Any] = dict(inputs=[path], ours=is_summary_file, overwrite=overwrite)
     if out_path is not None:
         check_csv_out(out_path, **written)  # before any work
     table = summarize(path, _names(metric))
@@ -349,16 +354,17 @@ def summary(
 @command()
 def plot(
     path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
-    x: Annotated[Optional[str], typer.Option(
+    x: Annotated[str | None, typer.Option(
         help="Column for the horizontal axis (default: the numeric axis with the most values; small_init on a "
              "tie).", show_default=False)] = None,
-    y: Annotated[Optional[list[str]], typer.Option(
+    y: Annotated[list[str] | None, typer.Option(
         help="Column to plot (repeatable or comma-separated: a row of panels each) "
-             "(default: x_grad_norm and param_grad_norm; out_grad_norm for a per-layer file).", show_default=False)] = None,
-    facet: Annotated[Optional[str], typer.Option(
+             "(default: x_grad_norm and param_grad_norm; out_grad_norm for a per-layer file).",
+        show_default=False)] = None,
+    facet: Annotated[str | None, typer.Option(
         help="Column whose values each get a column of panels (default: an axis with at most 4 values, if any; "
              "'' for none). At most 24 panels in all.", show_default=False)] = None,
-    out_path: Annotated[Optional[Path], typer.Option(
+    out_path: Annotated[Path | None, typer.Option(
         "--out", help="Figure file: .png, .svg or .pdf (default: beside the CSV, <stem>_<y...>_vs_<x>.png).",
         show_default=False)] = None,
     fit: Annotated[bool, typer.Option(
@@ -382,14 +388,14 @@ def fit_command(
     path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
     x: Annotated[str, typer.Option(
         help="The axis to fit against, e.g. small_init, d, batch or depth.", show_default=False)],
-    y: Annotated[Optional[list[str]], typer.Option(
+    y: Annotated[list[str] | None, typer.Option(
         help="Metric to fit (repeatable or comma-separated) (default: loss, x_grad_norm, a1_grad_norm, "
              "param_grad_norm, w_norm).", show_default=False)] = None,
-    law: Annotated[Optional[str], typer.Option(
+    law: Annotated[str | None, typer.Option(
         help="power: log10(metric) on log10(x); exponential: log10(metric) on x; log: the metric itself on "
              "log10(x), e.g. steps_to_fit per decade (default: exponential for depth, power for any other "
              "axis).", show_default=False)] = None,
-    out_path: Annotated[Optional[Path], typer.Option(
+    out_path: Annotated[Path | None, typer.Option(
         "--out", help="Write the fits as CSV: the group's configuration columns, then metric, x, law, slope, "
                       "slope_low, slope_high, intercept, r2, n, excluded, theory, ...", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fits as JSON records, for scripts.")] = False,
@@ -412,18 +418,18 @@ def fit_command(
 
 @command("conv-shape")
 def conv_shape(
-    size: Annotated[Optional[str], typer.Argument(help="One conv layer on an input of H or HxW pixels.")] = None,
-    kernel: Annotated[Optional[str], typer.Option(help="Kernel size, N or NxM (with SIZE).")] = None,
+    size: Annotated[str | None, typer.Argument(help="One conv layer on an input of H or HxW pixels.")] = None,
+    kernel: Annotated[str | None, typer.Option(help="Kernel size, N or NxM (with SIZE).")] = None,
     stride: Annotated[str, typer.Option(help="Stride, N or NxM (with SIZE).")] = "1",
     padding: Annotated[str, typer.Option(help="Padding, N, NxM or 'same' (with SIZE).")] = "0",
     dilation: Annotated[str, typer.Option(help="Dilation, N or NxM (with SIZE).")] = "1",
     in_channels: Annotated[int, typer.Option(help="Input channels (with SIZE).")] = 1,
-    out_channels: Annotated[Optional[int], typer.Option(help="Output channels (with SIZE); default: in.")] = None,
-    input: Annotated[Optional[str], typer.Option("--input", help="Chain input CxHxW, e.g. 3x224x224.")] = None,
+    out_channels: Annotated[int | None, typer.Option(help="Output channels (with SIZE); default: in.")] = None,
+    input: Annotated[str | None, typer.Option("--input", help="Chain input CxHxW, e.g. 3x224x224.")] = None,
     layer: Annotated[
-        Optional[list[str]], typer.Option("--layer", help="A layer, e.g. conv:out=64,k=7,s=2,p=3 (repeat).")
+        list[str] | None, typer.Option("--layer", help="A layer, e.g. conv:out=64,k=7,s=2,p=3 (repeat).")
     ] = None,
-    from_: Annotated[Optional[Path], typer.Option("--from", help="YAML file with 'input' and 'layers'.")] = None,
+    from_: Annotated[Path | None, typer.Option("--from", help="YAML file with 'input' and 'layers'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     dtype: Annotated[str, typer.Option(help="Element type of the memory figures: float32, float16, bfloat16.")]
     = "float32",

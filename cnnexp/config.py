@@ -24,9 +24,11 @@ import difflib
 import itertools
 import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cnnexp.errors import ConfigError
 from cnnexp.paths import read_text
@@ -70,7 +72,7 @@ class Sweep:
 
     name: str
     blocks: tuple[str, ...]
-    axes: dict[str, tuple]  # axis name -> values, in AXES order
+    axes: dict[str, tuple[Any, ...]]  # axis name -> values, in AXES order
     warnings: tuple[str, ...] = ()  # what a user should hear about this sweep (the CLI prints them once)
 
     @property
@@ -83,7 +85,7 @@ class Sweep:
         """Whether any configuration trains: a training axis (steps, lr, target) off its default."""
         return any(self.axes[name] != (AXIS[name].default,) for name in TRAINING_AXES)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The resolved sweep as plain data, in the sweep-file shape (for provenance and fingerprints).
 
         A sweep that does not train leaves the training axes out, so its fingerprint is the one it had before
@@ -96,19 +98,19 @@ class Sweep:
 AXIS_NAMES: tuple[str, ...] = tuple(a.name for a in AXES)
 
 
-def config_dict(config) -> dict:
+def config_dict(config: RunConfig) -> dict[str, Any]:
     """A RunConfig as a plain mapping, axis name -> value, in AXES order (its values are scalars: no copies
     needed, unlike dataclasses.asdict, which costs 30x more and shows in planning a large sweep)."""
     return {name: getattr(config, name) for name in AXIS_NAMES}
 
 
-def shown_dict(config) -> dict:
+def shown_dict(config: RunConfig) -> dict[str, Any]:
     """The axes a results file of this configuration has: all of them, or, when it does not train, all but
     the training axes (the columns the study at init has always had)."""
     return {k: v for k, v in config_dict(config).items() if k not in TRAINING_AXES or trains(config)}
 
 
-def trains(config) -> bool:
+def trains(config: RunConfig) -> bool:
     """Whether a configuration trains (a training axis off its default), as `Sweep.training` for one."""
     return any(getattr(config, name) != AXIS[name].default for name in TRAINING_AXES)
 
@@ -117,7 +119,7 @@ def trains(config) -> bool:
 # Reading
 
 
-def load_sweep(path: str | os.PathLike, overrides: list[str] = ()) -> Sweep:
+def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Sweep:
     """Read a sweep file with PyYAML's safe loader, apply `--set` overrides and check everything.
 
     Args:
@@ -147,7 +149,7 @@ MAX_YAML_DEPTH = 50  # nesting of lists and mappings (a sweep file needs 4)
 MAX_INT_DIGITS = 40  # an integer literal longer than this is no axis value (seeds end at 2**64, 20 digits)
 
 
-def read_yaml(path: Path):
+def read_yaml(path: Path) -> Any:
     """The one reader of YAML files in cnnexp: PyYAML's safe loader (tags that build Python objects are
     refused, never run), refusing a key given twice, and bounded before anything is built: at most
     MAX_YAML_BYTES of text, MAX_YAML_DEPTH levels of nesting, MAX_YAML_NODES values with every alias
@@ -183,7 +185,7 @@ def read_yaml(path: Path):
             loader.dispose()
 
 
-def _check_size(root) -> None:
+def _check_size(root: Any) -> None:
     """Refuse a node graph whose values, with every alias expanded, number more than MAX_YAML_NODES.
 
     Aliases make the graph a DAG (the same node under many parents): count each node once per path to it,
@@ -193,7 +195,7 @@ def _check_size(root) -> None:
 
     sizes: dict[int, int] = {}
 
-    def size(node) -> int:
+    def size(node: Any) -> int:
         if id(node) in sizes:
             if sizes[id(node)] < 0:
                 raise yaml.composer.ComposerError(None, None, "an alias refers to the value that holds it",
@@ -219,7 +221,7 @@ def _check_size(root) -> None:
     size(root)
 
 
-def _BoundedLoader():
+def _BoundedLoader() -> Any:
     """yaml.SafeLoader, except that a mapping with a key given twice is an error (not: the last one wins),
     nesting is bounded while composing, long integers are refused before int() sees them, and a key that is
     not hashable (`? [1]`) is an error."""
@@ -228,24 +230,24 @@ def _BoundedLoader():
     class BoundedLoader(yaml.SafeLoader):
         _depth = 0
 
-        def compose_node(self, parent, index):
+        def compose_node(self, parent: Any, index: Any) -> Any:
             self._depth += 1
             try:
                 if self._depth > MAX_YAML_DEPTH:
                     raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                                      self.peek_event().start_mark)
+                                                      self.peek_event().start_mark)  # type: ignore[no-untyped-call]
                 return super().compose_node(parent, index)
             finally:
                 self._depth -= 1
 
-        def construct_yaml_int(self, node):
+        def construct_yaml_int(self, node: Any) -> Any:
             digits = sum(c.isdigit() for c in str(node.value))
             if digits > MAX_INT_DIGITS:
                 raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits} digits is too large "
                                                         f"(at most {MAX_INT_DIGITS})", node.start_mark)
             return super().construct_yaml_int(node)
 
-        def construct_mapping(self, node, deep=False):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
@@ -264,7 +266,7 @@ def _BoundedLoader():
     return BoundedLoader
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return `raw` with each "key=v1,v2" or "key=start:stop[:step]" override replacing that axis' values
     (or the blocks).
 
@@ -284,7 +286,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"--set {_clip(text)}: {key} is already set by --set {_clip(given[key])}; give "
                               f"each axis once, with all its values (e.g. --set {key}=1,2)")
         given[key] = text
-        values = [v.strip() for v in value.split(",")]
+        values: list[str] | dict[str, Any] = [v.strip() for v in value.split(",")]
         if ":" in value and key in AXIS:
             values = _range_override(key, value, text)
         if key == "blocks":
@@ -300,7 +302,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _range_override(key: str, value: str, text: str) -> dict:
+def _range_override(key: str, value: str, text: str) -> dict[str, Any]:
     """"start:stop[:step]" as a {range: [start, stop, step]} generator (checked by `_generate`)."""
     parts = [p.strip() for p in value.split(":")]
     if "," in value or not 2 <= len(parts) <= 3 or not all(_is_int_text(p) for p in parts):
@@ -313,7 +315,7 @@ def _is_int_text(text: str) -> bool:
     return 0 < len(text.lstrip("+-")) <= MAX_INT_DIGITS and text.lstrip("+-").isdigit()
 
 
-def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = frozenset()) -> Sweep:
+def parse_sweep(raw: dict[str, Any], source: str = "<sweep>", overridden: AbstractSet[str] = frozenset()) -> Sweep:
     """Check a sweep mapping (as read from YAML) and fill in defaults.
 
     Args:
@@ -331,7 +333,10 @@ def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = froze
     if (not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith(".")
             or not name.isprintable() or len(name) > 200):
         raise ConfigError(f"{source}: name: {_short(name)} is not a usable file name (a plain word, e.g. 'init')")
-    where = lambda key: f"--set {key}" if key in overridden else f"{source}: sweep.{key}"  # noqa: E731
+
+    def where(key: str) -> str:
+        return f"--set {key}" if key in overridden else f"{source}: sweep.{key}"
+
     blocks = parse_blocks(raw.get("blocks", list(DEFAULT_BLOCKS)), "--set" if "blocks" in overridden else source)
     sweep = raw.get("sweep")
     if sweep is None:
@@ -358,7 +363,7 @@ def parse_sweep(raw: dict, source: str = "<sweep>", overridden: set[str] = froze
     return checked
 
 
-def parse_run(values: dict, source: str = "flags") -> "RunConfig":
+def parse_run(values: dict[str, Any], source: str = "flags") -> RunConfig:
     """Check one configuration given as axis -> scalar (e.g. from `cnnexp run` flags)."""
     checked = {}
     for name, value in values.items():
@@ -368,12 +373,12 @@ def parse_run(values: dict, source: str = "flags") -> "RunConfig":
     return RunConfig(**checked)
 
 
-def expand(sweep: Sweep) -> list:
+def expand(sweep: Sweep) -> list[RunConfig]:
     """All configurations of a sweep, in grid order (the last axis varies fastest)."""
     return list(iter_configs(sweep))
 
 
-def iter_configs(sweep: Sweep):
+def iter_configs(sweep: Sweep) -> Iterator[RunConfig]:
     """The configurations of a sweep one at a time, in grid order (for the first few of a large sweep)."""
     return itertools.starmap(RunConfig, itertools.product(*sweep.axes.values()))
 
@@ -382,7 +387,7 @@ def iter_configs(sweep: Sweep):
 # Checking values
 
 
-def parse_blocks(blocks, source: str) -> tuple[str, ...]:
+def parse_blocks(blocks: Any, source: str) -> tuple[str, ...]:
     """The blocks to run, checked, in canonical order (so a CSV's row order never depends on it)."""
     if isinstance(blocks, str):
         blocks = [blocks]
@@ -396,7 +401,7 @@ def parse_blocks(blocks, source: str) -> tuple[str, ...]:
     return tuple(b for b in BLOCKS if b in blocks)
 
 
-def _parse_axis(axis: Axis, spec, where: str) -> tuple:
+def _parse_axis(axis: Axis, spec: Any, where: str) -> tuple[Any, ...]:
     """An axis' values from a scalar, a list, or a {range: [...]} / {logspace: [...]} generator."""
     if isinstance(spec, dict):
         values = _generate(axis, spec, where)
@@ -416,7 +421,7 @@ def _parse_axis(axis: Axis, spec, where: str) -> tuple:
     return tuple(parsed)
 
 
-def _generate(axis: Axis, spec: dict, where: str) -> list:
+def _generate(axis: Axis, spec: dict[str, Any], where: str) -> list[Any]:
     if len(spec) != 1 or next(iter(spec)) not in GENERATORS:
         keys = ", ".join(map(repr, spec)) or "nothing"
         raise ConfigError(f"{where}: a mapping must be {{range: [start, stop, step]}} or "
@@ -426,18 +431,22 @@ def _generate(axis: Axis, spec: dict, where: str) -> list:
         raise ConfigError(f"{where}: {kind}: expected a list of numbers, got {_short(args)}")
     if kind == "range":
         if axis.kind is not int:
-            raise ConfigError(f"{where}: range gives integers, but {axis.name} is a {axis.kind.__name__}; use logspace or a list")
+            raise ConfigError(f"{where}: range gives integers, but {axis.name} is a {axis.kind.__name__}; "
+                              "use logspace or a list")
         if not 1 <= len(args) <= 3 or not all(isinstance(a, int) for a in args):
-            raise ConfigError(f"{where}: range: expected 1 to 3 integers [start, stop, step] as in Python's range, got {_short(args)}")
+            raise ConfigError(f"{where}: range: expected 1 to 3 integers [start, stop, step] as in Python's range, "
+                              f"got {_short(args)}")
         if len(args) == 3 and args[2] == 0:
             raise ConfigError(f"{where}: range: step must not be 0")
         start, stop, step = ([0] + args + [1])[-3:] if len(args) == 1 else (args + [1])[:3]
         count = max(0, -(-(stop - start) // step))  # len(range(...)), without its C-size limit
     else:
         if axis.kind is not float:
-            raise ConfigError(f"{where}: logspace gives floats, but {axis.name} is an {axis.kind.__name__}; use range or a list")
+            raise ConfigError(f"{where}: logspace gives floats, but {axis.name} is an {axis.kind.__name__}; "
+                              "use range or a list")
         if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
-            raise ConfigError(f"{where}: logspace: expected [start_exponent, stop_exponent, num] with num >= 1, got {_short(args)}")
+            raise ConfigError(f"{where}: logspace: expected [start_exponent, stop_exponent, num] with num >= 1, "
+                              f"got {_short(args)}")
         count = args[2]  # its length, checked before anything is generated
     if count > MAX_CONFIGURATIONS:
         raise ConfigError(f"{where}: {kind} {_short(args)} gives {count:,} values, more than a whole sweep may have "
@@ -447,7 +456,8 @@ def _generate(axis: Axis, spec: dict, where: str) -> list:
     try:
         return logspace(*args)
     except OverflowError:
-        raise ConfigError(f"{where}: logspace {_short(args)}: 10**{_short(max(args[:2]))} is out of range for a float") from None
+        raise ConfigError(f"{where}: logspace {_short(args)}: 10**{_short(max(args[:2]))} "
+                          "is out of range for a float") from None
 
 
 def logspace(start: float, stop: float, num: int) -> list[float]:
@@ -459,14 +469,14 @@ def logspace(start: float, stop: float, num: int) -> list[float]:
     return [10.0 ** e for e in exponents]
 
 
-def _parse_value(axis: Axis, value, where: str):
+def _parse_value(axis: Axis, value: Any, where: str) -> Any:
     """One value of an axis: convert (numeric strings count as numbers) and check its rule."""
     if axis.kind is str:
         if not isinstance(value, str) or (axis.choices and value not in axis.choices):
             close = difflib.get_close_matches(str(value), list(axis.choices), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: {_short(value)} is not one of {', '.join(axis.choices)}{hint}")
-        parsed = value
+        parsed: Any = value
     elif axis.kind is int:
         parsed = _to_int(value, where)
     else:
@@ -477,7 +487,7 @@ def _parse_value(axis: Axis, value, where: str):
     return parsed
 
 
-def _to_int(value, where: str) -> int:
+def _to_int(value: Any, where: str) -> int:
     if isinstance(value, str):
         if _is_int_text(value.strip()):
             return int(value.strip())
@@ -486,7 +496,7 @@ def _to_int(value, where: str) -> int:
     raise ConfigError(f"{where}: {_short(value)} is not an integer")
 
 
-def _to_float(value, where: str) -> float:
+def _to_float(value: Any, where: str) -> float:
     if isinstance(value, str):
         try:
             return float(value.strip())  # PyYAML reads 1e-4 (no dot) as a string; accept it as a number
@@ -500,15 +510,16 @@ def _to_float(value, where: str) -> float:
     raise ConfigError(f"{where}: {_short(value)} is not a number")
 
 
-def _is_number(value) -> bool:
+def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _kind(value) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), type(value).__name__)
+def _kind(value: Any) -> str:
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+    return names.get(type(value), type(value).__name__)
 
 
-def _short(value, limit: int = 60) -> str:
+def _short(value: Any, limit: int = 60) -> str:
     """A value for a message: its repr, cut to `limit` characters (a message is one line, whatever the value)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -519,6 +530,6 @@ def _clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _suggest(word: str, options) -> str:
+def _suggest(word: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(options)}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -215,7 +216,8 @@ def check_conv(
     refuse_beyond_memory(need, "conv-check (the input, its float64 draw, the fast method's window "
                          "matrix, the outputs)", "lower --size, --batch or the channels")
     work = loop_work(batch, in_channels, out_channels, conv.kernel, (h_out, w_out))
-    loop_skipped = "" if work <= loop_limit else f"loop skipped: its work {work:.2g} is over --loop-limit {loop_limit:g}"
+    loop_skipped = ("" if work <= loop_limit
+                    else f"loop skipped: its work {work:.2g} is over --loop-limit {loop_limit:g}")
 
     import torch
     import torch.nn.functional as F
@@ -224,7 +226,7 @@ def check_conv(
     x = rng.standard_normal((batch, in_channels, h, w)).astype(np.float32)
     wt = rng.standard_normal((out_channels, in_channels, *conv.kernel)).astype(np.float32)
     b = rng.standard_normal(out_channels).astype(np.float32)
-    geometry = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    geometry: dict[str, Any] = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
 
     tx, tw, tb = (torch.from_numpy(a) for a in (x, wt, b))
     runs = {
@@ -251,10 +253,11 @@ def check_conv(
         MethodResult(name, float(np.max(np.abs(outputs[name] - reference))), float(np.median(times[name])))
         for name in ("loop", "fast", "torch")
     )
+    channels, height, width = layer.output
     return ConvCheck(
         input=x.shape,
         weight=wt.shape,
-        output=(batch, *layer.output),
+        output=(batch, channels, height, width),
         results=results,
         tolerance=tolerance * max(1.0, float(np.max(np.abs(reference)))),
     )

@@ -26,15 +26,14 @@ import math
 import os
 import sys
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from cnnexp import theory
-from cnnexp.analysis import (Results, as_frame, load_results, refuse_overwrite, source, split_columns,
-                             write_csv)
+from cnnexp.analysis import Results, as_frame, load_results, refuse_overwrite, source, split_columns, write_csv
 from cnnexp.config import RunConfig
 from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.schema import FINDING_METRICS
@@ -90,7 +89,8 @@ def ols(u: np.ndarray, v: np.ndarray, confidence: float = CONFIDENCE) -> Line:
     points or with one distinct u."""
     n = len(u)
     if n < MIN_POINTS or len(np.unique(u)) < 2:
-        return Line(*[math.nan] * 6, n=n)
+        nan = math.nan
+        return Line(slope=nan, low=nan, high=nan, intercept=nan, r2=nan, max_residual=nan, n=n)
     from scipy.stats import t  # scipy only when a line is fitted: importing cnnexp.fit stays light
 
     du, dv = u - u.mean(), v - v.mean()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 
-
 LOST = 1e-9  # the most, relative to the sum, that squares fallen below a dtype's range may be worth on the fast path
 
 
@@ -71,7 +70,7 @@ def total(parts: torch.Tensor) -> torch.Tensor:
 
 
 def product_norm(g: torch.Tensor, h: torch.Tensor,
-                 h_gram: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                 h_gram: tuple[torch.Tensor, torch.Tensor | float] | None = None) -> torch.Tensor:
     """||g[b]^T h[b]|| (Frobenius) for g (B, n, p) and h (B, n, q), the norm of a linear layer's weight gradient
     (g the gradient at its output, h its input, n the batch), without forming the product where that is dearer:
 
@@ -106,7 +105,7 @@ def uses_gram(n: int, p: int, q: int) -> bool:
     return n * (p + q) < p * q
 
 
-def gram(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gram(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
     """The Gram matrix t t^T of each configuration's (n, p) slice in float64 (t scaled by its largest magnitude
     first unless it is float32, whose squares lie deep inside float64's range), and that scale. -> ((B, n, n), (B,))"""
     wide, scale = _wide(t)

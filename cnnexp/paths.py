@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cnnexp.errors import CnnexpError, ResultsError
 

@@ -24,18 +24,18 @@ from __future__ import annotations
 import math
 import os
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from cnnexp.analysis import Results, as_frame, names, require_numeric, source, split_columns
-from cnnexp.paths import check_output
-from cnnexp.results import write_atomically
 from cnnexp.errors import ResultsError
 from cnnexp.fit import fit_group, law_for, transform, usable
+from cnnexp.paths import check_output
+from cnnexp.results import write_atomically
 from cnnexp.schema import BLOCKS, FINDING_METRICS
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -168,10 +168,10 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
     free = [c for c in config if c not in ("block", "seed", x, facet) and counts[c] > 1]
     if auto_facet:
         fits = [c for c in free if counts[c] <= MAX_FACETS and counts[c] * len(ys) <= MAX_PANELS]
-        facet = max(fits, key=counts.get, default=None)
+        facet = max(fits, key=lambda c: counts[c], default=None)
     _require_few_panels(df, ys, facet)
     lines, held, n_lines = ["block"], [], counts["block"]
-    for c in sorted((c for c in free if c != facet), key=counts.get):
+    for c in sorted((c for c in free if c != facet), key=lambda c: counts[c]):
         if n_lines * counts[c] <= MAX_LINES:
             lines.append(c)
             n_lines *= counts[c]

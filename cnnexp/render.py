@@ -9,6 +9,7 @@ width that crops nothing. Only the CLI imports it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from cnnexp.schema import FINDING_METRICS
 from cnnexp.schema import columns as columns_of
@@ -62,7 +63,8 @@ def _split_table(out, table, limit: int) -> list:
         first = piece.columns[len(keys)]
         if str(first.header).startswith("\n"):  # a group's later column (e.g. a block under its metric): name it
             before = table.columns[: table.columns.index(columns[0])]
-            group = next((str(c.header).split("\n")[0] for c in reversed(before) if not str(c.header).startswith("\n")), "")
+            group = next((str(c.header).split("\n")[0] for c in reversed(before)
+                          if not str(c.header).startswith("\n")), "")
             first.header = group + str(first.header)
         piece.caption = None
         return piece
@@ -86,16 +88,17 @@ def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple
     from rich import box
     from rich.table import Table
 
-    compact = {"padding": 0, "show_edge": False} if gap == 1 else {}  # the box's divider is the one space
+    # with gap 1, the box's divider is the one space
+    compact: dict[str, Any] = {"padding": 0, "show_edge": False} if gap == 1 else {}
     table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, **compact)
     for i, name in enumerate(columns):
         width = max((len(r[i]) for r in rows), default=0)
         width = max([width, *(len(line) for line in name.splitlines())])  # headers whole too
-        justify = "left" if name in left else "right"
+        justify: Any = "left" if name in left else "right"
         table.add_column(name, justify=justify, min_width=width, overflow="fold")
     for r in rows:
         table.add_row(*r)
-    table.key_columns = max(1, keys)
+    table.key_columns = max(1, keys)  # type: ignore[attr-defined]  # read by show(), which splits tables
     return table
 
 
@@ -383,7 +386,7 @@ def fit_title(metric: str, x: str, law: str) -> str:
 def fit_tables(fits) -> list:
     """One table per metric: a row per group (block first), the slope with its 95% interval, the theory and
     whether the fit holds it, R^2, the largest residual, and the points used and left out (and why)."""
-    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS  # defers pandas
+    from cnnexp.fit import DETAIL_COLUMNS, FIT_COLUMNS  # defers pandas
 
     config = [c for c in fits.columns if c not in (*FIT_COLUMNS, *DETAIL_COLUMNS)]
     varying, fixed = _varying(fits, config)
@@ -419,7 +422,7 @@ def fit_tables(fits) -> list:
 def fit_lines(fits) -> list[str]:
     """A sentence per group: the fitted exponents of each metric with their intervals and theory, e.g.
     `plain depth=2: x_grad_norm ~ small_init^8.0000 [7.9135, 8.0865] (theory 8: holds)`."""
-    from cnnexp.fit import FIT_COLUMNS, DETAIL_COLUMNS  # defers pandas
+    from cnnexp.fit import DETAIL_COLUMNS, FIT_COLUMNS  # defers pandas
 
     if fits.empty:
         return []
@@ -543,13 +546,13 @@ class SweepProgress:
 
     def __init__(self, console, name: str, total: int):
         self.console, self.name, self.total, self.done = console, name, total, 0
-        self._bar = None
+        self._bar: Any = None  # a rich Progress on a terminal
         self._last_line = 0.0
 
-    def __enter__(self) -> "SweepProgress":
+    def __enter__(self) -> SweepProgress:
         import time
 
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._started = self._last_line = time.monotonic()
         if self.total and self.console.is_terminal:

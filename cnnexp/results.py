@@ -21,8 +21,9 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable, Container, Sequence
 from pathlib import Path
-from typing import Callable, Container
+from typing import IO, Any
 
 from cnnexp.errors import ResultsError
 from cnnexp.paths import check_input, check_output, read_text
@@ -52,7 +53,7 @@ def existing_meta_path(csv_path: Path) -> Path | None:
     return None
 
 
-def format_value(value) -> str:
+def format_value(value: object) -> str:
     """A CSV cell: floats as repr (round-trips exactly), None (no value, e.g. a fit never reached) as an empty
     cell, everything else as str."""
     if value is None:
@@ -60,12 +61,12 @@ def format_value(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def row_key(row: dict, key_columns: tuple[str, ...]) -> tuple[str, ...]:
+def row_key(row: dict[str, Any], key_columns: tuple[str, ...]) -> tuple[str, ...]:
     """The identity of a row: its configuration cells, as the CSV text."""
     return tuple(format_value(row[c]) for c in key_columns)
 
 
-def fingerprint(definition: dict) -> str:
+def fingerprint(definition: dict[str, Any]) -> str:
     """A short hash of a sweep definition; a CSV only ever holds rows of one definition."""
     text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -81,7 +82,7 @@ META_FIELDS: dict[str, tuple[type, ...]] = {
 ENVIRONMENT_FIELDS: dict[str, tuple[type, ...]] = {"threads": (int, type(None)), "dtype": (str, list)}
 
 
-def read_meta(path: Path) -> dict | None:
+def read_meta(path: Path) -> dict[str, Any] | None:
     """The provenance beside a results CSV (under its own name, else the old one), checked; None when there
     is none.
 
@@ -99,11 +100,12 @@ def read_meta(path: Path) -> dict | None:
     except (ValueError, RecursionError) as e:
         raise ResultsError(f"{where}: unreadable provenance file: not JSON ({' '.join(str(e).split())[:80]})") from None
     _check_meta(meta, where)
-    return meta
+    checked: dict[str, Any] = meta
+    return checked
 
 
-def _check_meta(meta, where: Path) -> None:
-    def wrong(field: str, value, types) -> ResultsError:
+def _check_meta(meta: object, where: Path) -> None:
+    def wrong(field: str, value: object, types: tuple[type, ...]) -> ResultsError:
         names = " or ".join("null" if t is type(None) else {dict: "an object", list: "a list", str: "a string",
                                                              int: "an integer"}[t] for t in types)
         return ResultsError(f"{where}: damaged provenance file: {field} is {_json_kind(value)}, expected {names}; "
@@ -123,19 +125,22 @@ def _check_meta(meta, where: Path) -> None:
         raise wrong("invocations", meta["invocations"], (list,))
 
 
-def _json_kind(value) -> str:
+def _json_kind(value: object) -> str:
     if value is None:
         return "null"
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number"}.get(type(value), type(value).__name__)
 
 
-def write_meta(path: Path, meta: dict) -> None:
+def write_meta(path: Path, meta: dict[str, Any]) -> None:
     """Write the provenance beside `path` atomically (a kill leaves the old file or the new, never half)."""
-    write_atomically(meta_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    write_atomically(meta_path(path), write)
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then move it into place in one step, so a
     reader (or a kill) never sees half a file. Creates the parent folder.
 
@@ -239,7 +244,8 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...], keys: set[tuple]) -> bool:
+def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...],
+              keys: set[tuple[Any, ...]]) -> bool:
     """Rewrite a results CSV keeping only the complete rows whose key is in `keys` (atomically); returns
     whether anything was dropped."""
     rows = read_rows(path, columns)
@@ -250,7 +256,7 @@ def keep_rows(path: Path, columns: tuple[str, ...], key_columns: tuple[str, ...]
     return True
 
 
-def write_table(path: Path, columns: tuple[str, ...], rows: list[dict]) -> Path:
+def write_table(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
     """Write a whole results-style CSV at once (header, then the rows' cells as `format_value` writes them),
     atomically: e.g. the curve file of `cnnexp run --curve`."""
     text = [{c: format_value(r[c]) for c in columns} for r in rows]
@@ -296,7 +302,7 @@ class ResultsFile:
     def size(self) -> int:
         return os.fstat(self._file.fileno()).st_size
 
-    def start(self, *, fresh: bool = False) -> "ResultsFile":
+    def start(self, *, fresh: bool = False) -> ResultsFile:
         """Empty the file if `fresh`, cut a torn last line, and write the header if the file is empty."""
         if fresh:
             self._file.truncate(0)
@@ -312,14 +318,14 @@ class ResultsFile:
             raw.seek(0)
             return max(sum(block.count(b"\n") for block in iter(lambda: raw.read(1 << 20), b"")) - 1, 0)
 
-    def keep(self, keys: set[tuple], key_columns: tuple[str, ...]) -> None:
+    def keep(self, keys: set[tuple[Any, ...]], key_columns: tuple[str, ...]) -> None:
         """Drop the complete rows whose key is not in `keys`: the file is rewritten atomically (a kill leaves
         the old file or the new) and locked again."""
         if keep_rows(self.path, self.columns, key_columns, keys):
             self._file.close()
             self._open()  # the new file, locked
 
-    def finish(self, order: dict[tuple, int], key_columns: tuple[str, ...]) -> None:
+    def finish(self, order: dict[tuple[Any, ...], int], key_columns: tuple[str, ...]) -> None:
         """Check that nobody changed the file while this sweep wrote it, then put its rows in grid order
         (`order`: a row's `key_columns` cells -> its position; a run's several per-layer rows keep their order).
 
@@ -340,11 +346,11 @@ class ResultsFile:
         if ranked != rows:
             write_atomically(self.path, lambda tmp: _write_rows(tmp, self.columns, ranked))
 
-    def append(self, row: dict) -> None:
+    def append(self, row: dict[str, Any]) -> None:
         """Write one row and flush it to the operating system."""
         self._write([format_value(row[c]) for c in self.columns])
 
-    def _write(self, cells) -> None:
+    def _write(self, cells: Sequence[str]) -> None:
         line = io.StringIO()
         csv.writer(line, lineterminator="\n").writerow(cells)
         data = line.getvalue().encode("utf-8")
@@ -362,14 +368,14 @@ class ResultsFile:
         if self.created:
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self):
+    def __enter__(self) -> ResultsFile:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _lock(file, path: Path) -> None:
+def _lock(file: IO[bytes], path: Path) -> None:
     """An exclusive, non-blocking lock on an open file, released when it is closed (POSIX only)."""
     try:
         import fcntl
@@ -382,7 +388,7 @@ def _lock(file, path: Path) -> None:
                            "for another file") from None
 
 
-def _cut_partial_line(file, chunk: int = 1 << 16) -> None:
+def _cut_partial_line(file: IO[bytes], chunk: int = 1 << 16) -> None:
     """Drop a last line that has no newline (the row a kill interrupted), reading only the file's tail."""
     file.flush()
     with open(file.fileno(), "rb", closefd=False) as raw:

@@ -11,8 +11,9 @@ so adding an axis or a metric is one entry in one of the two tables below.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -18,26 +18,61 @@ import os
 import platform
 import socket
 import sys
+from collections.abc import Callable, Container
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from cnnexp import __version__
 from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
-from cnnexp.engine import (DEFAULT_THREADS, DRAW_BYTES, UNIT_BYTES, Execution, curve_steps, device_info, execute,
-                           open_executor, plan_units, run_cost, unit_bytes, use_threads, worker_count)
+from cnnexp.engine import (
+    DEFAULT_THREADS,
+    DRAW_BYTES,
+    UNIT_BYTES,
+    Execution,
+    RunResult,
+    curve_steps,
+    device_info,
+    execute,
+    open_executor,
+    plan_units,
+    run_cost,
+    unit_bytes,
+    use_threads,
+    worker_count,
+)
 from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.paths import CSV, check_output
-from cnnexp.results import (ResultsFile, existing_meta_path, fingerprint, format_value, is_locked, keep_rows,
-                            meta_path, read_meta, read_rows, row_key, write_meta, write_table)
-from cnnexp.schema import (AXIS, CONFIG_COLUMNS, FINDING_METRICS, METRICS, RATIO_BLOCKS, STEP_METRICS,
-                           TRAINING_AXES, TRAINING_DEFINITION, Columns)
+from cnnexp.results import (
+    ResultsFile,
+    existing_meta_path,
+    fingerprint,
+    format_value,
+    is_locked,
+    keep_rows,
+    meta_path,
+    read_meta,
+    read_rows,
+    row_key,
+    write_meta,
+    write_table,
+)
+from cnnexp.schema import (
+    AXIS,
+    CONFIG_COLUMNS,
+    FINDING_METRICS,
+    METRICS,
+    RATIO_BLOCKS,
+    STEP_METRICS,
+    TRAINING_AXES,
+    TRAINING_DEFINITION,
+    Columns,
+)
 from cnnexp.schema import columns as columns_of
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,13 +81,13 @@ class SweepPlan:
 
     sweep: Sweep
     path: Path
-    configs: list  # every RunConfig of the sweep, in grid order
+    configs: list[RunConfig]  # every RunConfig of the sweep, in grid order
     tasks: list[Task]  # the configurations with blocks still missing from the CSV
-    done: dict[tuple, dict[str, str]]  # row key -> row text, for the rows already in the CSV
+    done: dict[tuple[Any, ...], dict[str, str]]  # row key -> row text, for the rows already in the CSV
     fresh: bool  # the CSV is (re)started from an empty file
     per_layer: Path | None = None  # the per-layer CSV, when asked for
     seen_size: int | None = None  # the CSV's size when planned (None: absent), checked again before writing
-    meta: dict | None = None  # the provenance of the rows already there
+    meta: dict[str, Any] | None = None  # the provenance of the rows already there
     execution: Execution = Execution()  # engine, device, workers, threads, scheduler
     warnings: tuple[str, ...] = ()  # what the user should know before the run starts (printed by the CLI)
     curve: Path | None = None  # the curve CSV (one row per run and recorded step), when asked for
@@ -60,11 +95,12 @@ class SweepPlan:
     columns: Columns = columns_of(False)  # the columns of this sweep's files (schema.columns)
 
     @property
-    def side_files(self) -> list["SideFile"]:
+    def side_files(self) -> list[SideFile]:
         """The files written beside the results CSV, each run's rows before its results row."""
-        files = [SideFile("--per-layer", self.per_layer, self.columns.layers, "layer_rows"),
-                 SideFile("--curve", self.curve, self.columns.curve, "curve_rows")]
-        return [f for f in files if f.path is not None]
+        return [SideFile(flag, path, columns, rows_of)
+                for flag, path, columns, rows_of in (("--per-layer", self.per_layer, self.columns.layers, "layer_rows"),
+                                                     ("--curve", self.curve, self.columns.curve, "curve_rows"))
+                if path is not None]
 
     @property
     def rows_total(self) -> int:
@@ -88,12 +124,13 @@ class SideFile:
     """
 
     flag: str
-    path: Path | None
+    path: Path
     columns: tuple[str, ...]
     rows_of: str  # the RunResult method that gives a run's rows
 
-    def rows(self, result) -> list[dict]:
-        return getattr(result, self.rows_of)()
+    def rows(self, result: RunResult) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = getattr(result, self.rows_of)()
+        return rows
 
 
 @dataclass(frozen=True)
@@ -102,7 +139,7 @@ class SweepReport:
 
     path: Path
     meta_path: Path
-    rows: list[dict]
+    rows: list[dict[str, Any]]
     ran: int
     skipped: int
 
@@ -166,7 +203,8 @@ def plan_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *,
                      warnings=warnings, curve=side.get("--curve"), curve_every=outputs.curve_every, columns=cols)
 
 
-def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution):
+def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution) -> tuple[
+        Path, list[SideFile], dict[str, Any] | None, dict[tuple[Any, ...], dict[str, str]], tuple[str, ...]]:
     """Every check a sweep passes before it runs, reading (never writing) its files and enumerating no
     configuration: the output paths, memory, and the rows already there (verified, see `_resumable_rows`).
 
@@ -228,7 +266,8 @@ def preview_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *, execu
     why a real run would refuse, and the plan is of the whole sweep. Reads, writes nothing, and enumerates
     only the `shown` configurations listed (a sweep of a million plans in well under a second).
     """
-    refusal, done = None, {}
+    refusal: str | None = None
+    done: dict[tuple[Any, ...], dict[str, str]] = {}
     path = Path(outputs.out) if outputs.out is not None else default_path(sweep)
     key_columns = columns_of(sweep.training).config
     try:
@@ -243,7 +282,7 @@ def preview_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *, execu
     return SweepPreview(sweep, path, first, total, total - len(done), refusal)
 
 
-def _execution_changes(path: Path, meta: dict | None, execution: Execution) -> tuple[str, ...]:
+def _execution_changes(path: Path, meta: dict[str, Any] | None, execution: Execution) -> tuple[str, ...]:
     """What a resume changes in how rows are computed: worth a word, not a refusal (the engines and thread
     counts agree to rel 1e-6)."""
     before = (meta or {}).get("environment") or {}
@@ -290,7 +329,7 @@ def run_sweep(
     workers = min(worker_count(execution, cost), max(len(plan.tasks), 1))
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    new: dict[tuple, dict] = {}
+    new: dict[tuple[Any, ...], dict[str, Any]] = {}
     keys = plan.columns.config
     with ExitStack() as files:
         # the executor first: a cluster that does not answer is refused before any file is touched, and local
@@ -333,7 +372,7 @@ def run_sweep(
     return SweepReport(plan.path, meta_path(plan.path), rows, ran=len(new), skipped=plan.rows_skipped)
 
 
-def _open_results(plan: SweepPlan, files: ExitStack):
+def _open_results(plan: SweepPlan, files: ExitStack) -> tuple[ResultsFile, list[tuple[SideFile, ResultsFile]]]:
     """Open and lock the results CSV and its side files (per-layer, curve), check them, and only then start
     them (empty them when fresh, cut a torn line, write headers): a refused sweep leaves every file as it
     was, and removes the files it created. Returns the results file and (SideFile, its ResultsFile) pairs."""
@@ -358,8 +397,8 @@ def _open_results(plan: SweepPlan, files: ExitStack):
     return opened[0], list(zip(plan.side_files, opened[1:]))
 
 
-def run_one(values: dict, blocks, execution: Execution = Execution(), *, curve: str | os.PathLike | None = None,
-            curve_every: int = 0) -> list:
+def run_one(values: dict[str, Any], blocks: Any, execution: Execution = Execution(), *,
+            curve: str | os.PathLike[str] | None = None, curve_every: int = 0) -> list[RunResult]:
     """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each.
 
     With `curve`, also write the run's curve file there (steps 0, 1, 2, 4, ... and the last; every
@@ -385,14 +424,14 @@ class Pair:
     """One configuration with each block's metrics side by side and the residual/plain ratios (or, from
     `over_seeds`, a configuration's mean over seeds with the spread)."""
 
-    config: dict
+    config: dict[str, Any]
     metrics: dict[str, dict[str, float]]  # block -> metric -> value (or mean over seeds)
     ratios: dict[str, float]  # metric -> residual / plain (only when both blocks ran)
     spread: dict[str, dict[str, float]] = field(default_factory=dict)  # block -> metric -> std / |mean| over seeds
     seeds: int = 1
 
 
-def side_by_side(rows: list[dict]) -> list[Pair]:
+def side_by_side(rows: list[dict[str, Any]]) -> list[Pair]:
     """Group result rows by configuration, in first-seen order, putting the blocks side by side.
 
     The training axes and metrics are left out unless a row trains (so the study at init looks as it did);
@@ -400,7 +439,7 @@ def side_by_side(rows: list[dict]) -> list[Pair]:
     training = any(row.get(a, AXIS[a].default) != AXIS[a].default for row in rows for a in TRAINING_AXES)
     axes = [c for c in CONFIG_COLUMNS if c != "block" and (training or c not in TRAINING_AXES)]
     shown = METRICS if training else STEP_METRICS
-    grouped: dict[tuple, Pair] = {}
+    grouped: dict[tuple[Any, ...], Pair] = {}
     for row in rows:
         config = {c: row[c] for c in axes}
         pair = grouped.setdefault(tuple(config.values()), Pair(config, {}, {}))
@@ -416,7 +455,7 @@ def side_by_side(rows: list[dict]) -> list[Pair]:
 def over_seeds(pairs: list[Pair]) -> list[Pair]:
     """The configurations apart from their seed, each with its metrics' mean over seeds, their relative
     standard deviation (ddof=1) and the ratio of the means; the pairs themselves when each has one seed."""
-    groups: dict[tuple, list[Pair]] = {}
+    groups: dict[tuple[Any, ...], list[Pair]] = {}
     for pair in pairs:
         groups.setdefault(tuple(v for k, v in pair.config.items() if k != "seed"), []).append(pair)
     if all(len(g) == 1 for g in groups.values()):
@@ -424,7 +463,8 @@ def over_seeds(pairs: list[Pair]) -> list[Pair]:
     merged = []
     for group in groups.values():
         config = {k: v for k, v in group[0].config.items() if k != "seed"}
-        metrics, spread = {}, {}
+        metrics: dict[str, dict[str, float]] = {}
+        spread: dict[str, dict[str, float]] = {}
         for block in dict.fromkeys(b for p in group for b in p.metrics):
             for m in next(p.metrics[block] for p in group if block in p.metrics):
                 values = [p.metrics[block][m] for p in group if block in p.metrics]
@@ -448,7 +488,7 @@ def ratio(a: float, b: float) -> float:
     return a / b
 
 
-def largest_configs(sweep: Sweep) -> list:
+def largest_configs(sweep: Sweep) -> list[RunConfig]:
     """The configurations among which the one `unit_bytes` finds largest is: the largest d, batch and depth
     with each dtype (a grid holds every combination), without enumerating the sweep."""
     axes = sweep.axes
@@ -456,7 +496,8 @@ def largest_configs(sweep: Sweep) -> list:
     return [RunConfig(**{**{a: v[0] for a, v in axes.items()}, **biggest, "dtype": dtype}) for dtype in axes["dtype"]]
 
 
-def check_memory(configs: list, n_blocks: int, source: str, workers: int = 1, count: int | None = None) -> None:
+def check_memory(configs: list[RunConfig], n_blocks: int, source: str, workers: int = 1,
+                 count: int | None = None) -> None:
     """Refuse configurations of which the largest would not fit in the memory available now, in each of the
     local worker processes at once (a unit holds the draw of up to DRAW_BYTES and stacks of up to UNIT_BYTES of
     the sweep's `count` configurations)."""
@@ -476,34 +517,36 @@ def _check_curve_every(curve_every: int) -> None:
         raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
 
 
-def _key(block: str, config, key_columns: tuple[str, ...] = CONFIG_COLUMNS) -> tuple:
+def _key(block: str, config: RunConfig, key_columns: tuple[str, ...] = CONFIG_COLUMNS) -> tuple[Any, ...]:
     """The row key of a block on a configuration (as `row_key` makes it from a row)."""
     return (block, *(format_value(getattr(config, c)) for c in key_columns[1:]))
 
 
-def _typed(text_row: dict[str, str], config, block: str) -> dict:
+def _typed(text_row: dict[str, str], config: RunConfig, block: str) -> dict[str, Any]:
     """A row read back from the CSV, with the numbers of its configuration and of the metrics it has (an
     empty steps_to_fit is None, as the engines give it)."""
     metrics = {m: (float(text) if text != "" else None) for m in METRICS if (text := text_row.get(m)) is not None}
     return {"block": block, **config_dict(config), **metrics}
 
 
-def _runs_without(side: "SideFile", done: dict[tuple, dict], side_rows: list[dict[str, str]],
-                  key_columns: tuple[str, ...], curve_every: int) -> set[tuple]:
+def _runs_without(side: SideFile, done: dict[tuple[Any, ...], dict[str, Any]], side_rows: list[dict[str, str]],
+                  key_columns: tuple[str, ...], curve_every: int) -> set[tuple[Any, ...]]:
     """The runs in the results CSV that lack some of their rows in a side file (one per block index, or
     one per recorded step)."""
-    counts: dict[tuple, int] = {}
+    counts: dict[tuple[Any, ...], int] = {}
     for row in side_rows:
         key = row_key(row, key_columns)
         counts[key] = counts.get(key, 0) + 1
-    if side.flag == "--per-layer":
-        expected = lambda row: int(row["depth"])  # noqa: E731
-    else:
-        expected = lambda row: len(curve_steps(int(row.get("steps", 0)), curve_every))  # noqa: E731
+    def expected(row: dict[str, Any]) -> int:
+        if side.flag == "--per-layer":
+            return int(row["depth"])
+        return len(curve_steps(int(row.get("steps", 0)), curve_every))
+
     return {key for key, row in done.items() if counts.get(key, 0) != expected(row)}
 
 
-def _resumable_rows(path: Path, sweep: Sweep, meta: dict | None, cols: Columns) -> dict[tuple, dict[str, str]]:
+def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None,
+                    cols: Columns) -> dict[tuple[Any, ...], dict[str, str]]:
     """The rows a resume keeps, each verified: it parses, its key is one of this sweep's, no key twice, every
     number as cnnexp writes it (a hand edit is refused, naming its line, before anything builds on it)."""
     if not read_rows(path, cols.results):
@@ -524,13 +567,13 @@ def _numbers(columns: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for c in columns if c in METRICS and c != "steps_to_fit")
 
 
-def _key_values(sweep: Sweep, key_columns: tuple[str, ...]) -> dict[str, set[str]]:
+def _key_values(sweep: Sweep, key_columns: tuple[str, ...]) -> dict[str, Container[str]]:
     """Key column -> the texts a row of this sweep holds there, as the writer writes them."""
     return {"block": set(sweep.blocks),
             **{a: {format_value(v) for v in vs} for a, vs in sweep.axes.items() if a in key_columns}}
 
 
-def _side_key_values(sweep: Sweep, side: "SideFile", cols: Columns, curve_every: int) -> dict[str, set[str]]:
+def _side_key_values(sweep: Sweep, side: SideFile, cols: Columns, curve_every: int) -> dict[str, Container[str]]:
     """As `_key_values`, for a side file's rows (with a per-layer file's block_index, a curve's step)."""
     values = _key_values(sweep, cols.config)
     if side.flag == "--per-layer":
@@ -540,7 +583,8 @@ def _side_key_values(sweep: Sweep, side: "SideFile", cols: Columns, curve_every:
     return values
 
 
-def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where: dict) -> dict:
+def _provenance(plan: SweepPlan, command: str, started: str, threads: int,
+                where: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     previous = plan.meta if not plan.fresh else None
@@ -578,4 +622,4 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int, where
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -11,12 +11,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnexp.analysis import (beyond_tolerance, compare, load_results, refuse_overwrite, relative_difference,
-                             split_columns, summary, write_csv)
-from cnnexp.results import write_atomically
+from cnnexp.analysis import (
+    beyond_tolerance,
+    compare,
+    load_results,
+    refuse_overwrite,
+    relative_difference,
+    split_columns,
+    summary,
+    write_csv,
+)
 from cnnexp.errors import CnnexpError, ResultsError
-from cnnexp.results import ResultsFile, write_meta
-from cnnexp.schema import AXES, CONFIG_COLUMNS, STEP_METRICS as METRICS
+from cnnexp.results import ResultsFile, write_atomically, write_meta
+from cnnexp.schema import AXES, CONFIG_COLUMNS
+from cnnexp.schema import STEP_METRICS as METRICS
 
 COLUMNS = (*CONFIG_COLUMNS, *METRICS)  # the synthetic files here hold the study's metrics (no training metrics)
 
@@ -147,7 +155,8 @@ def test_summary_ratio_is_residual_mean_over_plain_mean_of_the_same_configuratio
         at = df[df["small_init"] == small_init]
         for m in ("x_grad_norm", "a1_grad_norm", "param_grad_norm"):
             want = at[at["block"] == "residual"][m].mean() / at[at["block"] == "plain"][m].mean()
-            assert got.loc[got["small_init"] == small_init, f"{m}_ratio"].tolist() == pytest.approx([want, want], rel=1e-12)
+            ratios = got.loc[got["small_init"] == small_init, f"{m}_ratio"].tolist()
+            assert ratios == pytest.approx([want, want], rel=1e-12)
     assert "loss_ratio" not in got and "w_norm_ratio" not in got  # not gradient metrics
 
 

@@ -1,8 +1,8 @@
 """The command line, through Typer's CliRunner and once through the installed `cnnexp` script."""
 import json
 import os
-import stat
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -328,7 +328,8 @@ def test_python_m_cnnexp_error_has_no_traceback():
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == "error: layer 1 'pool:k=2': unknown layer kind 'pool'; use one of conv, " \
-                                    "maxpool, avgpool, convT, adaptiveavgpool, adaptivemaxpool, upsample, bn, identity, " \
+                                    "maxpool, avgpool, convT, adaptiveavgpool, adaptivemaxpool, upsample, bn, " \
+                                    "identity, " \
                                     "relu, relu6, gelu, sigmoid, tanh, silu, hardswish, leakyrelu, dropout, flatten, " \
                                     "linear"
 

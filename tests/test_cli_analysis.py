@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cnnexp.cli import app
-from cnnexp.schema import CONFIG_COLUMNS, STEP_METRICS as METRICS
+from cnnexp.schema import CONFIG_COLUMNS
+from cnnexp.schema import STEP_METRICS as METRICS
 from tests.test_analysis import make_rows, write_results
 
 runner = CliRunner()
@@ -73,7 +74,8 @@ def test_compare_out_writes_the_joined_comparison(a, tmp_path):
     b = variant(tmp_path, scaled("loss", 1.5))
     assert cnnexp("compare", a, b, "--out", tmp_path / "cmp.csv").exit_code == 1
     joined = pd.read_csv(tmp_path / "cmp.csv")
-    assert list(joined.columns[:len(CONFIG_COLUMNS) + 1]) == [*CONFIG_COLUMNS, "status"] and len(joined) == len(make_rows())
+    assert list(joined.columns[:len(CONFIG_COLUMNS) + 1]) == [*CONFIG_COLUMNS, "status"]
+    assert len(joined) == len(make_rows())
     [row] = joined[joined["status"] == "differs"].to_dict("records")
     want = make_rows()[2]["loss"]
     assert row["loss_a"] == want and row["loss_b"] == want * 1.5 and row["loss_rel_diff"] == pytest.approx(1 / 3)
@@ -240,6 +242,7 @@ def test_plot_bad_input_exits_2(a, tmp_path, args, words):
 
 def test_plot_empty_facet_and_dpi(tmp_path):
     from matplotlib.image import imread
+
     from tests.test_plot import depth_rows
 
     path = write_results(tmp_path / "depth.csv", depth_rows())

@@ -67,7 +67,7 @@ def test_every_page_opens_with_a_title_and_a_summary():
     for page in PAGES[1:]:
         lines = page.read_text().splitlines()
         assert lines[0].startswith("# "), page.name
-        summary = [l for l in lines[1:5] if l.strip()]
+        summary = [line for line in lines[1:5] if line.strip()]
         assert len(summary) >= 2 and not summary[0].startswith(("```", "#", "<!--")), page.name
 
 

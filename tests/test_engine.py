@@ -7,8 +7,23 @@ import pytest
 import torch
 
 from cnnexp.config import RunConfig
-from cnnexp.engine import (DRAW_BYTES, UNIT_BYTES, UNIT_COST, Execution, RunError, WorkUnit, compute, draw_size,
-                           execute, plan_units, resolve_device, run_cost, stacks, unit_bytes, worker_count)
+from cnnexp.engine import (
+    DRAW_BYTES,
+    UNIT_BYTES,
+    UNIT_COST,
+    Execution,
+    RunError,
+    WorkUnit,
+    compute,
+    draw_size,
+    execute,
+    plan_units,
+    resolve_device,
+    run_cost,
+    stacks,
+    unit_bytes,
+    worker_count,
+)
 from cnnexp.engine.pool import process_pool
 from cnnexp.errors import ConfigError
 

@@ -3,13 +3,13 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnexp.config import RunConfig
 from cnnexp.engine.batched import run_batched
 from cnnexp.engine.kernels import draw_stack
-from cnnexp.engine.reference import run_reference
-from cnnexp.engine.reference import draw
+from cnnexp.engine.reference import draw, run_reference
 from cnnexp.schema import AXIS, BLOCKS, TEACHER_TARGETS
 
 NOTEBOOK = {  # printed by the notebook for d=256, batch=64, small_init=1e-4, seed=123

@@ -23,10 +23,11 @@ from cnnexp import load_results  # noqa: E402
 from cnnexp.cli import app  # noqa: E402
 from cnnexp.config import RunConfig, parse_sweep  # noqa: E402
 from cnnexp.engine import Execution, RunError, WorkUnit  # noqa: E402
-from cnnexp.engine.execute import _collect  # noqa: E402
 from cnnexp.engine import cluster as cluster_module  # noqa: E402
+from cnnexp.engine.execute import _collect  # noqa: E402
 from cnnexp.results import meta_path  # noqa: E402
-from cnnexp.schema import STEP_METRICS as METRICS, columns  # noqa: E402
+from cnnexp.schema import STEP_METRICS as METRICS  # noqa: E402
+from cnnexp.schema import columns  # noqa: E402
 
 CONFIG_COLUMNS = columns(training=False).config  # these sweeps do not train
 from cnnexp.sweep import SweepOutputs, plan_sweep, run_sweep  # noqa: E402
@@ -70,7 +71,8 @@ def assert_same_rows(path, reference):
 def test_rows_equal_the_local_engine_and_the_provenance_names_the_cluster(cluster, local_rows, tmp_path):
     local, _ = cluster
     execution = Execution(scheduler=local.scheduler_address)
-    report = run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), SweepOutputs(tmp_path / "dask.csv"), execution=execution),
+    plan = plan_sweep(parse_sweep(RAW, source="dask.yaml"), SweepOutputs(tmp_path / "dask.csv"), execution=execution)
+    report = run_sweep(plan,
                        command="cluster")
     assert report.ran == ROWS
     assert_same_rows(tmp_path / "dask.csv", local_rows)
@@ -95,7 +97,8 @@ def test_a_worker_killed_mid_sweep_loses_nothing(cluster, local_rows, tmp_path):
             killed.append(pid)
 
     execution = Execution(scheduler=local.scheduler_address)
-    report = run_sweep(plan_sweep(parse_sweep(RAW, source="dask.yaml"), SweepOutputs(tmp_path / "dask.csv"), execution=execution),
+    plan = plan_sweep(parse_sweep(RAW, source="dask.yaml"), SweepOutputs(tmp_path / "dask.csv"), execution=execution)
+    report = run_sweep(plan,
                        command="cluster", on_result=kill_a_busy_worker)
     assert killed, "no worker was busy to kill"
     assert report.ran == ROWS

@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from cnnexp.analysis import load_results
 from cnnexp.config import RunConfig, parse_sweep
@@ -106,7 +107,8 @@ SWEEP = {"name": "t", "blocks": list(BLOCKS), "sweep": {
 
 def test_every_results_curve_and_layer_row_equals_the_definition(tmp_path):
     sweep = parse_sweep(SWEEP)
-    plan = plan_sweep(sweep, SweepOutputs(tmp_path / "t.csv", per_layer=tmp_path / "l.csv", curve=tmp_path / "c.csv", curve_every=5))
+    outputs = SweepOutputs(tmp_path / "t.csv", per_layer=tmp_path / "l.csv", curve=tmp_path / "c.csv", curve_every=5)
+    plan = plan_sweep(sweep, outputs)
     run_sweep(plan)
     results, curve, layers = (load_results(tmp_path / f) for f in ("t.csv", "c.csv", "l.csv"))
     assert len(results) == 2 * 2 * 4 * 4 and len(layers) == 2 * 4 * 4 * (1 + 2)
@@ -224,7 +226,8 @@ def test_the_teacher_is_drawn_after_the_student_which_stays_the_notebooks_draw()
     assert torch.equal(t[0][0], torch.zeros(5, 5))  # no teacher drawn for the zero target
     torch.manual_seed(7)
     torch.randn(3, 5), [torch.randn(5, 5) for _ in range(4)]
-    assert torch.equal(t[0][1], torch.randn(5, 5) / math.sqrt(5)) and torch.equal(t[1][1], torch.randn(5, 5) / math.sqrt(5))
+    assert torch.equal(t[0][1], torch.randn(5, 5) / math.sqrt(5))
+    assert torch.equal(t[1][1], torch.randn(5, 5) / math.sqrt(5))
 
 
 def test_plain_stack_from_small_init_does_not_move_while_the_residual_fits():
@@ -234,4 +237,5 @@ def test_plain_stack_from_small_init_does_not_move_while_the_residual_fits():
     plain, residual = run_batched([(config, ("plain", "residual"))])
     assert plain.metrics["loss"] == pytest.approx(plain.metrics["initial_loss"], rel=1e-3)
     assert plain.metrics["steps_to_fit"] is None
-    assert residual.metrics["steps_to_fit"] is not None and residual.metrics["loss"] < 0.1 * residual.metrics["initial_loss"]
+    assert residual.metrics["steps_to_fit"] is not None
+    assert residual.metrics["loss"] < 0.1 * residual.metrics["initial_loss"]

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from matplotlib.image import imread
 from scipy import stats
 from typer.testing import CliRunner
@@ -20,7 +21,8 @@ from cnnexp.config import parse_sweep
 from cnnexp.errors import CnnexpError
 from cnnexp.fit import DETAIL_COLUMNS, FIT_COLUMNS, SCALE_METRICS, fit, sweep_exponents
 from cnnexp.plot import figure
-from cnnexp.schema import AXES, STEP_METRICS as METRICS
+from cnnexp.schema import AXES
+from cnnexp.schema import STEP_METRICS as METRICS
 from cnnexp.sweep import SweepOutputs, plan_sweep, run_sweep
 from tests.test_analysis import write_results
 
@@ -44,7 +46,8 @@ def synthetic(axis="small_init", values=(1e-4, 1e-3, 1e-2, 1e-1), *, noise=0.05,
         for d in ds:
             for value in values:
                 for s in seeds:
-                    row = {"block": block, **{a.name: a.default for a in AXES if not a.training}, "d": d, "seed": s, axis: value}
+                    defaults = {a.name: a.default for a in AXES if not a.training}
+                    row = {"block": block, **defaults, "d": d, "seed": s, axis: value}
                     u = (math.log10(value) if value > 0 else -6.0) if law == "power" else value
                     row |= {m: 10.0 ** (-1 - d / 8 + exponents.get(m, 0.5) * u + noise * rng.standard_normal())
                             for m in METRICS}
@@ -133,7 +136,8 @@ def test_left_out_rows_are_counted_with_their_reasons():
     fits = fit(df, "small_init", ["x_grad_norm", "loss"])
     row = fits[(fits["block"] == "plain") & (fits["metric"] == "x_grad_norm")].iloc[0]
     # a row is counted once, for the first reason that applies: the metric's, then the axis'
-    assert row["excluded_why"] == "2 values not finite; 3 values 0: underflow; 1 value negative; 2 values small_init <= 0"
+    assert row["excluded_why"] == ("2 values not finite; 3 values 0: underflow; 1 value negative; "
+                                   "2 values small_init <= 0")
     assert row["excluded"] == 8 and row["n"] == 7
     loss = fits[(fits["block"] == "plain") & (fits["metric"] == "loss")].iloc[0]
     assert (loss["excluded"], loss["n"], loss["excluded_why"]) == (3, 12, "3 values small_init <= 0")
@@ -176,7 +180,8 @@ def test_bad_input_is_refused_naming_it(x, y, law, words):
 
 
 def run(tmp_path, sweep: dict, name="laws"):
-    plan = plan_sweep(parse_sweep({"name": name, **sweep}, source=f"{name}.yaml"), SweepOutputs(tmp_path / f"{name}.csv"))
+    sweep_file = parse_sweep({"name": name, **sweep}, source=f"{name}.yaml")
+    plan = plan_sweep(sweep_file, SweepOutputs(tmp_path / f"{name}.csv"))
     return run_sweep(plan).path
 
 
@@ -276,7 +281,7 @@ def test_plot_fit_draws_each_law_over_its_points_with_slope_and_interval(real, t
     out = tmp_path / "fit.png"
     assert cnnexp_cli("plot", real, "--x", "small_init", "--y", "x_grad_norm", "--fit", "--out", out).exit_code == 0
     assert imread(out).shape[0] > 100
-    from cnnexp.plot import draw, choose_layout
+    from cnnexp.plot import choose_layout, draw
 
     df = cnnexp.load_results(real)
     fig = draw(df, choose_layout(df, "small_init", ["x_grad_norm"]), fit=True)

@@ -197,7 +197,8 @@ def test_fuzzed_results_csv(finished, tmp_path_factory, data):
     folder = copy_of(finished, tmp_path_factory)
     csv_file = folder / "results" / "tiny.csv"
     csv_file.write_text(mutate(csv_file.read_text(), data))
-    _, _, resumed = run_in(folder, ["summary", "results/tiny.csv"], ["sweep", "tiny.yaml", "--dry-run"], ["sweep", "tiny.yaml"])
+    _, _, resumed = run_in(folder, ["summary", "results/tiny.csv"], ["sweep", "tiny.yaml", "--dry-run"],
+                           ["sweep", "tiny.yaml"])
     if resumed.exit_code == 0:  # what a resume accepted, it completed: every row once, as written
         lines = [line for line in csv_file.read_text().splitlines() if line]  # (blank lines are no rows)
         assert len(lines) == 9 and len(set(lines)) == 9

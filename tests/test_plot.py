@@ -11,9 +11,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
 from cnnexp.errors import ResultsError
-from cnnexp.plot import (MAX_LINES, MAX_PANELS, Layout, _held_value, _scale, choose_layout, figure, plot_results,
-                         sweep_figure)
-from cnnexp.schema import BLOCKS, LAYER_METRICS, STEP_METRICS as METRICS
+from cnnexp.plot import (
+    MAX_LINES,
+    MAX_PANELS,
+    Layout,
+    _held_value,
+    _scale,
+    choose_layout,
+    figure,
+    plot_results,
+    sweep_figure,
+)
+from cnnexp.schema import BLOCKS, LAYER_METRICS
+from cnnexp.schema import STEP_METRICS as METRICS
 from tests.test_analysis import make_rows, write_results
 
 DEPTHS = (1, 2, 3, 5, 8, 12, 20, 30, 50)

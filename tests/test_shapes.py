@@ -1,9 +1,9 @@
 """cnnexp.shapes against PyTorch itself: real modules on random chains, autograd for receptive fields,
 torch's flop counter for MACs. Expected values always come from torch, never from cnnexp."""
 import subprocess
-from pathlib import Path
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -873,8 +873,8 @@ def test_yaml_spellings_of_a_layer_and_of_the_identity_shortcut(tmp_path):
     path.write_text("input: 3x8x8\nlayers:\n  - conv: out=3,k=3,p=1\n  - bn: eps=1e-3,momentum=0.01\n"
                     "  - residual: [identity, relu]\n    shortcut: identity\n  - residual: [relu]\n    shortcut: []\n"
                     "  - flatten:\n  - linear: in=192,out=2\n")
-    plain = chain_shape("3x8x8", ["conv:out=3,k=3,p=1", "bn", {"residual": ["identity", "relu"]}, {"residual": ["relu"]},
-                                  "flatten", "linear:out=2"])
+    plain = chain_shape("3x8x8", ["conv:out=3,k=3,p=1", "bn", {"residual": ["identity", "relu"]},
+                                  {"residual": ["relu"]}, "flatten", "linear:out=2"])
     net = shape_from_flags(path=path)
     assert [r.layer for r in net.rows][:2] == ["conv:out=3,k=3,p=1", "bn:eps=1e-3,momentum=0.01"]
     assert (net.output, net.params, net.macs) == (plain.output, plain.params, plain.macs)

@@ -11,9 +11,10 @@ import pytest
 
 from cnnexp.config import parse_sweep
 from cnnexp.engine import Execution
-from cnnexp.errors import ConfigError, ResultsError
 from cnnexp.engine.reference import probe
-from cnnexp.schema import METRICS as ROW_METRICS, STEP_METRICS as METRICS
+from cnnexp.errors import ConfigError, ResultsError
+from cnnexp.schema import METRICS as ROW_METRICS
+from cnnexp.schema import STEP_METRICS as METRICS
 from cnnexp.sweep import SweepOutputs, plan_sweep, ratio, run_one, run_sweep, side_by_side
 
 SMALL = {"name": "small", "sweep": {"d": [8, 16], "batch": 4, "small_init": [1e-2, 1e-3], "seed": [0, 1]}}
@@ -126,7 +127,8 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_rows_of_an_uninterrupted_run
     (tmp_path / "kill.yaml").write_text(json.dumps(raw))  # JSON is YAML
     reference = tmp_path / "ref"
     reference.mkdir()
-    run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(reference / "kill.csv"), execution=Execution("reference", workers=1)),
+    run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(reference / "kill.csv"),
+                         execution=Execution("reference", workers=1)),
               command="ref")
 
     # the reference engine: one configuration per unit, so rows arrive one by one and the kill lands mid-sweep
@@ -237,14 +239,16 @@ def wait_for_rows(path: Path, rows: int, proc) -> None:
 def reference_rows(tmp_path) -> bytes:
     reference = tmp_path / "ref"
     reference.mkdir()
-    run_sweep(plan_sweep(sweep_of(KILL), SweepOutputs(reference / "kill.csv"), execution=Execution("reference", workers=1)),
+    run_sweep(plan_sweep(sweep_of(KILL), SweepOutputs(reference / "kill.csv"),
+                         execution=Execution("reference", workers=1)),
               command="ref")
     return (reference / "kill.csv").read_text()
 
 
 def assert_same_rows(got_text: str, want_text: str) -> None:
     """Every row once, in grid order, with the same configuration and metrics to rel 1e-6."""
-    got, want = [line.split(",") for line in got_text.splitlines()], [line.split(",") for line in want_text.splitlines()]
+    got = [line.split(",") for line in got_text.splitlines()]
+    want = [line.split(",") for line in want_text.splitlines()]
     assert [r[:9] for r in got] == [r[:9] for r in want]
     for g, w in zip(got[1:], want[1:]):
         *norms, cosine = [float(v) for v in g[9:]]
@@ -281,8 +285,8 @@ def test_ctrl_c_says_how_many_rows_are_safe_and_a_rerun_resumes(tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
     written = (tmp_path / "kill.csv").read_text().count("\n") - 1
-    assert lines[0] == f"error: interrupted: {written} of 600 rows written to {tmp_path / 'kill.csv'}; rerun the same " \
-                       "command to resume"
+    assert lines[0] == (f"error: interrupted: {written} of 600 rows written to {tmp_path / 'kill.csv'}; "
+                        "rerun the same command to resume")
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert_same_rows((tmp_path / "kill.csv").read_text(), reference_rows(tmp_path))
 
@@ -331,7 +335,8 @@ def test_a_results_file_changed_underneath_a_running_sweep_is_reported(tmp_path,
 
 def test_per_layer_rows_of_runs_resumed_without_them_are_run_again(tmp_path):
     raw = {"name": "pl", "sweep": {"d": 8, "batch": 2, "depth": [1, 3], "seed": [0, 1, 2]}}
-    full = run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "ref.csv", per_layer=tmp_path / "refL.csv")), command="x")
+    outputs = SweepOutputs(tmp_path / "ref.csv", per_layer=tmp_path / "refL.csv")
+    full = run_sweep(plan_sweep(sweep_of(raw), outputs), command="x")
     assert full.ran == 12
     # a first run killed after 4 rows, resumed without --per-layer, then resumed with it
     run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "L.csv")), command="x")
@@ -547,7 +552,8 @@ def test_soak_kills_at_random_points_with_per_layer_end_with_every_row_once(tmp_
     (tmp_path / "soak.yaml").write_text(json.dumps(SOAK))
     ref = tmp_path / "ref"
     ref.mkdir()
-    run_sweep(plan_sweep(sweep_of(SOAK), SweepOutputs(ref / "r.csv", per_layer=ref / "L.csv"), execution=Execution("reference", workers=1)), command="ref")
+    outputs = SweepOutputs(ref / "r.csv", per_layer=ref / "L.csv")
+    run_sweep(plan_sweep(sweep_of(SOAK), outputs, execution=Execution("reference", workers=1)), command="ref")
     cmd = [sys.executable, "-m", "cnnexp", "sweep", str(tmp_path / "soak.yaml"), "--out", str(tmp_path / "r.csv"),
            "--per-layer", str(tmp_path / "L.csv"), "--workers", workers, "--engine", "reference"]
     rng = random.Random(sig)

@@ -72,7 +72,8 @@ def test_rezero_at_alpha_0_is_exactly_the_identity(depth, seed):
         assert law.kind == "exact" and abs(measured[m] - law.value) < 1e-6, (m, measured[m], law.value)
     assert "a1_grad_norm" not in measured  # exactly 0: no law, every value left out by a fit
     assert theory.law("rezero", "a1_grad_norm", "small_init", "power", config(depth)) is None
-    assert theory.vanishes("rezero", "a1_grad_norm", config(depth)) and not theory.vanishes("residual", "a1_grad_norm", {})
+    assert theory.vanishes("rezero", "a1_grad_norm", config(depth))
+    assert not theory.vanishes("residual", "a1_grad_norm", {})
     assert not theory.vanishes("rezero", "a1_grad_norm", config(depth, alpha_init=0.5))
     # in depth too: the identity at every depth
     assert theory.law("rezero", "x_grad_norm", "depth", "exponential", config()).value == 0
@@ -111,7 +112,8 @@ def test_plain_per_layer_exponents_are_exact(seed):
             measured = np.polyfit(np.log10(inits), np.log10([r.layers[k][m] for r in runs]), 1)[0]
             law = theory.law("plain", m, "small_init", "power", {**config(depth), "block_index": k})
             assert law.kind == "exact" and abs(measured - law.value) < 1e-6, (k, m, measured, law.value)
-        assert theory.law("residual", "a1_grad_norm", "small_init", "power", {**config(depth), "block_index": k}) is None
+        at_block = {**config(depth), "block_index": k}
+        assert theory.law("residual", "a1_grad_norm", "small_init", "power", at_block) is None
     # block 0's a1 gradient is the results file's a1_grad_norm: the same exponent, 4L - 1
     assert theory.law("plain", "a1_grad_norm", "small_init", "power", {**config(depth), "block_index": 0}).value == 11
 

@@ -77,12 +77,11 @@ sys.exit(int(code) if code else 1)
 
 def serve(sock: str) -> None:
     """The server behind the stub: import what the commands import, then fork a child per request."""
+    import importlib
+    import pkgutil
     import signal
     import socket
     import traceback
-
-    import importlib
-    import pkgutil
 
     import cnnexp
     import cnnexp.cli

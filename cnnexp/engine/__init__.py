@@ -18,8 +18,16 @@ from cnnexp.engine.execute import Backend, RunError, compute, execute, open_exec
 from cnnexp.engine.plan import UNIT_COST, Execution, WorkUnit, plan_units, worker_count
 from cnnexp.engine.registry import ENGINES, Engine, engine
 from cnnexp.engine.result import RunResult, curve_steps, run_metrics
-from cnnexp.engine.runtime import (DEFAULT_THREADS, DEVICES, available_cores, device_info, first_line, import_torch,
-                                   resolve_device, use_threads)
+from cnnexp.engine.runtime import (
+                                   DEFAULT_THREADS,
+                                   DEVICES,
+                                   available_cores,
+                                   device_info,
+                                   first_line,
+                                   import_torch,
+                                   resolve_device,
+                                   use_threads,
+)
 
 __all__ = [
     "DEFAULT_THREADS", "DEVICES", "DRAW_BYTES", "ENGINES", "UNIT_BYTES", "UNIT_COST", "Backend", "Engine",

@@ -11,7 +11,7 @@ made first (each seed's numbers once), then each stack's passes, each block kind
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -74,8 +74,9 @@ def _run_stack(tasks: Sequence[Task], drawn: Drawn, device: str, layers: bool,
     gate = torch.tensor([c.alpha_init for c in configs], dtype=torch.float32).to(device, dtype)[:, None, None]
     found: dict[tuple[int, str], RunResult] = {}
     for together, rows in _passes(tasks, first.steps):
-        pick: Callable[[torch.Tensor], torch.Tensor] = (
-            (lambda t: t) if len(rows) == len(tasks) else (lambda t: t[rows]))
+        def pick(t: torch.Tensor, rows: list[int] = rows) -> torch.Tensor:
+            return t if len(rows) == len(tasks) else t[rows]
+
         trained = descend(together, first.activation, pick(x), [pick(w) for w in weights],
                           [pick(gate).clone() for _ in range(first.depth)], y=None if y is None else pick(y),
                           lr=pick(lr), steps=first.steps, record=record, layers=layers,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnnexp import __version__
 from cnnexp.engine.runtime import first_line
@@ -130,7 +131,7 @@ def scheduler_address(path: str) -> str:
 
 def _connect(distributed: Any, address: str) -> Any:
     """A client of the scheduler at `address`, or one ConfigError line within about CONNECT_TIMEOUT seconds."""
-    from distributed.comm import get_address_host_port  # type: ignore[attr-defined]
+    from distributed.comm import get_address_host_port
 
     try:
         get_address_host_port(address)  # before a Client exists: a half-made one lingers at exit

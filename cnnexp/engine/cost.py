@@ -5,7 +5,8 @@ sweep into units, and the sweep checks memory before anything runs.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from cnnexp.config import RunConfig, Task, trains
 from cnnexp.schema import TEACHER_TARGETS

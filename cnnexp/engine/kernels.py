@@ -20,8 +20,9 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
@@ -34,7 +35,7 @@ PIECE = 16  # torch's CPU normal draw makes its numbers 16 at a time, each 16 fr
 
 Tensor = torch.Tensor
 Place = tuple[Tensor, Callable[..., Any]]  # a tensor to fill, and how: how(numbers, out=part of it)
-Gram = tuple[Tensor, Tensor]  # norms.gram's: the Gram matrices and their scale
+Gram = tuple[Tensor, Tensor | float]  # norms.gram's: the Gram matrices and their scale
 
 
 class Drawn(NamedTuple):
@@ -246,9 +247,9 @@ def gradients(kinds: Sequence[str], activation: str, x: Tensor, weights: Sequenc
         out = layers[-1].out
         diff = out if y is None else out - (y if k == 1 else y.repeat(1, k, 1))  # (B, K n, d)
         loss = torch.unflatten(diff.pow(2), 1, (k, n)).mean(dim=(2, 3))  # (B, K): the notebook's mean(out^2) per kind
-        asked = [x, *(l.a1 for l in layers), *(l.out for l in layers)] if inputs else []
+        asked = [x, *(layer.a1 for layer in layers), *(layer.out for layer in layers)] if inputs else []
         if inputs and not update:
-            asked += [l.f for l in layers]
+            asked += [layer.f for layer in layers]
         gates = alphas if has_gates else []
         grads = torch.autograd.grad(loss.sum(), asked + (weights if update else []) + gates)
     shared: list[Gram | None] | None = None

@@ -7,8 +7,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from cnnexp.config import Task
 from cnnexp.engine.cost import DRAW_BYTES, draw_size, run_cost, shape_of

@@ -9,7 +9,8 @@ engine is a module of the computing layer with one such function, and one entry 
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from cnnexp.config import Task
 from cnnexp.engine.result import RunResult

@@ -23,8 +23,9 @@ this is exactly the study at init (`kernels.measure`): one forward and backward,
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

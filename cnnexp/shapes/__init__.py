@@ -18,8 +18,18 @@ layer by its path.
 from cnnexp.shapes.chain import chain_shape, shape_from_flags
 from cnnexp.shapes.layers import KINDS, Layer
 from cnnexp.shapes.parse import MAX_LAYERS, Repeat, Residual, load_chain, parse_items, parse_layer, single_conv
-from cnnexp.shapes.types import (DTYPES, INT64_MAX, MAX_NUMEL, ChainShape, LayerShape, Pair, Shape, parse_input,
-                                 parse_int, parse_pair)
+from cnnexp.shapes.types import (
+                                 DTYPES,
+                                 INT64_MAX,
+                                 MAX_NUMEL,
+                                 ChainShape,
+                                 LayerShape,
+                                 Pair,
+                                 Shape,
+                                 parse_input,
+                                 parse_int,
+                                 parse_pair,
+)
 
 __all__ = ["chain_shape", "shape_from_flags", "KINDS", "Layer", "MAX_LAYERS", "Repeat", "Residual", "load_chain",
            "parse_items", "parse_layer", "single_conv", "DTYPES", "INT64_MAX", "MAX_NUMEL", "ChainShape",

@@ -18,7 +18,8 @@ from cnnexp.shapes.layers import ALIASES, BOOL, FLOAT, INT, KINDS, PADDING, PAIR
 from cnnexp.shapes.types import INT as INT_TEXT
 from cnnexp.shapes.types import INT64_MAX, case_hint, check_numel, parse_input, parse_int, parse_pair, short
 
-MAX_LAYERS = 5_000  # more rows than this (once repeats are multiplied out) are refused before any work; ResNet-152 has ~500
+# more rows than this (once repeats are multiplied out) are refused before any work; ResNet-152 has ~500
+MAX_LAYERS = 5_000
 MAX_DEPTH = 32  # blocks nested deeper than this are refused
 _FLOAT = re.compile(r"[0-9]*\.?[0-9]+(e-?[0-9]+)?")
 
