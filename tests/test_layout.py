@@ -175,3 +175,13 @@ def test_engine_imports_point_down_only_computing_below_running():
             assert order.index(target) > i, f"cnnexp.engine.{name} imports {target}, which is not below it"
     assert not any(t.startswith(tuple(f"cnnexp.engine.{r}" for r in RUNNING)) for c in COMPUTING
                    for t in loads(f"cnnexp.engine.{c}"))
+
+
+def test_the_version_is_written_once_and_the_installed_package_reads_it():
+    from importlib.metadata import version
+
+    import cnnexp
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject.split("[tool.setuptools.dynamic]")[0]
+    assert version("cnnexp") == cnnexp.__version__
