@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -28,10 +28,12 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
+from cnnexp import stats as seeds
 from cnnexp.errors import ResultsError
 from cnnexp.paths import CSV, check_input, check_output, csv_header
 from cnnexp.results import legacy_meta_path, meta_path, read_meta, write_atomically
 from cnnexp.schema import ALL_METRICS, BLOCKS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
+from cnnexp.stats import STATISTICS
 
 Results: TypeAlias = pd.DataFrame | str | os.PathLike  # a loaded results frame or the path of a results CSV
 
@@ -40,7 +42,6 @@ Results: TypeAlias = pd.DataFrame | str | os.PathLike  # a loaded results frame 
 _PANDAS = tuple(int(p) for p in pd.__version__.split(".")[:2])
 _EXACT_FLOATS = {} if _PANDAS >= (3, 1) else {"float_precision": "round_trip"}
 
-STATISTICS = ("mean", "std", "sem")  # summary columns <metric>_mean, <metric>_std, <metric>_sem
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def summary(results: Results, metrics: Sequence[str] | None = None) -> pd.DataFr
         raise ResultsError(f"{source(df)}: configuration column {clash[0]!r} has the name of a summary column "
                            f"({', '.join(c for c in added if c in clash)} is added by summary); rename it")
     grouped = df.groupby(keys, sort=True, dropna=False)
-    stats = grouped[metrics].agg(["mean", scaled_std, scaled_sem])
+    stats = grouped[metrics].agg([_over_seeds(f) for f in (seeds.mean, seeds.std, seeds.sem)])
     stats.columns = [f"{metric}_{stat}" for metric, stat in zip(stats.columns.get_level_values(0),
                                                                  STATISTICS * len(metrics))]
     stats["n"] = grouped.size()
@@ -274,19 +275,13 @@ def summary(results: Results, metrics: Sequence[str] | None = None) -> pd.DataFr
     return table
 
 
-def scaled_std(values: pd.Series) -> float:
-    """The sample standard deviation (ddof=1, NaN values left out) of values divided by their largest
-    magnitude, times it: seeds whose gradients are near 1e-236 do not have their deviations square to 0."""
-    values = values.dropna()
-    scale = values.abs().max() if len(values) else math.nan
-    if not (0 < scale < math.inf):
-        return float(values.std())
-    return float(scale * (values / scale).std())
+def _over_seeds(statistic: Callable[[list[float]], float]) -> Callable[[pd.Series], float]:
+    """`statistic` (of cnnexp.stats, which the sweep's table on screen uses too) of a group's column."""
+    def of_group(values: pd.Series) -> float:
+        return statistic(values.astype(float).tolist())
 
-
-def scaled_sem(values: pd.Series) -> float:
-    """The standard error of the mean, std / sqrt(n), from `scaled_std`."""
-    return scaled_std(values) / math.sqrt(values.count()) if values.count() else math.nan
+    of_group.__name__ = statistic.__name__
+    return of_group
 
 
 def pick_metrics(df: pd.DataFrame, asked: Sequence[str] | None, flag: str = "--metric") -> list[str]:

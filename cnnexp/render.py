@@ -13,6 +13,7 @@ from typing import Any
 
 from cnnexp.schema import FINDING_METRICS
 from cnnexp.schema import columns as columns_of
+from cnnexp.stats import STATISTICS
 from cnnexp.theory import EXACT_TOLERANCE, LIMIT_TOLERANCE, vanishes
 
 
@@ -348,7 +349,6 @@ def _slope(value: float) -> str:
     return MISSING if math.isnan(value) else f"{value:.4f}"
 
 
-STATISTICS = ("mean", "std", "sem")  # as analysis.STATISTICS; repeated so that render needs no pandas import
 
 
 def _width(cells: dict[str, list[str]]) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnexp import __version__
+from cnnexp import stats as seeds
 from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
 from cnnexp.engine import (
     DEFAULT_THREADS,
@@ -468,12 +469,10 @@ def over_seeds(pairs: list[Pair]) -> list[Pair]:
         for block in dict.fromkeys(b for p in group for b in p.metrics):
             for m in next(p.metrics[block] for p in group if block in p.metrics):
                 values = [p.metrics[block][m] for p in group if block in p.metrics]
-                mean = math.fsum(values) / len(values)
+                mean = seeds.mean(values, skip_nan=False)  # a run that never fit makes its mean NaN, as shown
                 metrics.setdefault(block, {})[m] = mean
                 if len(values) > 1 and mean != 0 and math.isfinite(mean):
-                    scale = max(map(abs, values))  # so deviations near 1e-236 do not square to 0
-                    std = scale * math.sqrt(math.fsum(((v - mean) / scale) ** 2 for v in values) / (len(values) - 1))
-                    spread.setdefault(block, {})[m] = std / abs(mean)
+                    spread.setdefault(block, {})[m] = seeds.std(values, skip_nan=False) / abs(mean)
         top, bottom = RATIO_BLOCKS
         ratios = ({m: ratio(metrics[top][m], metrics[bottom][m]) for m in FINDING_METRICS}
                   if {top, bottom} <= metrics.keys() else {})
