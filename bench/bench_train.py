@@ -74,7 +74,7 @@ def floor(x, weights, y, lr) -> list[torch.Tensor]:
 def batched(x, weights, y, lr, record=()) -> list:
     b = x.shape[0]
     return [descend(block, "relu", x, weights, [torch.zeros(b, 1, 1, dtype=x.dtype)] * 2, y=y, lr=lr, steps=STEPS,
-                record=record, layers=False, fits=[True] * b) for block in BLOCKS]
+                record=record, layers=False, has_target=[True] * b) for block in BLOCKS]
 
 
 def check(x, weights, y, lr) -> None:

@@ -167,8 +167,8 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
             require_numeric(df, column, source(df))
     free = [c for c in config if c not in ("block", "seed", x, facet) and counts[c] > 1]
     if auto_facet:
-        fits = [c for c in free if counts[c] <= MAX_FACETS and counts[c] * len(ys) <= MAX_PANELS]
-        facet = max(fits, key=lambda c: counts[c], default=None)
+        few = [c for c in free if counts[c] <= MAX_FACETS and counts[c] * len(ys) <= MAX_PANELS]
+        facet = max(few, key=lambda c: counts[c], default=None)
     _require_few_panels(df, ys, facet)
     lines, held, n_lines = ["block"], [], counts["block"]
     for c in sorted((c for c in free if c != facet), key=lambda c: counts[c]):

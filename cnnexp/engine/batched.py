@@ -80,7 +80,7 @@ def _run_stack(tasks: Sequence[Task], drawn: Drawn, device: str, layers: bool,
         trained = descend(together, first.activation, pick(x), [pick(w) for w in weights],
                           [pick(gate).clone() for _ in range(first.depth)], y=None if y is None else pick(y),
                           lr=pick(lr), steps=first.steps, record=record, layers=layers,
-                          fits=[configs[i].target != "zero" for i in rows])
+                          has_target=[configs[i].target != "zero" for i in rows])
         for block, t in zip(together, trained):
             for row, i in enumerate(rows):
                 last = dict(zip(STEP_METRICS, t.last[row].tolist()))

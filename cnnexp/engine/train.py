@@ -17,7 +17,7 @@ this is exactly the study at init (`kernels.measure`): one forward and backward,
     >>> _ = torch.manual_seed(0)
     >>> x, w = torch.randn(2, 4, 3, dtype=torch.float64), [torch.randn(2, 3, 3, dtype=torch.float64) * 0.1] * 2
     >>> [t] = descend(["residual"], "relu", x, w, [torch.zeros(2, 1, 1)], y=2 * x, lr=torch.full((2, 1, 1), 0.5),
-    ...           steps=50, record=[0, 50], layers=False, fits=[True, True])
+    ...           steps=50, record=[0, 50], layers=False, has_target=[True, True])
     >>> bool(t.last[0, 0] < t.first[0, 0]), t.steps_to_fit     # loss at the last step below the first
     (True, [16, 19])
 """
@@ -77,7 +77,7 @@ class Trained:
 
 def descend(kinds: Sequence[str], activation: str, x: torch.Tensor, weights: Sequence[torch.Tensor],
             alphas: Sequence[torch.Tensor], *, y: torch.Tensor | None, lr: torch.Tensor, steps: int,
-            record: Sequence[int], layers: bool, fits: Sequence[bool]) -> list[Trained]:
+            record: Sequence[int], layers: bool, has_target: Sequence[bool]) -> list[Trained]:
     """Train each block kind on a stack for `steps` full-batch gradient descent updates; one Trained per kind.
 
     Args:
@@ -91,12 +91,12 @@ def descend(kinds: Sequence[str], activation: str, x: torch.Tensor, weights: Seq
         steps: the number of updates.
         record: the steps whose metrics go to the curve (step 0 and the last are measured anyway).
         layers: also measure every block index at the last step.
-        fits: per configuration, whether steps_to_fit is defined (its target is not zero).
+        has_target: per configuration, whether steps_to_fit is defined (its target is not zero).
     """
     recorded = set(record)
     weights, alphas = list(weights), list(alphas)
     threshold = FIT_FRACTION * norms.mean_square(y) if y is not None else None  # (B,) float64
-    can_fit = torch.tensor(list(fits), dtype=torch.bool, device=x.device)
+    can_fit = torch.tensor(list(has_target), dtype=torch.bool, device=x.device)
     fitted = [torch.full((x.shape[0],), -1, dtype=torch.int64, device=x.device) for _ in kinds]
     curve: list[dict[int, torch.Tensor]] = [{} for _ in kinds]
     first: list[torch.Tensor | None] = [None] * len(kinds)
