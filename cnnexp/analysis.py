@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cnnexp import stats as seeds
-from cnnexp.errors import ResultsError
+from cnnexp.errors import ResultsError, param
 from cnnexp.paths import CSV, check_input, check_output, csv_header
 from cnnexp.results import legacy_meta_path, meta_path, read_meta, write_atomically
 from cnnexp.schema import ALL_METRICS, BLOCKS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
@@ -284,7 +284,7 @@ def _over_seeds(statistic: Callable[[list[float]], float]) -> Callable[[pd.Serie
     return of_group
 
 
-def pick_metrics(df: pd.DataFrame, asked: Sequence[str] | None, flag: str = "--metric") -> list[str]:
+def pick_metrics(df: pd.DataFrame, asked: Sequence[str] | None, flag: str = param("metrics")) -> list[str]:
     """The metrics asked for, once each and in the order asked, or every metric of the frame.
 
     Raises:
@@ -437,8 +437,9 @@ def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = 
     ignore = list(dict.fromkeys(ignore))
     for column in ignore:
         if column not in config_a and column not in config_b:
-            what = "a metric (choose metrics with --metric)" if column in metrics_a + metrics_b else "no column"
-            raise ResultsError(f"--ignore {column}: {what} of {name_a} or {name_b} (configuration columns: "
+            is_metric = column in metrics_a + metrics_b
+            what = f"a metric (choose metrics with {param('metrics')})" if is_metric else "no column"
+            raise ResultsError(f"{param('ignore')} {column}: {what} of {name_a} or {name_b} (configuration columns: "
                                f"{names(dict.fromkeys(config_a + config_b))})")
     config_a, config_b = ([c for c in config if c not in ignore] for config in (config_a, config_b))
     keys = [c for c in config_a if c in config_b]
@@ -450,7 +451,7 @@ def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = 
         for m in metrics:
             if m not in shared:
                 lacking = [n for n, ms in ((name_a, metrics_a), (name_b, metrics_b)) if m not in ms]
-                raise ResultsError(f"--metric {m}: not a metric of {' or '.join(lacking)} "
+                raise ResultsError(f"{param('metrics')} {m}: not a metric of {' or '.join(lacking)} "
                                    f"(metrics in both: {', '.join(shared) or 'none'})")
         metrics_only: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         chosen = list(dict.fromkeys(metrics))
@@ -535,7 +536,7 @@ def refuse_overwrite(out: str | os.PathLike, inputs: Sequence[str | os.PathLike]
         for protected in (Path(path), meta_path(Path(path)), legacy_meta_path(Path(path))):
             if target == protected.resolve() or (target.exists() and protected.exists()
                                                  and os.path.samefile(target, protected)):  # a hard link
-                raise ResultsError(f"--out {out}: would overwrite the input {protected}; "
+                raise ResultsError(f"{param('out')} {out}: would overwrite the input {protected}; "
                                    "choose another file name")
 
 
@@ -563,7 +564,7 @@ def check_csv_out(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] =
         ResultsError: see `paths.check_output` and `refuse_overwrite`.
     """
     refuse_overwrite(path, inputs)
-    return check_output(path, "--out", CSV, ours=ours, overwrite=overwrite)
+    return check_output(path, param("out"), CSV, ours=ours, overwrite=overwrite)
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (),

@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from cnnexp import __version__, render
 from cnnexp.config import load_sweep, shown_dict
-from cnnexp.errors import CnnexpError, ConfigError
+from cnnexp.errors import CnnexpError, ConfigError, spell
 from cnnexp.schema import AXES, DEFAULT_BLOCKS
 from cnnexp.shapes import shape_from_flags  # pure Python: conv-shape never imports torch, numpy or pandas
 
@@ -51,6 +51,16 @@ def _options(
     """Experiment runner for the residual gradient study."""
 
 
+# The library names the parameter at fault (cnnexp.errors.param); a user reads the flag they typed: --name
+# with - for _, except where the flag's name is not the parameter's.
+FLAGS = {"overrides": "--set", "layers": "--layer", "path": "--from", "metrics": "--metric"}
+
+
+def flag(parameter: str) -> str:
+    """The flag a parameter of the library is given by on the command line."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
 def one_line(text: str) -> str:
     """A message as one line whatever it quotes: a newline or other control character from the user's input
     (a --set value, a file name) is shown escaped, as in a Python string."""
@@ -66,7 +76,7 @@ def command(name: str | None = None, **kwargs):
             try:
                 return fn(*args, **kw)
             except CnnexpError as e:
-                err.print(f"[bold red]error:[/] {escape(one_line(str(e)))}", markup=True, highlight=False,
+                err.print(f"[bold red]error:[/] {escape(one_line(e.message(flag)))}", markup=True, highlight=False,
                           soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
 
@@ -188,7 +198,7 @@ def sweep(
         preview = preview_sweep(loaded, outputs, execution=execution)
         _warn(loaded.warnings)
         render.show(out, render.plan_table(preview))
-        out.print(render.plan_verdict(preview), highlight=False, soft_wrap=True)
+        out.print(spell(render.plan_verdict(preview), flag), highlight=False, soft_wrap=True)
         return
     plan = plan_sweep(loaded, outputs, execution=execution)
 
@@ -221,7 +231,8 @@ def sweep(
 
 def _warn(warnings) -> None:
     for line in warnings:
-        err.print(f"[bold yellow]warning:[/] {escape(one_line(line))}", markup=True, highlight=False, soft_wrap=True)
+        err.print(f"[bold yellow]warning:[/] {escape(one_line(spell(line, flag)))}", markup=True, highlight=False,
+                  soft_wrap=True)
 
 
 def _with_axis_options(fn):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cnnexp.errors import ConfigError
+from cnnexp.errors import ConfigError, param
 from cnnexp.paths import read_text
 from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, TRAINING_AXES, Axis
 
@@ -281,10 +281,12 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         key, sep, value = text.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key or not value.strip():
-            raise ConfigError(f"--set {_clip(text)!r}: expected KEY=VALUE[,VALUE...], e.g. --set seed=0,1,2")
+            raise ConfigError(f"{param('overrides')} {_clip(text)!r}: expected KEY=VALUE[,VALUE...], e.g. "
+                              f"{param('overrides')} seed=0,1,2")
         if key in given:
-            raise ConfigError(f"--set {_clip(text)}: {key} is already set by --set {_clip(given[key])}; give "
-                              f"each axis once, with all its values (e.g. --set {key}=1,2)")
+            raise ConfigError(f"{param('overrides')} {_clip(text)}: {key} is already set by {param('overrides')} "
+                              f"{_clip(given[key])}; give "
+                              f"each axis once, with all its values (e.g. {param('overrides')} {key}=1,2)")
         given[key] = text
         values: list[str] | dict[str, Any] = [v.strip() for v in value.split(",")]
         if ":" in value and key in AXIS:
@@ -293,10 +295,11 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             raw["blocks"] = values
         elif key in AXIS:
             if not isinstance(sweep, dict):
-                raise ConfigError(f"--set {_clip(text)}: the file's 'sweep' is not a mapping")
+                raise ConfigError(f"{param('overrides')} {_clip(text)}: the file's 'sweep' is not a mapping")
             sweep[key] = values
         else:
-            raise ConfigError(f"--set {_clip(text)}: unknown axis {_short(key)}{_suggest(key, [*AXIS, 'blocks'])}")
+            raise ConfigError(f"{param('overrides')} {_clip(text)}: unknown axis "
+                              f"{_short(key)}{_suggest(key, [*AXIS, 'blocks'])}")
     if overrides:
         raw["sweep"] = sweep
     return raw
@@ -306,8 +309,9 @@ def _range_override(key: str, value: str, text: str) -> dict[str, Any]:
     """"start:stop[:step]" as a {range: [start, stop, step]} generator (checked by `_generate`)."""
     parts = [p.strip() for p in value.split(":")]
     if "," in value or not 2 <= len(parts) <= 3 or not all(_is_int_text(p) for p in parts):
-        raise ConfigError(f"--set {_clip(text)}: a range is start:stop[:step] in integers, as in Python's range "
-                          f"(e.g. --set {key}=0:10 for 0, 1, ..., 9)")
+        raise ConfigError(f"{param('overrides')} {_clip(text)}: a range is start:stop[:step] in integers, as in "
+                          "Python's range "
+                          f"(e.g. {param('overrides')} {key}=0:10 for 0, 1, ..., 9)")
     return {"range": [int(p) for p in parts]}
 
 
@@ -335,9 +339,10 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>", overridden: Abstra
         raise ConfigError(f"{source}: name: {_short(name)} is not a usable file name (a plain word, e.g. 'init')")
 
     def where(key: str) -> str:
-        return f"--set {key}" if key in overridden else f"{source}: sweep.{key}"
+        return f"{param('overrides')} {key}" if key in overridden else f"{source}: sweep.{key}"
 
-    blocks = parse_blocks(raw.get("blocks", list(DEFAULT_BLOCKS)), "--set" if "blocks" in overridden else source)
+    blocks_from = param("overrides") if "blocks" in overridden else source
+    blocks = parse_blocks(raw.get("blocks", list(DEFAULT_BLOCKS)), blocks_from)
     sweep = raw.get("sweep")
     if sweep is None:
         raise ConfigError(f"{source}: missing key 'sweep' (a mapping of axis -> values, e.g. sweep: {{seed: [0, 1]}})")

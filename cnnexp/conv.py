@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnnexp.errors import ConfigError
+from cnnexp.errors import ConfigError, param
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.shapes import INT64_MAX, chain_shape, parse_layer, single_conv
 
@@ -193,23 +193,23 @@ def check_conv(
             `N`/`NxM` text, or arrays that would need more memory than is available now.
         ShapeError: a geometry PyTorch would refuse (checked by the `conv-shape` rules before any work).
     """
-    for name, value in (("--batch", batch), ("--in-channels", in_channels), ("--out-channels", out_channels),
-                        ("--repeats", repeats)):
+    for name, value in ((param("batch"), batch), (param("in_channels"), in_channels),
+                        (param("out_channels"), out_channels), (param("repeats"), repeats)):
         if not 1 <= value <= INT64_MAX:
             raise ConfigError(f"{name} {value} must be between 1 and {INT64_MAX:,} (int64)")
     if seed < 0:
-        raise ConfigError(f"--seed {seed} must be at least 0 (numpy refuses negative seeds)")
+        raise ConfigError(f"{param('seed')} {seed} must be at least 0 (numpy refuses negative seeds)")
     if not tolerance > 0:
-        raise ConfigError(f"--tolerance {tolerance} must be positive")
+        raise ConfigError(f"{param('tolerance')} {tolerance} must be positive")
     if not loop_limit >= 0:
-        raise ConfigError(f"--loop-limit {loop_limit} must be at least 0")
+        raise ConfigError(f"{param('loop_limit')} {loop_limit} must be at least 0")
     # The same rules as conv-shape: a geometry torch would refuse is refused here, before any arithmetic.
     shape_in, specs = single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels,
-                                  what="--size")
+                                  what=param("size"))
     layer = chain_shape(shape_in, specs)
     conv = parse_layer(specs[0])
     if conv.padding is None:  # conv2d_numpy pads symmetrically; 'same' may need an odd pixel on one side
-        raise ConfigError("--padding same is not supported by conv-check; give N or NxM")
+        raise ConfigError(f"{param('padding')} same is not supported by conv-check; give N or NxM")
     _, h, w = layer.input
     _, h_out, w_out = layer.output
     need = check_bytes(batch, in_channels, out_channels, (h, w), conv.kernel, conv.padding, (h_out, w_out))

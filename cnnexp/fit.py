@@ -35,7 +35,7 @@ import pandas as pd
 from cnnexp import theory
 from cnnexp.analysis import Results, as_frame, load_results, refuse_overwrite, source, split_columns, write_csv
 from cnnexp.config import RunConfig
-from cnnexp.errors import ConfigError, ResultsError
+from cnnexp.errors import ConfigError, ResultsError, param
 from cnnexp.schema import FINDING_METRICS
 
 FIT_COLUMNS = ("metric", "x", "law", "slope", "slope_low", "slope_high", "intercept", "r2", "n", "excluded",
@@ -112,7 +112,7 @@ def law_for(axis: str, law: str | None) -> FitLaw:
     """
     name = law or DEFAULT_LAW.get(axis, "power")
     if name not in LAWS:
-        raise ConfigError(f"--law {name}: unknown law; use {', '.join(LAWS)}")
+        raise ConfigError(f"{param('law')} {name}: unknown law; use {', '.join(LAWS)}")
     return LAWS[name]
 
 
@@ -224,20 +224,21 @@ def _check(df: pd.DataFrame, config: list[str], metrics: list[str], x: str, y) -
     axes = [c for c in config if c not in ("block", "seed")]
     if x not in axes:
         why = "seeds are pooled, not fitted" if x == "seed" else f"not a configuration axis of {name}"
-        raise ResultsError(f"--x {x}: {why} (its axes: {', '.join(axes) or 'none'})")
+        raise ResultsError(f"{param('x')} {x}: {why} (its axes: {', '.join(axes) or 'none'})")
     if not pd.api.types.is_numeric_dtype(df[x]) or pd.api.types.is_bool_dtype(df[x]):
         numeric = [a for a in axes if pd.api.types.is_numeric_dtype(df[a])]
-        raise ResultsError(f"--x {x}: not a numeric axis (numeric axes of {name}: {', '.join(numeric)})")
+        raise ResultsError(f"{param('x')} {x}: not a numeric axis (numeric axes of {name}: {', '.join(numeric)})")
     values = df[x].unique()
     if len(values) < 2:
-        raise ResultsError(f"--x {x}: has one value in {name} ({values[0].item()!r}); a fit needs at least 2 values")
+        raise ResultsError(f"{param('x')} {x}: has one value in {name} ({values[0].item()!r}); a fit needs at least 2 "
+                           "values")
     if y is None:
         chosen = [m for m in SCALE_METRICS if m in metrics] or metrics
     else:
         chosen = list(dict.fromkeys([y] if isinstance(y, str) else y))
     for m in chosen:
         if m not in metrics:
-            raise ResultsError(f"--y {m}: not a metric of {name} (its metrics: {', '.join(metrics)})")
+            raise ResultsError(f"{param('y')} {m}: not a metric of {name} (its metrics: {', '.join(metrics)})")
     return chosen
 
 

@@ -22,7 +22,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from cnnexp.errors import CnnexpError, ResultsError
+from cnnexp.errors import CnnexpError, ResultsError, param
 
 CSV = {".csv": "csv"}  # what the CSV writers write (plot.FORMATS: what plot writes)
 # A name under which a reader would expect something else: said so in the refusal.
@@ -93,7 +93,7 @@ def read_text(path: str | os.PathLike, limit: int, what: str = "", error: type[C
     except ResultsError as e:
         if error is ResultsError:
             raise
-        raise error(str(e)) from None
+        raise error(e.args[0]) from None
     except UnicodeDecodeError as e:
         raise error(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     except OSError as e:
@@ -155,7 +155,7 @@ def check_output(
     elif not stat.S_ISDIR(parent_st.st_mode):
         raise ResultsError(f"{flag} {path}: {parent} is not a folder")
     if st is not None and ours is not None and not overwrite and st.st_size and not ours(path):
-        raise ResultsError(f"{flag} {path}: exists and was not written by this command; use --overwrite to "
+        raise ResultsError(f"{flag} {path}: exists and was not written by this command; use {param('overwrite')} to "
                            "replace it, or choose another file name")
     return path
 

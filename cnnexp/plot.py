@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cnnexp.analysis import Results, as_frame, names, require_numeric, source, split_columns
-from cnnexp.errors import ResultsError
+from cnnexp.errors import ResultsError, param
 from cnnexp.fit import fit_group, law_for, transform, usable
 from cnnexp.paths import check_output
 from cnnexp.results import write_atomically
@@ -95,9 +95,9 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
             many panels, or a bad results file; all checked before anything is written.
     """
     if not (0 < dpi < math.inf):  # also refuses NaN
-        raise ResultsError(f"--dpi {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
+        raise ResultsError(f"{param('dpi')} {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
     if out is not None:
-        check_output(out, "--out", FORMATS)  # a special file, a missing folder, another format: before reading
+        check_output(out, param("out"), FORMATS)  # a special file, a missing folder, another format: before reading
     df = as_frame(results)
     layout = choose_layout(df, x, y, facet)
     if out is None:
@@ -107,8 +107,8 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
     fig = draw(df, layout, fit=fit)
     width, height = fig.get_size_inches() * dpi
     if file_format(out) == "png" and width * height > MAX_PIXELS:
-        raise ResultsError(f"--dpi {dpi:g}: the figure would be {width:,.0f} x {height:,.0f} pixels, over "
-                           f"{MAX_PIXELS:,}; use a smaller --dpi or .svg/.pdf")
+        raise ResultsError(f"{param('dpi')} {dpi:g}: the figure would be {width:,.0f} x {height:,.0f} pixels, over "
+                           f"{MAX_PIXELS:,}; use a smaller {param('dpi')} or .svg/.pdf")
     return write_atomically(out, lambda tmp: fig.savefig(tmp, format=file_format(out), dpi=dpi))
 
 
@@ -129,7 +129,7 @@ def file_format(path: str | os.PathLike) -> str:
     """
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ResultsError(f"--out {path}: unknown figure format {suffix or '(no extension)'!r}; "
+        raise ResultsError(f"{param('out')} {path}: unknown figure format {suffix or '(no extension)'!r}; "
                            f"use {', '.join(FORMATS)}")
     return FORMATS[suffix]
 
@@ -159,11 +159,12 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
         ys = ([m for m in DEFAULT_Y if m in metrics] or [m for m in DEFAULT_LAYER_Y if m in metrics]
               or metrics[:1])
     ys = [ys] if isinstance(ys, str) else list(dict.fromkeys(ys))
-    for flag, column in [("--x", x), *(("--y", c) for c in ys), *([("--facet", facet)] if facet else [])]:
+    named = [(param("x"), x), *((param("y"), c) for c in ys), *([(param("facet"), facet)] if facet else [])]
+    for flag, column in named:
         if column not in df.columns:
             raise ResultsError(f"{flag} {column}: no such column in {source(df)} "
                                f"(its columns: {names(df.columns)})")
-        if flag != "--facet":
+        if flag != param("facet"):
             require_numeric(df, column, source(df))
     free = [c for c in config if c not in ("block", "seed", x, facet) and counts[c] > 1]
     if auto_facet:
@@ -186,9 +187,9 @@ def _require_few_panels(df: pd.DataFrame, ys: list[str], facet: str | None) -> N
     """Refuse a figure of more than MAX_PANELS panels (a facet on a column of thousands of values)."""
     columns = df[facet].nunique(dropna=False) if facet else 1
     if len(ys) * columns > MAX_PANELS:
-        asked = f"--facet {facet}: {columns:,} values" if facet else f"--y: {len(ys)} columns"
+        asked = f"{param('facet')} {facet}: {columns:,} values" if facet else f"{param('y')}: {len(ys)} columns"
         raise ResultsError(f"{asked} in {source(df)} would draw {len(ys) * columns:,} panels, more than "
-                           f"{MAX_PANELS}; choose a column with fewer values (or --facet '' for none)")
+                           f"{MAX_PANELS}; choose a column with fewer values (or {param('facet')} '' for none)")
 
 
 def figure(results: Results, x: str | None = None, ys: Sequence[str] | str | None = None, *,

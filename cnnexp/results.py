@@ -25,7 +25,7 @@ from collections.abc import Callable, Container, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from cnnexp.errors import ResultsError
+from cnnexp.errors import ResultsError, param
 from cnnexp.paths import check_input, check_output, read_text
 
 META_SUFFIX = ".meta.json"
@@ -96,7 +96,7 @@ def read_meta(path: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads(read_text(where, MAX_META_BYTES, "provenance file"))
     except ResultsError as e:
-        raise ResultsError(f"unreadable provenance file: {e}") from None
+        raise ResultsError(f"unreadable provenance file: {e.args[0]}") from None
     except (ValueError, RecursionError) as e:
         raise ResultsError(f"{where}: unreadable provenance file: not JSON ({' '.join(str(e).split())[:80]})") from None
     _check_meta(meta, where)
@@ -113,7 +113,7 @@ def _check_meta(meta: object, where: Path) -> None:
 
     if not isinstance(meta, dict):
         raise ResultsError(f"{where}: damaged provenance file: it holds {_json_kind(meta)}, expected an object; "
-                           "restore it (or rerun the sweep with --overwrite to start its results afresh)")
+                           f"restore it (or rerun the sweep with {param('overwrite')} to start its results afresh)")
     for fields, data, prefix in ((META_FIELDS, meta, ""), (ENVIRONMENT_FIELDS, meta.get("environment") or {},
                                                            "environment.")):
         for field, types in fields.items():
@@ -148,7 +148,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
         ResultsError: `path` is a directory, or cannot be written.
     """
     path = Path(path)
-    check_output(path, "--out", None, create_parent=True)  # never onto a device or a folder
+    check_output(path, param("out"), None, create_parent=True)  # never onto a device or a folder
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,8 @@ def read_rows(
         header = tuple(next(reader))
         if header != columns:
             raise ResultsError(f"{path}: its columns ({_short(', '.join(header))}) are not this file's "
-                               f"({', '.join(columns)}); use --overwrite to start it afresh or --out for another file")
+                               f"({', '.join(columns)}); use {param('overwrite')} to start it afresh or "
+                               f"{param('out')} for another file")
         rows, seen = [], set()
         for cells in reader:
             number = reader.line_num
@@ -209,23 +210,25 @@ def read_rows(
                 continue
             if len(cells) != len(columns):
                 raise ResultsError(f"{path}: line {number} has {len(cells)} cells, expected {len(columns)}; "
-                                   "the file is damaged or was edited (restore it, or use --overwrite to start afresh)")
+                                   f"the file is damaged or was edited (restore it, or use {param('overwrite')} to "
+                                   "start afresh)")
             row = dict(zip(columns, cells))
             if keys is not None:
                 for column, allowed in keys.items():
                     if row[column] not in allowed:
                         raise ResultsError(f"{path}: line {number}: {column} {_short(row[column])!r} is not a value "
                                            "this sweep writes (edited by hand?); restore the file, or use "
-                                           "--overwrite to start afresh")
+                                           f"{param('overwrite')} to start afresh")
                 key = tuple(row[c] for c in keys)
                 if key in seen:
                     raise ResultsError(f"{path}: line {number} repeats the configuration of an earlier row; "
-                                       "remove the copy, or use --overwrite to start afresh")
+                                       f"remove the copy, or use {param('overwrite')} to start afresh")
                 seen.add(key)
             for column in numbers:
                 if not _canonical_number(row[column]):
                     raise ResultsError(f"{path}: line {number}: {column} {_short(row[column])!r} is not a number as "
-                                       "cnnexp writes it (edited by hand?); restore the file, or use --overwrite")
+                                       "cnnexp writes it (edited by hand?); restore the file, or use "
+                                       f"{param('overwrite')}")
             rows.append(row)
     except csv.Error as e:
         raise ResultsError(f"{path}: line {reader.line_num}: not CSV ({e})") from None
@@ -340,7 +343,7 @@ class ResultsFile:
         if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino) or mine.st_size != self._written:
             what = "was deleted or replaced" if now is None or now.st_ino != mine.st_ino else "was changed"
             raise ResultsError(f"{self.path}: {what} by something else while this sweep wrote it; its rows cannot "
-                               "be trusted: check the file, then rerun the same command (or use --overwrite)")
+                               f"be trusted: check the file, then rerun the same command (or use {param('overwrite')})")
         rows = read_rows(self.path, self.columns)
         ranked = sorted(rows, key=lambda r: order.get(row_key(r, key_columns), len(order)))
         if ranked != rows:
@@ -384,7 +387,7 @@ def _lock(file: IO[bytes], path: Path) -> None:
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise ResultsError(f"{path}: another cnnexp sweep is writing it now; wait for it, or use --out "
+        raise ResultsError(f"{path}: another cnnexp sweep is writing it now; wait for it, or use {param('out')} "
                            "for another file") from None
 
 

@@ -45,7 +45,7 @@ from cnnexp.engine import (
     use_threads,
     worker_count,
 )
-from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError
+from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError, param, spell
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.paths import CSV, check_output
 from cnnexp.results import (
@@ -98,9 +98,9 @@ class SweepPlan:
     @property
     def side_files(self) -> list[SideFile]:
         """The files written beside the results CSV, each run's rows before its results row."""
-        return [SideFile(flag, path, columns, rows_of)
-                for flag, path, columns, rows_of in (("--per-layer", self.per_layer, self.columns.layers, "layer_rows"),
-                                                     ("--curve", self.curve, self.columns.curve, "curve_rows"))
+        sides = ((param("per_layer"), self.per_layer, self.columns.layers, "layer_rows"),
+                 (param("curve"), self.curve, self.columns.curve, "curve_rows"))
+        return [SideFile(flag, path, columns, rows_of) for flag, path, columns, rows_of in sides
                 if path is not None]
 
     @property
@@ -200,8 +200,8 @@ def plan_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *,
     seen_size = path.stat().st_size if path.exists() else None
     side = {f.flag: f.path for f in sides}
     return SweepPlan(sweep=sweep, path=path, configs=configs, tasks=tasks, done=done, fresh=fresh,
-                     per_layer=side.get("--per-layer"), seen_size=seen_size, meta=meta, execution=execution,
-                     warnings=warnings, curve=side.get("--curve"), curve_every=outputs.curve_every, columns=cols)
+                     per_layer=side.get(param("per_layer")), seen_size=seen_size, meta=meta, execution=execution,
+                     warnings=warnings, curve=side.get(param("curve")), curve_every=outputs.curve_every, columns=cols)
 
 
 def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution) -> tuple[
@@ -214,10 +214,11 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
     """
     cols = columns_of(sweep.training)
     out, overwrite, curve_every = outputs.out, outputs.overwrite, outputs.curve_every
-    path = check_output(out if out is not None else default_path(sweep), "--out", CSV, create_parent=out is None)
+    path = check_output(out if out is not None else default_path(sweep), param("out"), CSV, create_parent=out is None)
     sides = [SideFile(flag, check_output(p, flag, CSV), columns, rows_of)
-             for flag, p, columns, rows_of in (("--per-layer", outputs.per_layer, cols.layers, "layer_rows"),
-                                               ("--curve", outputs.curve, cols.curve, "curve_rows")) if p is not None]
+             for flag, p, columns, rows_of in ((param("per_layer"), outputs.per_layer, cols.layers, "layer_rows"),
+                                               (param("curve"), outputs.curve, cols.curve, "curve_rows"))
+             if p is not None]
     check_memory(largest_configs(sweep), len(sweep.blocks), sweep.name, execution.workers or 1, sweep.size)
     taken = [path.resolve(), meta_path(path).resolve()]
     for side in sides:
@@ -229,16 +230,17 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
     done = {} if overwrite else _resumable_rows(path, sweep, meta, cols)
     warnings: tuple[str, ...] = ()
     for side in sides if not overwrite else ():
-        if done and side.flag == "--curve" and (meta or {}).get("curve_every", curve_every) != curve_every:
-            raise ResultsError(f"{side.path}: its rows were recorded with --curve-every "
-                               f"{(meta or {}).get('curve_every')}; resume with the same, or use --overwrite")
+        if done and side.flag == param("curve") and (meta or {}).get("curve_every", curve_every) != curve_every:
+            raise ResultsError(f"{side.path}: its rows were recorded with {param('curve_every')} "
+                               f"{(meta or {}).get('curve_every')}; resume with the same, or use {param('overwrite')}")
         # refuses a file that is not such a CSV of this sweep, or one edited by hand
         side_rows = read_rows(side.path, side.columns, keys=_side_key_values(sweep, side, cols, curve_every),
                               numbers=_numbers(side.columns))
         incomplete = _runs_without(side, done, side_rows, cols.config, curve_every)
         if incomplete:  # e.g. resumed once without the flag: those runs run again, in every file
             done = {k: row for k, row in done.items() if k not in incomplete}
-            warnings += (f"{side.path}: {len(incomplete)} of the runs already in {path} lack their {side.flag[2:]} "
+            rows = spell(side.flag).replace("_", "-")  # per-layer, curve
+            warnings += (f"{side.path}: {len(incomplete)} of the runs already in {path} lack their {rows} "
                          "rows; they run again",)
     return path, sides, meta, done, warnings
 
@@ -276,7 +278,7 @@ def preview_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *, execu
         if path.is_file() and is_locked(path):
             refusal = f"{path}: another cnnexp sweep is writing it now"
     except CnnexpError as e:
-        refusal, done = str(e), {}
+        refusal, done = e.args[0], {}
     first = [Task(c, tuple(b for b in sweep.blocks if _key(b, c, key_columns) not in done))
              for c in itertools.islice(iter_configs(sweep), shown)]
     total = sweep.size * len(sweep.blocks)
@@ -409,7 +411,7 @@ def run_one(values: dict[str, Any], blocks: Any, execution: Execution = Executio
     blocks = parse_blocks(list(blocks), source="cnnexp run")
     _check_curve_every(curve_every)
     if curve is not None and Path(curve).is_dir():
-        raise ResultsError(f"{curve}: is a directory; --curve takes a CSV file path")
+        raise ResultsError(f"{curve}: is a directory; {param('curve')} takes a CSV file path")
     check_memory([config], len(blocks), "cnnexp run")
     use_threads(execution.threads or DEFAULT_THREADS)
     [unit] = plan_units([Task(config, blocks)], engine=execution.engine, device=execution.device,
@@ -513,7 +515,8 @@ def check_memory(configs: list[RunConfig], n_blocks: int, source: str, workers: 
 
 def _check_curve_every(curve_every: int) -> None:
     if curve_every < 0:
-        raise ConfigError(f"--curve-every {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or more")
+        raise ConfigError(f"{param('curve_every')} {curve_every}: must be 0 (steps 0, 1, 2, 4, ... and the last) or "
+                          "more")
 
 
 def _key(block: str, config: RunConfig, key_columns: tuple[str, ...] = CONFIG_COLUMNS) -> tuple[Any, ...]:
@@ -537,7 +540,7 @@ def _runs_without(side: SideFile, done: dict[tuple[Any, ...], dict[str, Any]], s
         key = row_key(row, key_columns)
         counts[key] = counts.get(key, 0) + 1
     def expected(row: dict[str, Any]) -> int:
-        if side.flag == "--per-layer":
+        if side.flag == param("per_layer"):
             return int(row["depth"])
         return len(curve_steps(int(row.get("steps", 0)), curve_every))
 
@@ -552,11 +555,12 @@ def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None,
         return {}
     if meta is None:
         raise ResultsError(f"{path}: holds results but has no provenance file {meta_path(path).name}, so it "
-                           "cannot be resumed safely; use --overwrite to start it afresh or --out for another file")
+                           f"cannot be resumed safely; use {param('overwrite')} to start it afresh or {param('out')} "
+                           "for another file")
     if meta.get("fingerprint") != fingerprint(sweep.to_dict()):
         raise ResultsError(f"{path}: was written by a different sweep definition (see "
                            f"{(existing_meta_path(path) or meta_path(path)).name}); "
-                           "use --overwrite to start it afresh or --out for another file")
+                           f"use {param('overwrite')} to start it afresh or {param('out')} for another file")
     rows = read_rows(path, cols.results, keys=_key_values(sweep, cols.config), numbers=_numbers(cols.results))
     return {row_key(r, cols.config): r for r in rows}
 
@@ -575,7 +579,7 @@ def _key_values(sweep: Sweep, key_columns: tuple[str, ...]) -> dict[str, Contain
 def _side_key_values(sweep: Sweep, side: SideFile, cols: Columns, curve_every: int) -> dict[str, Container[str]]:
     """As `_key_values`, for a side file's rows (with a per-layer file's block_index, a curve's step)."""
     values = _key_values(sweep, cols.config)
-    if side.flag == "--per-layer":
+    if side.flag == param("per_layer"):
         values["block_index"] = {str(i) for i in range(max(sweep.axes["depth"]))}
     else:
         values["step"] = {str(s) for steps in sweep.axes["steps"] for s in curve_steps(steps, curve_every)}

@@ -200,8 +200,8 @@ def test_summary_of_chosen_metrics_equals_pandas_groupby(results, asked):
 
 
 @pytest.mark.parametrize("asked, message", [
-    (["speed"], "--metric speed: not a metric of .*init.csv \\(its metrics: loss, x_grad_norm"),
-    (["seed"], "--metric seed: a configuration column of"),
+    (["speed"], "metrics speed: not a metric of .*init.csv \\(its metrics: loss, x_grad_norm"),
+    (["seed"], "metrics seed: a configuration column of"),
 ])
 def test_summary_refuses_a_name_that_is_not_a_metric(results, asked, message):
     with pytest.raises(ResultsError, match=message):
@@ -272,7 +272,7 @@ def test_compare_metric_limits_and_refuses_unknown(results, tmp_path):
     assert compare(results, b, metrics=["x_grad_norm"]).agree
     assert list(compare(results, b, metrics=["x_grad_norm"]).joined.columns[-4:]) == [
         "x_grad_norm_a", "x_grad_norm_b", "x_grad_norm_rel_diff", "x_grad_norm_differs"]
-    with pytest.raises(ResultsError, match="--metric speed: not a metric"):
+    with pytest.raises(ResultsError, match="metrics speed: not a metric"):
         compare(results, b, metrics=["speed"])
 
 
@@ -328,8 +328,8 @@ def test_compare_ignore_that_makes_rows_collide_names_the_key(tmp_path):
 
 
 @pytest.mark.parametrize("column, message", [
-    ("colour", "--ignore colour: no column of"),
-    ("loss", "--ignore loss: a metric \\(choose metrics with --metric\\)"),
+    ("colour", "ignore colour: no column of"),
+    ("loss", "ignore loss: a metric \\(choose metrics with metrics\\)"),
 ])
 def test_compare_ignore_refuses_what_is_not_a_configuration_column(results, column, message):
     with pytest.raises(ResultsError, match=message):
@@ -400,7 +400,7 @@ def test_write_csv_refuses_to_overwrite_an_input_or_its_provenance(tmp_path, mon
     (tmp_path / "link.csv").symlink_to(results)
     (tmp_path / "hard.csv").hardlink_to(results)
     before = {p: p.read_bytes() for p in (results, tmp_path / "r.csv.meta.json")}
-    with pytest.raises(ResultsError, match=f"--out {out}: would overwrite the input"):
+    with pytest.raises(ResultsError, match=f"out {out}: would overwrite the input"):
         write_csv(summary(results), out, inputs=[tmp_path / "other.csv", "r.csv"])
     assert {p: p.read_bytes() for p in before} == before
 

@@ -4,7 +4,7 @@ import itertools
 import pytest
 
 from cnnexp.config import RunConfig, apply_overrides, expand, load_sweep, logspace, parse_run, parse_sweep
-from cnnexp.errors import CnnexpError, ConfigError
+from cnnexp.errors import CnnexpError, ConfigError, spell
 
 INIT = """\
 name: init
@@ -171,9 +171,9 @@ def test_unreadable_files(tmp_path, path_kind):
     ("seed", ["KEY=VALUE"]),
     ("seed=", ["KEY=VALUE"]),
     ("sed=1", ["unknown axis 'sed'", "did you mean 'seed'"]),
-    ("d=0", ["--set d", "'0'", "at least 1"]),
-    ("seed=1,x", ["--set seed", "'x'", "not an integer"]),
-    ("blocks=plain,foo", ["--set", "unknown block 'foo'"]),
+    ("d=0", ["overrides d", "'0'", "at least 1"]),
+    ("seed=1,x", ["overrides seed", "'x'", "not an integer"]),
+    ("blocks=plain,foo", ["overrides:", "unknown block 'foo'"]),
 ])
 def test_bad_overrides(tmp_path, override, words):
     with pytest.raises(ConfigError) as info:
@@ -259,7 +259,7 @@ def test_set_takes_ranges_as_pythons_range(tmp_path, override, expected):
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (["seed=1", "seed=2"], ["--set seed=2: seed is already set by --set seed=1"]),
+    (["seed=1", "seed=2"], ["overrides seed=2: seed is already set by overrides seed=1"]),
     (["small-init=1e-2", "small_init=1e-3"], ["small_init is already set"]),
     (["seed=0:x"], ["a range is start:stop[:step] in integers"]),
     (["seed=0:3,7"], ["a range is start:stop[:step]"]),
@@ -280,8 +280,9 @@ def test_bad_set_is_refused(tmp_path, overrides, words):
 def test_an_axis_no_block_uses_runs_once_with_a_warning_as_data(tmp_path):
     sweep = load_sweep(write(tmp_path, INIT), ["alpha_init=0,0.5,1"])
     assert sweep.axes["alpha_init"] == (0.0,) and sweep.size == 3
-    assert sweep.warnings == ("--set alpha_init: only the rezero block uses it and this sweep runs plain, residual; "
-                              "running alpha_init=0.0 only (not 3 identical copies)",)
+    assert tuple(map(spell, sweep.warnings)) == (
+        "overrides alpha_init: only the rezero block uses it and this sweep runs plain, residual; "
+        "running alpha_init=0.0 only (not 3 identical copies)",)
     with_rezero = load_sweep(write(tmp_path, INIT), ["alpha_init=0,0.5,1", "blocks=plain,rezero"])
     assert with_rezero.axes["alpha_init"] == (0.0, 0.5, 1.0) and with_rezero.warnings == ()
     assert load_sweep(write(tmp_path, INIT)).warnings == ()  # an axis left at its default says nothing

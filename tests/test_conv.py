@@ -146,7 +146,7 @@ def test_a_skipped_loop_does_not_hide_a_difference_of_fast():
 def test_seed_must_be_non_negative_and_may_be_large():
     with pytest.raises((ValueError, TypeError)):  # numpy's own refusal, which conv-check turns into one line
         np.random.default_rng(-1)
-    with pytest.raises(ConfigError, match="--seed -1 must be at least 0"):
+    with pytest.raises(ConfigError, match="seed -1 must be at least 0"):
         check_conv(seed=-1)
     assert check_conv(seed=2**100, repeats=1).ok  # numpy takes any non-negative integer
 

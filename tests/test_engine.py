@@ -173,7 +173,7 @@ def test_worker_count():
 def test_devices():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda", "mps")
-    with pytest.raises(ConfigError, match="--device 'tpu'"):
+    with pytest.raises(ConfigError, match="device 'tpu'"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no cuda device"):

@@ -156,14 +156,14 @@ def test_too_few_points_or_one_axis_value_gives_no_slope_not_an_error():
 
 
 @pytest.mark.parametrize("x, y, law, words", [
-    ("width", None, None, ["--x width", "not a configuration axis", "small_init"]),
-    ("seed", None, None, ["--x seed", "seeds are pooled"]),
-    ("block", None, None, ["--x block"]),
-    ("activation", None, None, ["--x activation: not a numeric axis", "small_init"]),
+    ("width", None, None, ["x width", "not a configuration axis", "small_init"]),
+    ("seed", None, None, ["x seed", "seeds are pooled"]),
+    ("block", None, None, ["x block"]),
+    ("activation", None, None, ["x activation: not a numeric axis", "small_init"]),
     ("d", None, None, []),  # fine: d has two values
-    ("batch", None, None, ["--x batch", "has one value", "(4)"]),
-    ("small_init", ["grad_norm"], None, ["--y grad_norm", "not a metric", "x_grad_norm"]),
-    ("small_init", None, "cubic", ["--law cubic", "unknown law", "power, exponential, log"]),
+    ("batch", None, None, ["x batch", "has one value", "(4)"]),
+    ("small_init", ["grad_norm"], None, ["y grad_norm", "not a metric", "x_grad_norm"]),
+    ("small_init", None, "cubic", ["law cubic", "unknown law", "power, exponential, log"]),
 ])
 def test_bad_input_is_refused_naming_it(x, y, law, words):
     df = synthetic()

@@ -73,7 +73,7 @@ def test_a_file_not_ours_needs_overwrite(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("block,d\nplain,1\n")
     ours = lambda p: "n" in csv_header(p)  # noqa: E731
-    with pytest.raises(ResultsError, match="was not written by this command; use --overwrite"):
+    with pytest.raises(ResultsError, match="was not written by this command; use overwrite"):
         check_output(path, "--out", CSV, ours=ours)
     assert check_output(path, "--out", CSV, ours=ours, overwrite=True) == path
     path.write_text("d,n\n1,2\n")

@@ -206,10 +206,10 @@ def test_default_output_is_beside_the_csv(results):
 
 
 @pytest.mark.parametrize("x, y, facet, out, message", [
-    ("small_init", "speed", None, "f.png", "--y speed: no such column"),
-    ("width", "loss", None, "f.png", "--x width: no such column"),
+    ("small_init", "speed", None, "f.png", "y speed: no such column"),
+    ("width", "loss", None, "f.png", "x width: no such column"),
     ("small_init", "block", None, "f.png", "column block is not numeric"),
-    ("small_init", "loss", "colour", "f.png", "--facet colour: no such column"),
+    ("small_init", "loss", "colour", "f.png", "facet colour: no such column"),
     ("small_init", "loss", None, "f.jpeg", "unknown format '.jpeg'"),
 ])
 def test_bad_requests_are_refused_before_writing(results, tmp_path, x, y, facet, out, message):
@@ -298,7 +298,7 @@ def test_dpi_scales_the_raster_and_is_checked_before_writing(results, tmp_path):
     assert abs(large.shape[0] - 2 * small.shape[0]) <= 2 and abs(large.shape[1] - 2 * small.shape[1]) <= 2
     for dpi, message in [(0, "must be a positive number"), (float("nan"), "must be a positive number"),
                          (20_000, "pixels, over")]:
-        with pytest.raises(ResultsError, match=f"--dpi .*{message}"):
+        with pytest.raises(ResultsError, match=f"dpi .*{message}"):
             plot_results(results, "small_init", "loss", out=tmp_path / "c.png", dpi=dpi)
     assert not (tmp_path / "c.png").exists()
 
@@ -306,7 +306,7 @@ def test_dpi_scales_the_raster_and_is_checked_before_writing(results, tmp_path):
 def test_a_facet_with_thousands_of_values_is_refused_before_drawing(tmp_path):
     path = write_results(tmp_path / "depth.layers.csv", layer_rows())
     n = pd.read_csv(path)["out_grad_norm"].nunique()
-    with pytest.raises(ResultsError, match=f"--facet out_grad_norm: {n:,} values .* would draw {n:,} panels, more "
+    with pytest.raises(ResultsError, match=f"facet out_grad_norm: {n:,} values .* would draw {n:,} panels, more "
                                            f"than {MAX_PANELS}"):
         plot_results(path, facet="out_grad_norm", out=tmp_path / "f.png")
     assert not (tmp_path / "f.png").exists()
@@ -360,5 +360,5 @@ def test_many_ys_take_no_automatic_facet_beyond_the_panel_bound(tmp_path, monkey
     monkeypatch.setattr(cnnexp.plot, "MAX_PANELS", 8)
     assert choose_layout(path, ys=list(METRICS[:2])).facet == "depth"  # 6 panels
     assert choose_layout(path, ys=list(METRICS[:3])).facet is None  # 9 panels would be too many
-    with pytest.raises(ResultsError, match="--facet depth: 3 values .* would draw 9 panels, more than 8"):
+    with pytest.raises(ResultsError, match="facet depth: 3 values .* would draw 9 panels, more than 8"):
         choose_layout(path, ys=list(METRICS[:3]), facet="depth")

@@ -363,7 +363,7 @@ def test_malformed_specs_are_config_errors(spec, words):
 
 @pytest.mark.parametrize("text", ["3x224", "0x8x8", "3x-8x8", "axbxc", "3x8x8x8", "3x\u00b2x8", f"3x{2**63}x8"])
 def test_bad_input_shape_is_refused(text):
-    with pytest.raises(ConfigError, match="--input"):
+    with pytest.raises(ConfigError, match="input"):
         chain_shape(text, ["conv:out=1,k=1"])
 
 
@@ -439,7 +439,7 @@ def test_single_layer_is_a_chain_of_one_conv():
 def test_single_layer_size_errors_name_size_not_input(size, words):
     with pytest.raises(ConfigError) as caught:
         single_conv(size, "3")
-    assert str(caught.value).startswith(words) and "--input" not in str(caught.value)
+    assert str(caught.value).startswith(words) and "--input" not in caught.value.message(lambda name: f"--{name}")
     with pytest.raises(ConfigError, match="^--size"):  # conv-check's name for it
         single_conv(size, "3", what="--size")
 
@@ -461,7 +461,7 @@ def test_errors_in_a_files_layers_name_the_file(tmp_path, layer, error, words):
         shape_from_flags(path=path)
     assert str(caught.value).startswith(f"{path}: {words}")
     # a bad --input is the flag's fault, not the file's
-    with pytest.raises(ConfigError, match="^--input: '3x8' is not CxHxW"):
+    with pytest.raises(ConfigError, match="^input: '3x8' is not CxHxW"):
         shape_from_flags(path=path, input="3x8")
 
 
@@ -814,7 +814,7 @@ def test_memory_peak_and_dtype_by_hand():
     assert net.forward_backward == 2 * (32 + 16 + 16)
     plain = chain_shape("1x4x4", ["conv:out=8,k=1", "relu", "maxpool:k=2"])
     assert (plain.peak, plain.peak_at) == (128 + 128, "2")  # relu: its input and output, 128 each
-    with pytest.raises(ConfigError, match="--dtype 'float8': use one of float32, float16, bfloat16"):
+    with pytest.raises(ConfigError, match="dtype 'float8': use one of float32, float16, bfloat16"):
         chain_shape("1x4x4", ["relu"], dtype="float8")
 
 

@@ -87,7 +87,7 @@ def test_a_different_sweep_is_refused_unless_overwrite(tmp_path):
     run(tmp_path)
     before = (tmp_path / "r.csv").read_bytes()
     other = {**SMALL, "sweep": {**SMALL["sweep"], "seed": [0, 1, 2]}}
-    with pytest.raises(ResultsError, match="different sweep definition.*--overwrite"):
+    with pytest.raises(ResultsError, match="different sweep definition.*use overwrite"):
         plan_sweep(sweep_of(other), SweepOutputs(tmp_path / "r.csv"))
     assert (tmp_path / "r.csv").read_bytes() == before
     report = run(tmp_path, other, overwrite=True)
@@ -503,7 +503,7 @@ def test_a_training_sweep_has_the_training_columns_and_its_curve_resumes_consist
     assert (tmp_path / "r.csv").read_bytes() == full and (tmp_path / "c.csv").read_bytes() == curve
     # the curve's steps may not change on a resume
     (tmp_path / "r.csv").write_bytes(b"".join(lines[:20]))
-    with pytest.raises(ResultsError, match="--curve-every 0"):
+    with pytest.raises(ResultsError, match="curve_every 0"):
         plan_sweep(sweep_of(training), SweepOutputs(tmp_path / "r.csv", curve=tmp_path / "c.csv", curve_every=2))
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnnexp import __version__
 from cnnexp.engine.runtime import first_line
-from cnnexp.errors import ConfigError
+from cnnexp.errors import ConfigError, param
 
 if TYPE_CHECKING:
     from cnnexp.engine.plan import Execution
@@ -68,12 +68,15 @@ def cluster_executor(execution: Execution) -> Iterator[tuple[Executor, dict[str,
     try:
         import distributed
     except ImportError:
-        raise ConfigError("--scheduler needs Dask, which is not installed: pip install 'cnnexp[dask]'") from None
+        raise ConfigError(f"{param('scheduler')} needs Dask, which is not installed: "
+                          "pip install 'cnnexp[dask]'") from None
     if execution.scheduler and execution.scheduler_file:
-        raise ConfigError(f"--scheduler {execution.scheduler} and --scheduler-file {execution.scheduler_file}: "
+        raise ConfigError(f"{param('scheduler')} {execution.scheduler} and {param('scheduler_file')} "
+                          f"{execution.scheduler_file}: "
                           "give one of them")
     if execution.workers is not None:
-        raise ConfigError(f"--workers {execution.workers}: is for processes on this machine; with a scheduler the "
+        raise ConfigError(f"{param('workers')} {execution.workers}: is for processes on this machine; with a "
+                          "scheduler the "
                           "cluster's workers compute (start more with `dask worker`)")
     address = execution.scheduler or scheduler_address(execution.scheduler_file or "")
     with _quiet_dask_logs():
@@ -118,14 +121,15 @@ def scheduler_address(path: str) -> str:
         with open(path, encoding="utf-8") as f:
             address = json.load(f).get("address")
     except FileNotFoundError:
-        raise ConfigError(f"--scheduler-file {path}: no such file; start the scheduler with "
+        raise ConfigError(f"{param('scheduler_file')} {path}: no such file; start the scheduler with "
                           f"`dask scheduler --scheduler-file {path}` first") from None
     except OSError as e:
-        raise ConfigError(f"--scheduler-file {path}: cannot read it: {e.strerror or e}") from None
+        raise ConfigError(f"{param('scheduler_file')} {path}: cannot read it: {e.strerror or e}") from None
     except (ValueError, AttributeError):  # not JSON, or JSON but not an object
         address = None
     if not isinstance(address, str) or not address:
-        raise ConfigError(f"--scheduler-file {path}: not a Dask scheduler file (expected JSON with an \"address\")")
+        raise ConfigError(f"{param('scheduler_file')} {path}: not a Dask scheduler file (expected JSON with an "
+                          "\"address\")")
     return address
 
 
@@ -136,20 +140,21 @@ def _connect(distributed: Any, address: str) -> Any:
     try:
         get_address_host_port(address)  # before a Client exists: a half-made one lingers at exit
     except ValueError as e:  # an address Dask cannot parse (unknown protocol, no port, ...)
-        raise ConfigError(f"--scheduler {address!r}: not a Dask scheduler address ({e}); "
+        raise ConfigError(f"{param('scheduler')} {address!r}: not a Dask scheduler address ({e}); "
                           "expected e.g. tcp://10.0.0.5:8786") from None
     try:
         # Dask's Client waits forever on a server that accepts the connection but never answers (a web
         # server, a worker's nanny): ask what is there first, within the timeout
         what = _identity(address).get("type")
         if what != "Scheduler":
-            raise ConfigError(f"--scheduler {address}: a Dask {what or 'server'} answers there, not a scheduler; "
+            raise ConfigError(f"{param('scheduler')} {address}: a Dask {what or 'server'} answers there, not a "
+                              "scheduler; "
                               "give the scheduler's address (dask scheduler prints it)")
         return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as e:  # refused, unreachable, or silent
         reason = first_line(e) if str(e).strip() else ""
         reason = "" if not reason or reason.startswith("Timed out") else f" ({reason})"  # e.g. a name not found
-        raise ConfigError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s"
+        raise ConfigError(f"{param('scheduler')} {address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s"
                           f"{reason}; check the address and that `dask scheduler` runs there") from None
 
 
@@ -175,14 +180,15 @@ def _check_workers(client: Any, address: str) -> dict[str, Any]:
     try:
         client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
     except TimeoutError:
-        raise ConfigError(f"--scheduler {address}: no worker joined within {WORKERS_TIMEOUT:g} s; start some "
+        raise ConfigError(f"{param('scheduler')} {address}: no worker joined within {WORKERS_TIMEOUT:g} s; start some "
                           f"with `dask worker {address}`") from None
     mine = versions()
     try:
         scheduler = client.run_on_scheduler(_scheduler_facts)
         theirs = client.run(versions)
     except Exception as e:  # a scheduler or worker that cannot import cnnexp or torch cannot take a unit either
-        raise ConfigError(f"--scheduler {address}: the scheduler or a worker cannot run cnnexp ({type(e).__name__}: "
+        raise ConfigError(f"{param('scheduler')} {address}: the scheduler or a worker cannot run cnnexp "
+                          f"({type(e).__name__}: "
                           f"{first_line(e)}); install cnnexp {mine['cnnexp']} with torch {mine['torch']} on the "
                           "scheduler and every worker") from None
     _refuse_mismatch(mine, scheduler, f"the scheduler {address}")

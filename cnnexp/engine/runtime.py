@@ -9,7 +9,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-from cnnexp.errors import ConfigError
+from cnnexp.errors import ConfigError, param
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps", "auto")
 DEFAULT_THREADS = 1  # torch threads in the writer's process: two were up to 9x slower under other load
@@ -58,13 +58,13 @@ def resolve_device(name: str) -> str:
     torch = import_torch()  # (the first import of torch in a sweep or run)
 
     if name not in DEVICES:
-        raise ConfigError(f"--device {name!r}: expected one of {', '.join(DEVICES)}")
+        raise ConfigError(f"{param('device')} {name!r}: expected one of {', '.join(DEVICES)}")
     have = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if name == "auto":
         return next(d for d in ("cuda", "mps", "cpu") if have[d])
     if not have[name]:
-        raise ConfigError(f"--device {name}: this machine has no {name} device that torch can use "
-                          f"(torch {torch.__version__}); use --device cpu or auto")
+        raise ConfigError(f"{param('device')} {name}: this machine has no {name} device that torch can use "
+                          f"(torch {torch.__version__}); use {param('device')} cpu or auto")
     return name
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cnnexp.errors import CnnexpError, ConfigError, ShapeError
+from cnnexp.errors import CnnexpError, ConfigError, ShapeError, param
 from cnnexp.shapes.layers import step
 from cnnexp.shapes.parse import MAX_LAYERS, Repeat, Residual, count_rows, load_chain, parse_items, single_conv
 from cnnexp.shapes.types import DTYPES, ChainShape, LayerShape, View, dims, numel, parse_input, tidy
@@ -49,7 +49,7 @@ def chain_shape(input: str | tuple, specs: list, dtype: str = "float32") -> Chai
     _check_dtype(dtype)
     shape = parse_input(input) if isinstance(input, str) else tuple(input)
     if not specs:
-        raise ConfigError("no layers: give at least one --layer (or a SIZE and --kernel)")
+        raise ConfigError(f"no layers: give at least one {param('layers')} (or a SIZE and {param('kernel')})")
     nodes = parse_items(specs)
     if count_rows(nodes) > MAX_LAYERS:
         raise ConfigError(f"the chain expands to {count_rows(nodes):,} rows, more than {MAX_LAYERS:,}; "
@@ -80,7 +80,7 @@ def chain_shape(input: str | tuple, specs: list, dtype: str = "float32") -> Chai
 
 def _check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
-        raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        raise ConfigError(f"{param('dtype')} {dtype!r}: use one of {', '.join(DTYPES)}")
 
 
 def _walk(nodes, prefix: str, view: View, held: int, input_held: bool, walk: _Walk) -> tuple[View, bool]:
@@ -190,25 +190,27 @@ def shape_from_flags(
     _check_dtype(dtype)
     if size is not None:
         if layers or path or input is not None:
-            raise ConfigError("give either SIZE (one conv layer) or --input with --layer/--from (a chain), not both")
+            raise ConfigError(f"give either SIZE (one conv layer) or {param('input')} with "
+                              f"{param('layers')}/{param('path')} (a chain), not both")
         if kernel is None:
-            raise ConfigError("SIZE needs --kernel, e.g. cnnexp conv-shape 224 --kernel 3")
+            raise ConfigError(f"SIZE needs {param('kernel')}, e.g. cnnexp conv-shape 224 --kernel 3")
         input, layers = single_conv(size, kernel, stride, padding, dilation, in_channels, out_channels)
     elif path is not None:
         if layers:
-            raise ConfigError("give the layers either with --layer or in the --from file, not both")
+            raise ConfigError(f"give the layers either with {param('layers')} or in the {param('path')} file, not both")
         if input is not None:
             parse_input(input)  # a bad --input is the flag's fault, so its message names the flag, not the file
         file_input, layers = load_chain(path)
         input = file_input if input is None else input  # the flag overrides the file
         if input is None:
-            raise ConfigError(f"{path}: no 'input' in the file; add input: CxHxW or pass --input")
+            raise ConfigError(f"{path}: no 'input' in the file; add input: CxHxW or pass {param('input')}")
         try:
             return chain_shape(input, layers, dtype)
         except CnnexpError as e:  # the layer numbers count the file's layers: say which file
-            raise type(e)(f"{path}: {e}") from None
+            raise type(e)(f"{path}: {e.args[0]}") from None
     elif not layers:
-        raise ConfigError("nothing to compute: give SIZE --kernel K, or --input CxHxW with --layer ... or --from")
+        raise ConfigError(f"nothing to compute: give SIZE {param('kernel')} K, or {param('input')} CxHxW with "
+                          f"{param('layers')} ... or {param('path')}")
     elif input is None:
-        raise ConfigError("--layer needs --input CxHxW, e.g. --input 3x224x224")
+        raise ConfigError(f"{param('layers')} needs {param('input')} CxHxW, e.g. {param('input')} 3x224x224")
     return chain_shape(input, layers, dtype)

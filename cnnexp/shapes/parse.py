@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnexp.config import read_yaml  # (which imports yaml only when it reads a file)
-from cnnexp.errors import ConfigError
+from cnnexp.errors import ConfigError, param
 from cnnexp.shapes.layers import ALIASES, BOOL, FLOAT, INT, KINDS, PADDING, PAIR, POOLS, PROB, REQUIRED, Layer
 from cnnexp.shapes.types import INT as INT_TEXT
 from cnnexp.shapes.types import INT64_MAX, case_hint, check_numel, parse_input, parse_int, parse_pair, short
@@ -240,7 +240,7 @@ def single_conv(
     h, w = parse_pair(size, what)
     if min(h, w) < 1:
         raise ConfigError(f"{what} {short(str(size))}: sizes must be at least 1 (e.g. 224 or 224x200)")
-    for name, channels in (("--in-channels", in_channels), ("--out-channels", out_channels)):
+    for name, channels in ((param("in_channels"), in_channels), (param("out_channels"), out_channels)):
         if channels is not None and not 1 <= channels <= INT64_MAX:
             raise ConfigError(f"{name} {short(str(channels))} must be between 1 and {INT64_MAX:,} (int64)")
     check_numel((in_channels, h, w), f"{what} {short(str(size))}: the input", ConfigError)
@@ -286,7 +286,7 @@ def load_chain(path: str | Path) -> tuple[str | None, list]:
     try:
         parse_items(layers)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {e.args[0]}") from None
     shape = data.get("input")
     if shape is not None:
         parse_input(str(shape), f"{path}: input")  # refuse it here, where the message can name the file

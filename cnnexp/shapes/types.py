@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cnnexp.errors import ConfigError
+from cnnexp.errors import ConfigError, param
 
 Pair = tuple[int, int]
 Shape = tuple[int, ...]  # (C, H, W), or (N,) once flattened
@@ -174,7 +174,7 @@ def parse_pair(text: str, what: str) -> Pair:
     raise ConfigError(f"{what}: {short(str(text))} is not N or NxM (e.g. 3 or 3x5)")
 
 
-def parse_input(text: str, what: str = "--input") -> Shape:
+def parse_input(text: str, what: str = param("input")) -> Shape:
     """Parse `CxHxW` into a positive (C, H, W).
 
     Raises:
