@@ -32,7 +32,15 @@ from cnnexp import stats as seeds
 from cnnexp.errors import ResultsError, param
 from cnnexp.paths import CSV, check_input, check_output, csv_header
 from cnnexp.results import legacy_meta_path, meta_path, read_meta, write_atomically
-from cnnexp.schema import ALL_METRICS, BLOCKS, LAYER_METRICS, RATIO_BLOCKS, REQUIRED_METRICS
+from cnnexp.schema import (
+    ALL_METRICS,
+    BLOCKS,
+    LAYER_METRICS,
+    NET_LAYER_METRICS,
+    NET_METRICS,
+    RATIO_BLOCKS,
+    REQUIRED_METRICS,
+)
 from cnnexp.stats import STATISTICS
 
 Results: TypeAlias = pd.DataFrame | str | os.PathLike  # a loaded results frame or the path of a results CSV
@@ -91,7 +99,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     if isinstance(listed, list) and listed and all(isinstance(c, str) for c in listed):
         required: Sequence[str] = [m for m in ALL_METRICS if m in listed]
     else:
-        required = LAYER_METRICS if "block_index" in df.columns else REQUIRED_METRICS
+        required = _required_without_provenance(df.columns)
     missing = [c for c in ("block", *required) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: not a cnnexp results file: missing column{'s' * (len(missing) > 1)} "
@@ -113,6 +121,16 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def _required_without_provenance(columns: Sequence[str]) -> Sequence[str]:
+    """The metrics a file without provenance must have: a per-layer file's (of the notebook's block, with
+    `block_index`, or of a network, with `path`), a network's results, or the first release's."""
+    if "block_index" in columns:
+        return LAYER_METRICS
+    if "net" in columns:
+        return NET_LAYER_METRICS[:3] if "path" in columns else NET_METRICS
+    return REQUIRED_METRICS
+
+
 def first_twins(df: pd.DataFrame, columns: list[str]) -> tuple[tuple[int, int], str] | None:
     """The file lines (header = line 1) of the first two rows equal on `columns`, and their shared values
     as 'column=value, ...'; None when every row is distinct there."""
@@ -129,6 +147,9 @@ def _require_cells(df: pd.DataFrame, config: list[str], path) -> None:
     """Refuse a row with an empty configuration cell (a short or hand-cut line, which pandas pads with NaN)
     or a block cnnexp does not know (a hand edit such as PLAIN)."""
     empty = df[config].isna().any(axis=1)
+    if "init" in df.columns and "small_init" in config:  # a network drawn by another init has no small_init
+        others = df[[c for c in config if c != "small_init"]].isna().any(axis=1)
+        empty = others | (df["small_init"].isna() & (df["init"] == "small"))
     if empty.any():
         line = empty.idxmax()
         column = next(c for c in config if pd.isna(df.at[line, c]))

@@ -23,7 +23,7 @@ from rich.markup import escape
 from cnnexp import __version__, render
 from cnnexp.config import load_sweep, shown_dict
 from cnnexp.errors import CnnexpError, ConfigError, spell
-from cnnexp.schema import AXES, DEFAULT_BLOCKS
+from cnnexp.schema import AXES, DEFAULT_BLOCKS, NET
 from cnnexp.shapes import shape_from_flags  # pure Python: conv-shape never imports torch, numpy or pandas
 
 app = typer.Typer(
@@ -245,7 +245,7 @@ def _with_axis_options(fn):
     own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
     axes = [inspect.Parameter(a.name, inspect.Parameter.KEYWORD_ONLY, default=a.default,
                               annotation=Annotated[a.kind, typer.Option(f"--{a.name.replace('_', '-')}", help=a.help)])
-            for a in AXES]
+            for a in AXES if a.study != NET]  # (whole networks come from a sweep's net: key)
     fn.__signature__ = inspect.Signature([*axes, *own])
     return fn
 
@@ -382,15 +382,25 @@ def plot(
         "--fit", help="Also draw each line's fitted law (dashed, slope and 95% interval in the legend) and the "
                       "theory's slope (dotted) where derived; see `cnnexp fit`.")] = False,
     dpi: Annotated[float, typer.Option(help="Dots per inch of a .png.")] = 110,
+    layers: Annotated[bool, typer.Option(
+        "--layers", help="Signal propagation plots of a per-layer file of networks: act_var, act_sq_mean and "
+                         "out_grad_norm against the layer index, plain twin and network on the same panels, "
+                         "a column per init, small_init and bn (docs/nets.md).")] = False,
 ) -> None:
     """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max.
 
     Values a log axis cannot show (zeros, such as an underflowed gradient) and NaN are counted in the title,
     lines that coincide are drawn nested, and panels whose ranges lie many decades apart get their own y axis.
     """
-    from cnnexp.plot import plot_results  # defers pandas
+    from cnnexp.plot import plot_layers, plot_results  # defers pandas
 
-    written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi)
+    if layers:
+        if x is not None or facet is not None or fit:
+            raise ConfigError("--layers draws each statistic against the layer index, a column of panels per "
+                              "init, small_init and bn: it takes no --x, --facet or --fit")
+        written = plot_layers(path, _names(y) or None, out=out_path, dpi=dpi)
+    else:
+        written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi)
     err.print(f"wrote {written}", soft_wrap=True)
 
 

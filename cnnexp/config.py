@@ -26,15 +26,18 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cnnexp.errors import ConfigError, param
-from cnnexp.paths import read_text
-from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, TRAINING_AXES, Axis
+from cnnexp.nets import NetSpec, check_net, load_net
+from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, MLP, NET, NET_AXES, TRAINING_AXES, Axis
+from cnnexp.shapes.types import parse_input
+from cnnexp.yamlfile import MAX_INT_DIGITS, read_yaml
 
-TOP_LEVEL_KEYS = ("name", "blocks", "sweep")
+TOP_LEVEL_KEYS = ("name", "blocks", "net", "sweep")
+NET_BLOCKS = ("plain", "residual")  # a network as its plain twin, and as written
 MAX_CONFIGURATIONS = 1_000_000  # a sweep larger than this is surely a typo (and would not finish anyway)
 GENERATORS = ("range", "logspace")
 
@@ -45,7 +48,7 @@ GENERATORS = ("range", "logspace")
 class RunConfig:
     d: int = 256
     batch: int = 64
-    small_init: float = 1e-4
+    small_init: float | None = 1e-4  # (None: a network drawn by another init than small)
     seed: int = 123
     depth: int = 1
     activation: str = "relu"
@@ -54,6 +57,19 @@ class RunConfig:
     steps: int = 0
     lr: float = 0.1
     target: str = "zero"
+    net: NetSpec | None = None  # (a whole network: docs/nets.md; None for the notebook's block)
+    input: str = ""
+    init: str = "small"
+    bn: str = "on"
+    zero_residual: bool = False
+
+    @property
+    def weight_std(self) -> float:
+        """small_init, where the configuration has one: every one of the notebook's block, and each network
+        drawn by init small."""
+        if self.small_init is None:
+            raise ValueError(f"init {self.init} has no small_init")
+        return self.small_init
 
 
 RunConfig.__doc__ = "One configuration of the study: " + ", ".join(f"{a.name} ({a.help})" for a in AXES) + "."
@@ -76,9 +92,18 @@ class Sweep:
     warnings: tuple[str, ...] = ()  # what a user should hear about this sweep (the CLI prints them once)
 
     @property
+    def net(self) -> bool:
+        """Whether this is a sweep of whole networks (a `net:` key) rather than of the notebook's block."""
+        return self.axes["net"] != (None,)
+
+    @property
     def size(self) -> int:
         """Number of configurations (each runs once per block)."""
-        return math.prod(len(v) for v in self.axes.values())
+        if not self.net:
+            return math.prod(len(v) for v in self.axes.values())
+        inits = self.axes["init"]
+        per_init = len(self.axes["small_init"]) * ("small" in inits) + len(inits) - ("small" in inits)
+        return per_init * math.prod(len(v) for k, v in self.axes.items() if k not in ("init", "small_init"))
 
     @property
     def training(self) -> bool:
@@ -91,7 +116,13 @@ class Sweep:
         A sweep that does not train leaves the training axes out, so its fingerprint is the one it had before
         they existed and its old files resume.
         """
-        axes = {k: list(v) for k, v in self.axes.items() if self.training or k not in TRAINING_AXES}
+        if self.net:  # (in the order of NET_AXES: the grid's)
+            nets = self.axes["net"]
+            axes = {k: list(self.axes[k]) for k in NET_AXES if k != "net"}
+            return {"name": self.name, "blocks": list(self.blocks), "net": [str(n) for n in nets],
+                    "nets": {str(n): n.digest for n in nets}, "sweep": axes}
+        axes = {k: list(v) for k, v in self.axes.items()
+                if AXIS[k].study != NET and (self.training or k not in TRAINING_AXES)}
         return {"name": self.name, "blocks": list(self.blocks), "sweep": axes}
 
 
@@ -107,7 +138,10 @@ def config_dict(config: RunConfig) -> dict[str, Any]:
 def shown_dict(config: RunConfig) -> dict[str, Any]:
     """The axes a results file of this configuration has: all of them, or, when it does not train, all but
     the training axes (the columns the study at init has always had)."""
-    return {k: v for k, v in config_dict(config).items() if k not in TRAINING_AXES or trains(config)}
+    if config.net is not None:
+        return {k: getattr(config, k) for k in NET_AXES}
+    return {k: v for k, v in config_dict(config).items()
+            if AXIS[k].study != NET and (k not in TRAINING_AXES or trains(config))}
 
 
 def trains(config: RunConfig) -> bool:
@@ -143,129 +177,6 @@ def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
     return parse_sweep(apply_overrides(raw, overrides), source=str(path), overridden=overridden)
 
 
-MAX_YAML_BYTES = 1 << 20  # a sweep or chain file is a few hundred bytes; a megabyte is surely not one
-MAX_YAML_NODES = 200_000  # values after every alias is expanded (an alias bomb expands to billions)
-MAX_YAML_DEPTH = 50  # nesting of lists and mappings (a sweep file needs 4)
-MAX_INT_DIGITS = 40  # an integer literal longer than this is no axis value (seeds end at 2**64, 20 digits)
-
-
-def read_yaml(path: Path) -> Any:
-    """The one reader of YAML files in cnnexp: PyYAML's safe loader (tags that build Python objects are
-    refused, never run), refusing a key given twice, and bounded before anything is built: at most
-    MAX_YAML_BYTES of text, MAX_YAML_DEPTH levels of nesting, MAX_YAML_NODES values with every alias
-    expanded (an alias bomb is refused from its node graph, never expanded), integers of at most
-    MAX_INT_DIGITS digits.
-
-    Raises:
-        ConfigError: the file is missing, not a regular file (a device, a FIFO: refused without reading),
-            too large, unreadable or not valid YAML, or past a bound; the message names the file and line.
-    """
-    import yaml
-
-    text = read_text(path, MAX_YAML_BYTES, "YAML file", error=ConfigError)
-    loader = None
-    try:
-        loader = _BoundedLoader()(text)  # (its reader refuses unprintable characters at once)
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_size(node)
-        return loader.construct_document(node)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = e.problem or e.context or "invalid YAML"
-        raise ConfigError(f"{path}: YAML error{where}: {problem}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: YAML error: {' '.join(str(e).split())}") from None
-    except RecursionError:  # a bound above should come first; this is the backstop
-        raise ConfigError(f"{path}: YAML error: nested too deeply") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _check_size(root: Any) -> None:
-    """Refuse a node graph whose values, with every alias expanded, number more than MAX_YAML_NODES.
-
-    Aliases make the graph a DAG (the same node under many parents): count each node once per path to it,
-    by memoising each node's expanded size, so a bomb is counted in time linear in its text.
-    """
-    import yaml
-
-    sizes: dict[int, int] = {}
-
-    def size(node: Any) -> int:
-        if id(node) in sizes:
-            if sizes[id(node)] < 0:
-                raise yaml.composer.ComposerError(None, None, "an alias refers to the value that holds it",
-                                                  node.start_mark)
-            return sizes[id(node)]
-        sizes[id(node)] = -1  # in progress: meeting it again is a cycle
-        if isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = node.value
-        else:
-            children = []
-        total = 1
-        for child in children:
-            total += size(child)
-            if total > MAX_YAML_NODES:
-                raise yaml.composer.ComposerError(
-                    None, None, f"more than {MAX_YAML_NODES:,} values once its aliases are expanded "
-                                "(an alias bomb?)", node.start_mark)
-        sizes[id(node)] = total
-        return total
-
-    size(root)
-
-
-def _BoundedLoader() -> Any:
-    """yaml.SafeLoader, except that a mapping with a key given twice is an error (not: the last one wins),
-    nesting is bounded while composing, long integers are refused before int() sees them, and a key that is
-    not hashable (`? [1]`) is an error."""
-    import yaml
-
-    class BoundedLoader(yaml.SafeLoader):
-        _depth = 0
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            self._depth += 1
-            try:
-                if self._depth > MAX_YAML_DEPTH:
-                    raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                                      self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-                return super().compose_node(parent, index)
-            finally:
-                self._depth -= 1
-
-        def construct_yaml_int(self, node: Any) -> Any:
-            digits = sum(c.isdigit() for c in str(node.value))
-            if digits > MAX_INT_DIGITS:
-                raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits} digits is too large "
-                                                        f"(at most {MAX_INT_DIGITS})", node.start_mark)
-            return super().construct_yaml_int(node)
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                try:
-                    hash(key)
-                except TypeError:
-                    raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value, not a "
-                                                            f"{type(key).__name__}", key_node.start_mark) from None
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"key {_short(key)} appears twice",
-                                                            key_node.start_mark)
-                seen.add(key)
-            return super().construct_mapping(node, deep)
-
-    BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
-    return BoundedLoader
-
-
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return `raw` with each "key=v1,v2" or "key=start:stop[:step]" override replacing that axis' values
     (or the blocks).
@@ -291,8 +202,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         values: list[str] | dict[str, Any] = [v.strip() for v in value.split(",")]
         if ":" in value and key in AXIS:
             values = _range_override(key, value, text)
-        if key == "blocks":
-            raw["blocks"] = values
+        if key in ("blocks", "net"):
+            raw[key] = values
         elif key in AXIS:
             if not isinstance(sweep, dict):
                 raise ConfigError(f"{param('overrides')} {_clip(text)}: the file's 'sweep' is not a mapping")
@@ -300,6 +211,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         else:
             raise ConfigError(f"{param('overrides')} {_clip(text)}: unknown axis "
                               f"{_short(key)}{_suggest(key, [*AXIS, 'blocks'])}")
+        if key == "net" and isinstance(values, list) and len(values) == 1:
+            raw["net"] = values[0]
     if overrides:
         raw["sweep"] = sweep
     return raw
@@ -339,6 +252,8 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>", overridden: Abstra
         raise ConfigError(f"{source}: name: {_short(name)} is not a usable file name (a plain word, e.g. 'init')")
 
     def where(key: str) -> str:
+        if key == "net":
+            return f"{param('overrides')} net" if key in overridden else f"{source}: net"
         return f"{param('overrides')} {key}" if key in overridden else f"{source}: sweep.{key}"
 
     blocks_from = param("overrides") if "blocks" in overridden else source
@@ -351,7 +266,18 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>", overridden: Abstra
     for key in sweep:
         if key not in AXIS:
             raise ConfigError(f"{source}: sweep: unknown axis {_short(key)}{_suggest(str(key), AXIS)}")
-    axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), where(a.name)) for a in AXES}
+    _check_study(raw, sweep, source, where)
+    axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), where(a.name)) for a in AXES if a.name != "net"}
+    axes = {"net": (None,), **axes}
+    if "net" in raw:
+        base = None if "net" in overridden else Path(source).parent
+        axes["net"] = _parse_nets(raw["net"], param("overrides") + " net" if "net" in overridden else source, base)
+        other = [b for b in blocks if b not in NET_BLOCKS]
+        if other:
+            raise ConfigError(f"{blocks_from}: blocks: a network runs as written (residual) and as its plain twin "
+                              f"(plain), not as {', '.join(other)}")
+        _check_nets(axes, sweep, where)
+    axes = {a.name: axes[a.name] for a in AXES}  # in AXES order, as RunConfig's fields
     warnings = []
     for a in AXES:  # an axis no block of this sweep reads would only repeat identical runs
         if a.name in sweep and a.used_by and not set(a.used_by) & set(blocks):
@@ -366,6 +292,53 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>", overridden: Abstra
         raise ConfigError(f"{source}: sweep: {' x '.join(str(len(v)) for v in axes.values())} = {checked.size:,} "
                           f"configurations, more than the {MAX_CONFIGURATIONS:,} a sweep may have")
     return checked
+
+
+def _check_study(raw: dict[str, Any], sweep: dict[str, Any], source: str, where: Any) -> None:
+    """Refuse axes of one study in a sweep of the other: d, depth, ... beside a net, or init, bn, ... without."""
+    if "net" in sweep:
+        raise ConfigError(f"{source}: sweep: net is a top-level key, beside name and blocks (e.g. net: resnet20)")
+    if "net" not in raw:
+        for key in sweep:
+            if AXIS[key].study == NET:
+                raise ConfigError(f"{where(key)}: {key} is an axis of whole networks; name one with a top-level "
+                                  "net: (docs/nets.md)")
+        return
+    mixed = [k for k in sweep if AXIS[k].study == MLP]
+    if mixed:
+        keys = ", ".join(mixed)
+        raise ConfigError(f"{source}: net and {keys}: a sweep of whole networks has no {keys} (the net file sets "
+                          "its layers; steps, lr and target train the notebook's block only); remove "
+                          + ("them" if len(mixed) > 1 else "it"))
+
+
+def _parse_nets(value: Any, source: str, base: Path | None) -> tuple[NetSpec, ...]:
+    """A sweep's `net`: one name or a list of them, each a net file (relative to `base`) or a shipped name."""
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ConfigError(f"{source}: net: {_short(value)} must be a net file or a shipped name (e.g. resnet20), "
+                          "or a list of them")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: net: {_short(names)} names a network twice")
+    nets = []
+    for name in names:
+        try:
+            nets.append(load_net(name.strip(), base))
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e.args[0]}") from None
+    return tuple(nets)
+
+
+def _check_nets(axes: dict[str, tuple[Any, ...]], sweep: dict[str, Any], where: Any) -> None:
+    """Refuse what no configuration of these networks could run: small_init without init small, a bad input,
+    a layer PyTorch refuses on the input, a batch norm that would see one value per channel."""
+    if "small_init" in sweep and "small" not in axes["init"]:
+        raise ConfigError(f"{where('small_init')}: small_init is the scale of init small, and this sweep's init is "
+                          f"{', '.join(axes['init'])}; remove small_init or add small to init")
+    inputs = [parse_input(v, where("input")) if v else None for v in axes["input"]]
+    for net in axes["net"]:
+        for shape in inputs:
+            check_net(net, shape, min(axes["batch"]), "on" in axes["bn"], f"{where('net')} {net.name}")
 
 
 def parse_run(values: dict[str, Any], source: str = "flags") -> RunConfig:
@@ -384,8 +357,29 @@ def expand(sweep: Sweep) -> list[RunConfig]:
 
 
 def iter_configs(sweep: Sweep) -> Iterator[RunConfig]:
-    """The configurations of a sweep one at a time, in grid order (for the first few of a large sweep)."""
-    return itertools.starmap(RunConfig, itertools.product(*sweep.axes.values()))
+    """The configurations of a sweep one at a time, in grid order (for the first few of a large sweep).
+
+    Of whole networks: the input is the net file's unless the sweep sets one, and an init other than small
+    has no small_init (its cell empty): it runs once per remaining configuration."""
+    if not sweep.net:
+        return itertools.starmap(RunConfig, itertools.product(*sweep.axes.values()))
+    fixed = {name: values[0] for name, values in sweep.axes.items() if name not in NET_AXES}
+    grid = itertools.product(*(sweep.axes[name] for name in NET_AXES))
+    return net_configs(RunConfig(**fixed, **dict(zip(NET_AXES, values, strict=True))) for values in grid)
+
+
+def net_configs(configs: Iterator[RunConfig]) -> Iterator[RunConfig]:
+    seen: set[RunConfig] = set()
+    for config in configs:
+        changes: dict[str, Any] = {}
+        if not config.input and config.net is not None and config.net.input is not None:
+            changes["input"] = "x".join(map(str, config.net.input))
+        if config.init != "small":
+            changes["small_init"] = None
+        config = replace(config, **changes) if changes else config
+        if config not in seen:
+            seen.add(config)
+            yield config
 
 
 # --------------------------------------------------------------------------------------------------
@@ -476,12 +470,19 @@ def logspace(start: float, stop: float, num: int) -> list[float]:
 
 def _parse_value(axis: Axis, value: Any, where: str) -> Any:
     """One value of an axis: convert (numeric strings count as numbers) and check its rule."""
-    if axis.kind is str:
+    if axis.name == "bn" and isinstance(value, bool):
+        value = "on" if value else "off"  # YAML reads on/off (and yes/no) as booleans
+    if axis.kind is bool:
+        text = str(value).strip().lower()
+        if not isinstance(value, (bool, str)) or text not in ("true", "false"):
+            raise ConfigError(f"{where}: {_short(value)} is not true or false")
+        parsed: Any = text == "true"
+    elif axis.kind is str:
         if not isinstance(value, str) or (axis.choices and value not in axis.choices):
             close = difflib.get_close_matches(str(value), list(axis.choices), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: {_short(value)} is not one of {', '.join(axis.choices)}{hint}")
-        parsed: Any = value
+        parsed = value
     elif axis.kind is int:
         parsed = _to_int(value, where)
     else:

@@ -36,7 +36,8 @@ from cnnexp import theory
 from cnnexp.analysis import Results, as_frame, load_results, refuse_overwrite, source, split_columns, write_csv
 from cnnexp.config import RunConfig
 from cnnexp.errors import ConfigError, ResultsError, param
-from cnnexp.schema import FINDING_METRICS
+from cnnexp.nets import NetSpec, net_file
+from cnnexp.schema import AXIS, BOTH, FINDING_METRICS, MLP, NET
 
 FIT_COLUMNS = ("metric", "x", "law", "slope", "slope_low", "slope_high", "intercept", "r2", "n", "excluded",
                "theory")
@@ -165,16 +166,19 @@ def fit(results: Results, x: str, y: Sequence[str] | str | None = None, *, law: 
     """
     df = as_frame(results)
     fitted = law_for(x, law)
+    if x == "small_init" and "init" in df.columns:  # a network drawn by another init has no small_init
+        df = df[df["init"] == "small"]
     config, metrics = split_columns(df)
     metrics_y = _check(df, config, metrics, x, y)
     keys = [c for c in config if c not in (x, "seed")]
     norms = _XNorms()
+    nets = df.attrs.get("net_files")  # a sweep of networks records each network's layers in its provenance
     rows = []
     grouped = df.groupby(keys, sort=False, dropna=False) if keys else [((), df)]
     for key, group in grouped:
         values = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         for metric in metrics_y:
-            rows.append({**values, **fit_group(group, x, metric, fitted, values), "metric": metric})
+            rows.append({**values, **fit_group(group, x, metric, fitted, values, nets), "metric": metric})
             if metric == "x_grad_norm" and theory.has_x_grad_limit(str(values.get("block"))):
                 rows[-1]["limit_ratio"] = norms.ratio(group)
     columns = [*keys, *FIT_COLUMNS, *DETAIL_COLUMNS]
@@ -199,14 +203,20 @@ def fit_file(path: str | os.PathLike, x: str, y: Sequence[str] | str | None = No
     return fits
 
 
-def fit_group(group: pd.DataFrame, x: str, metric: str, law: FitLaw, config: dict) -> dict:
+def fit_group(group: pd.DataFrame, x: str, metric: str, law: FitLaw, config: dict,
+              nets: dict | None = None) -> dict:
     """The fit of one group's `metric` against `x`: the FIT_COLUMNS and DETAIL_COLUMNS of its row (without
-    limit_ratio), from the rows the law can take."""
+    limit_ratio), from the rows the law can take. `nets`: the networks of a sweep of networks, by name, as its
+    provenance records them (for their theory)."""
     block = str(config.get("block"))
     keep, why = usable(law, x, group[x], group[metric], theory.vanishes(block, metric, config) or "underflow")
     u, v = transform(law, group[x].to_numpy(dtype=float)[keep], group[metric].to_numpy(dtype=float)[keep])
     line = ols(u, v)
-    derived = theory.law(block, metric, x, law.name, config)
+    if config.get("net") is not None:
+        net = (nets or {}).get(str(config["net"]))
+        derived = theory.net_law(block, metric, x, law.name, config, net if isinstance(net, dict) else None)
+    else:
+        derived = theory.law(block, metric, x, law.name, config)
     holds = math.nan
     if derived is not None and not math.isnan(line.slope):
         off = abs(line.slope - derived.value)
@@ -279,6 +289,10 @@ def sweep_exponents(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     if "small_init" not in df or df["small_init"].nunique() < MIN_SWEEP_VALUES:
         return pd.DataFrame()
     metrics = [m for m in FINDING_METRICS if m in df]
+    if not isinstance(rows, pd.DataFrame):  # a sweep's own rows: every axis of both studies, networks as NetSpecs
+        nets = [n for n in dict.fromkeys(df.get("net", [])) if isinstance(n, NetSpec)]
+        df = df[[c for c in df if c not in AXIS or AXIS[c].study in (BOTH, NET if nets else MLP)]]
+        df.attrs["net_files"] = {str(n): net_file(n) for n in nets}
     return fit(df, "small_init", metrics) if metrics else pd.DataFrame()
 
 

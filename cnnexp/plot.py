@@ -104,7 +104,77 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         csv_path = Path(source(df))
         name = "_".join([csv_path.stem, *layout.ys, "vs", layout.x, *(["by", facet] if facet else [])])
         out = csv_path.with_name(name + ".png")
-    fig = draw(df, layout, fit=fit)
+    return _write(draw(df, layout, fit=fit), out, dpi)
+
+
+def plot_layers(results: Results, y: Sequence[str] | str | None = None, *, out: str | os.PathLike | None = None,
+                dpi: float = DPI) -> Path:
+    """Signal propagation plots (Brock et al. 2021) of a sweep of networks' per-layer file: each statistic
+    against the layer's index along the network (log y), the plain twin and the network as written on the
+    same panels, a column of panels per setting of init, small_init and bn, a band over seeds.
+
+    The index counts the rows of the network's main path, in order: every layer outside residual blocks and
+    each residual block's output (after the add; in the twin, its branch's output), as Brock et al. plot
+    them at each block's end. The layers inside the blocks are in the file, not on the plot.
+
+    Args:
+        results: a frame from `load_results`, or the path of a per-layer CSV of a sweep of networks.
+        y: statistics to draw [default: act_var, act_sq_mean, out_grad_norm].
+        out: .png, .svg or .pdf [default: beside the CSV, <stem>_layers.png].
+        dpi: dots per inch of a .png.
+
+    Raises:
+        ResultsError: not a per-layer file of networks, an unknown statistic, or too many panels.
+    """
+    if not (0 < dpi < math.inf):
+        raise ResultsError(f"{param('dpi')} {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
+    if out is not None:
+        check_output(out, param("out"), FORMATS)
+    df = as_frame(results)
+    if not {"path", "act_var"} <= set(df.columns):
+        raise ResultsError(f"{source(df)}: signal propagation plots need the per-layer file of a sweep of networks "
+                           "(cnnexp sweep with a net: and --per-layer); this file has no path and act_var columns")
+    frame, facet = layer_frame(df)
+    layout = choose_layout(frame, LAYER_INDEX, y or LAYER_Y, facet)
+    if out is None:
+        csv_path = Path(source(df))
+        out = csv_path.with_name(f"{csv_path.stem}_layers.png")
+    return _write(draw(frame, layout), out, dpi)
+
+
+LAYER_INDEX = "layer_index"  # the x of a signal propagation plot: a layer's place along the network, from 1
+LAYER_Y = ("act_var", "act_sq_mean", "out_grad_norm")
+
+
+def layer_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A per-layer file of networks as a signal propagation plot reads it: the rows of the main path (every
+    layer outside residual blocks, and each block's output after its add), each run's numbered (LAYER_INDEX),
+    and init, small_init and bn joined into one column of settings (its name is returned: the facet), each
+    "small (0.01), on" or "kaiming, off"."""
+    inside = df["path"].astype(str).str.contains(r"\.(?:residual|shortcut)\.", regex=True)
+    rows = df[~inside].copy()
+    config, _ = split_columns(rows)
+    run = [c for c in config if c not in ("path", "layer")]
+    rows[LAYER_INDEX] = rows.groupby(run, sort=False, dropna=False).cumcount() + 1
+    parts = [c for c in ("init", "small_init", "bn") if c in rows.columns]
+    if not parts:
+        return rows.drop(columns=["path", "layer"]), ""
+
+    def setting(row: pd.Series) -> str:
+        small = f"{row['small_init']:g}" if pd.notna(row.get("small_init")) else ""
+        init = f"{row['init']} ({small})" if "init" in row and small else str(row.get("init", small))
+        return ", ".join(filter(None, [init, str(row.get("bn", ""))]))
+
+    name = ", ".join(filter(None, ["init (small_init)" if "init" in parts else "small_init" if "small_init" in parts
+                                   else "", "bn" if "bn" in parts else ""]))
+    rows[name] = rows[parts].apply(setting, axis=1)
+    rows = rows.drop(columns=["path", "layer", *parts])
+    rows.attrs = df.attrs
+    return rows, name
+
+
+def _write(fig, out: str | os.PathLike, dpi: float) -> Path:
+    """Write a figure in the format its path's extension asks for, refusing a raster too large to hold."""
     width, height = fig.get_size_inches() * dpi
     if file_format(out) == "png" and width * height > MAX_PIXELS:
         raise ResultsError(f"{param('dpi')} {dpi:g}: the figure would be {width:,.0f} x {height:,.0f} pixels, over "
@@ -276,7 +346,7 @@ def draw_fits(ax, panel: pd.DataFrame, x: str, y: str, lines: list[str], keys: l
     handles = []
     for key, group in panel.groupby(lines, sort=False, dropna=False):
         style = _style(key, keys, lines)
-        row = fit_group(group, x, y, law, group.iloc[0][config].to_dict())
+        row = fit_group(group, x, y, law, group.iloc[0][config].to_dict(), panel.attrs.get("net_files"))
         if math.isnan(row["slope"]):
             continue
         keep, _ = usable(law, x, group[x], group[y])

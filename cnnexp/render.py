@@ -121,7 +121,9 @@ def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
             return MISSING
         digits = 9
     elif value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm" \
-            and not vanishes(block, metric, pair.config):  # (rezero's a1 gradient at alpha_init 0 is exactly 0)
+            and not vanishes(block, metric, pair.config) \
+            and not (block == "plain" and pair.config.get("zero_residual")):
+        # (rezero's a1 gradient at alpha_init 0 is exactly 0; so is a plain twin's whose branches end in a zeroed bn)
         return UNDERFLOW
     spread = pair.spread.get(block, {}).get(metric)
     cell = _fmt(value, digits)
@@ -172,7 +174,7 @@ def plan_table(preview):
     titled with the counts of the whole sweep."""
     sweep, n = preview.sweep, preview.sweep.size
 
-    columns = ["#", *columns_of(sweep.training).config[1:], "to run"]  # the axes of the sweep's files
+    columns = ["#", *columns_of(sweep.training, sweep.net).config[1:], "to run"]  # the axes of the sweep's files
     rows = [[str(i), *(_exact(getattr(c, a)) for a in columns[1:-1]), ", ".join(blocks) or "done"]
             for i, (c, blocks) in enumerate(preview.first, start=1)]
     title = (f"{sweep.name}: {_count(n, 'configuration')} x {_count(len(sweep.blocks), 'block')} = "
@@ -229,7 +231,7 @@ def _exact(value) -> str:
     """A configuration value on screen, exactly (floats as repr): two rows that differ must not look equal."""
     if isinstance(value, float):
         return MISSING if value != value else repr(float(value))
-    return str(value)
+    return "" if value is None else str(value)  # (the small_init of a network drawn by another init)
 
 
 def _varying(df, columns: list[str]) -> tuple[list[str], str]:
@@ -571,7 +573,9 @@ class SweepProgress:
         now = time.monotonic()
         rate = f"{self.done / max(now - self._started, 1e-9):,.3g} rows/s"
         config = result.config
-        where = f"{result.block} d={config.d} batch={config.batch} depth={config.depth} seed={config.seed}"
+        where = (f"{result.block} d={config.d} batch={config.batch} depth={config.depth} seed={config.seed}"
+                 if config.net is None else f"{result.block} {config.net} batch={config.batch} init={config.init} "
+                                            f"bn={config.bn} seed={config.seed}")
         if self._bar is not None:
             self._bar.update(self._task, advance=1, rate=rate, now=where)
         elif now - self._last_line >= self.EVERY and self.done < self.total:

@@ -3,7 +3,7 @@
 Every name here is used unchanged as a YAML key, a dataclass field, a CSV column and (with dashes) a flag,
 so adding an axis or a metric is one entry in one of the two tables below.
 
-    >>> [a.name for a in AXES]
+    >>> [a.name for a in AXES if a.study != NET]
     ['d', 'batch', 'small_init', 'seed', 'depth', 'activation', 'dtype', 'alpha_init', 'steps', 'lr', 'target']
     >>> CONFIG_COLUMNS[:2], METRICS[0]
     (('block', 'd'), 'loss')
@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+MLP, NET, BOTH = "mlp", "net", "both"  # the studies: the notebook's block (d, depth, ...) or a whole network
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Axis:
     choices: tuple[str, ...] = ()  # for kind=str: the allowed values
     used_by: tuple[str, ...] = ()  # the blocks that read it (empty: every block)
     training: bool = False  # a training axis: a column only in files of sweeps that train (see `columns`)
+    study: str = MLP  # which study reads it: MLP (the notebook's block), NET (whole networks) or BOTH
 
 
 def _at_least_one(v) -> str | None:
@@ -65,13 +68,14 @@ def _finite_positive(v) -> str | None:
 
 AXES: tuple[Axis, ...] = (
     Axis("d", int, 256, "width of the blocks (x has shape batch x d)", _at_least_one),
-    Axis("batch", int, 64, "rows of the random input x", _at_least_one),
-    Axis("small_init", float, 1e-4, "std of the Gaussian every weight is redrawn from", _finite_non_negative),
-    Axis("seed", int, 123, "torch.manual_seed for x and the weights", _seed_range),
+    Axis("batch", int, 64, "rows of the random input x", _at_least_one, study=BOTH),
+    Axis("small_init", float, 1e-4, "std of the Gaussian every weight is redrawn from", _finite_non_negative,
+         study=BOTH),
+    Axis("seed", int, 123, "torch.manual_seed for x and the weights", _seed_range, study=BOTH),
     Axis("depth", int, 1, "number of blocks of the same kind in sequence", _depth),
     Axis("activation", str, "relu", "the nonlinearity inside F", choices=("relu", "tanh", "gelu")),
     Axis("dtype", str, "float32", "precision of the run (x and weights are drawn in float32, then converted)",
-         choices=("float32", "float64")),
+         choices=("float32", "float64"), study=BOTH),
     Axis("alpha_init", float, 0.0, "initial gate alpha of the rezero block (other blocks ignore it)", _finite,
          used_by=("rezero",)),
     Axis("steps", int, 0, "full-batch gradient descent updates on the fixed x (0: the study at init)",
@@ -79,6 +83,16 @@ AXES: tuple[Axis, ...] = (
     Axis("lr", float, 0.1, "learning rate of the updates W <- W - lr * dloss/dW", _finite_positive, training=True),
     Axis("target", str, "zero", "what the loss mean((out - y)^2) fits: y = 0, x, T2 relu(T1 x) or x + T2 relu(T1 x)",
          choices=("zero", "identity", "teacher_plain", "teacher_residual"), training=True),
+    # whole networks (docs/nets.md): a sweep's top-level `net:` and these axes, instead of d, depth, ...
+    Axis("net", str, "", "the network: a net file (beside the sweep file) or a shipped name such as resnet20",
+         study=NET),
+    Axis("input", str, "", "the input of one sample, CxHxW or N (flat); default: the net file's", study=NET),
+    Axis("init", str, "small", "the scale of each drawn tensor: small_init, He (kaiming) or Glorot (xavier)",
+         choices=("small", "kaiming", "xavier"), study=NET),
+    Axis("bn", str, "on", "on: the network's batch norms as written; off: every bn layer removed",
+         choices=("on", "off"), study=NET),
+    Axis("zero_residual", bool, False, "the last batch norm of each residual branch starts at weight 0",
+         study=NET),
 )
 AXIS = {a.name: a for a in AXES}
 TEACHER_TARGETS: tuple[str, ...] = ("teacher_plain", "teacher_residual")  # targets drawn as a teacher network
@@ -150,14 +164,30 @@ LAYER_METRICS: tuple[str, ...] = tuple(LAYER_METRIC_HELP)
 # The study's finding: these two, residual over plain (the sweep table's ratios, a plot's default y).
 FINDING_METRICS: tuple[str, ...] = ("x_grad_norm", "param_grad_norm")
 
-# Every metric name of either file; any other column of a results file describes the configuration.
-ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, *LAYER_METRICS)))
 TRAINING_AXES: tuple[str, ...] = tuple(a.name for a in AXES if a.training)
 # The metrics every results file has had since the first release (a file without provenance must have them).
 REQUIRED_METRICS: tuple[str, ...] = ("loss", "x_grad_norm", "a1_grad_norm", "w_norm", "param_grad_norm")
 
+# Whole networks (docs/nets.md): the metrics of a network's row, and of each of its layers (--per-layer).
+NET_METRICS: tuple[str, ...] = ("loss", "x_grad_norm", "w_norm", "param_grad_norm")
+NET_LAYER_KEYS: tuple[str, ...] = ("path", "layer")  # a layer's place (conv-shape's path) and its spec
+NET_LAYER_METRIC_HELP: dict[str, str] = {
+    "act_sq_mean": "mean over channels of the squared channel mean of the layer's output (over batch and space)",
+    "act_var": "mean over channels of the channel variance (population) of the layer's output",
+    "out_grad_norm": "L2 norm of the gradient at the layer's output",
+    "weight_norm": "L2 norm of the layer's parameters (empty for a layer without any)",
+    "weight_grad_norm": "L2 norm of the gradients of the layer's parameters (empty for a layer without any)",
+    "branch_var": "act_var of a residual block's branch output, before the add (on the block's own row)",
+}
+NET_LAYER_METRICS: tuple[str, ...] = tuple(NET_LAYER_METRIC_HELP)
+# Every metric name of any file; any other column of a results file describes the configuration.
+ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, *LAYER_METRICS, *NET_LAYER_METRICS)))
+# a network's axes, in the order of its files' columns and of its grid (the last varies fastest)
+NET_AXES: tuple[str, ...] = ("net", "input", "batch", "init", "small_init", "bn", "zero_residual", "dtype", "seed")
+
 # The columns that identify a row; everything else in a results CSV is a metric.
-CONFIG_COLUMNS: tuple[str, ...] = ("block", *(a.name for a in AXES))
+CONFIG_COLUMNS: tuple[str, ...] = ("block", *(a.name for a in AXES if a.study != NET))
+NET_CONFIG_COLUMNS: tuple[str, ...] = ("block", *NET_AXES)
 COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, *METRICS)
 LAYER_COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, "block_index", *LAYER_METRICS)
 CURVE_COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, "step", *STEP_METRICS)
@@ -178,12 +208,16 @@ class Columns:
     curve: tuple[str, ...] = CURVE_COLUMNS  # a curve file always has every column
 
 
-def columns(training: bool) -> Columns:
-    """The columns of the files of a sweep that trains (or does not).
+def columns(training: bool, net: bool = False) -> Columns:
+    """The columns of the files of a sweep that trains (or does not), of the notebook's block or of whole
+    networks (`net`).
 
-        >>> columns(False).results[-1], columns(True).results[-1]
-        ('cos_x_out', 'steps_to_fit')
+        >>> columns(False).results[-1], columns(True).results[-1], columns(False, net=True).config[:3]
+        ('cos_x_out', 'steps_to_fit', ('block', 'net', 'input'))
     """
+    if net:
+        return Columns(NET_CONFIG_COLUMNS, (*NET_CONFIG_COLUMNS, *NET_METRICS),
+                       (*NET_CONFIG_COLUMNS, *NET_LAYER_KEYS, *NET_LAYER_METRICS))
     if training:
         return Columns(CONFIG_COLUMNS, COLUMNS, LAYER_COLUMNS)
     config = tuple(c for c in CONFIG_COLUMNS if c not in TRAINING_AXES)

@@ -28,7 +28,17 @@ from typing import Any
 
 from cnnexp import __version__
 from cnnexp import stats as seeds
-from cnnexp.config import RunConfig, Sweep, Task, config_dict, expand, iter_configs, parse_blocks, parse_run
+from cnnexp.config import (
+    RunConfig,
+    Sweep,
+    Task,
+    config_dict,
+    expand,
+    iter_configs,
+    net_configs,
+    parse_blocks,
+    parse_run,
+)
 from cnnexp.engine import (
     DEFAULT_THREADS,
     DRAW_BYTES,
@@ -47,6 +57,7 @@ from cnnexp.engine import (
 )
 from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError, param, spell
 from cnnexp.memory import refuse_beyond_memory
+from cnnexp.nets import NetSpec, Row, lay_out, layer_rows, net_file
 from cnnexp.paths import CSV, check_output
 from cnnexp.results import (
     ResultsFile,
@@ -67,6 +78,7 @@ from cnnexp.schema import (
     CONFIG_COLUMNS,
     FINDING_METRICS,
     METRICS,
+    NET_METRICS,
     RATIO_BLOCKS,
     STEP_METRICS,
     TRAINING_AXES,
@@ -74,6 +86,7 @@ from cnnexp.schema import (
     Columns,
 )
 from cnnexp.schema import columns as columns_of
+from cnnexp.shapes.types import parse_input
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,7 +198,7 @@ def plan_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *,
     """
     _check_curve_every(outputs.curve_every)
     path, sides, meta, done, warnings = _existing_results(sweep, outputs, execution)
-    cols = columns_of(sweep.training)
+    cols = columns_of(sweep.training, sweep.net)
     configs = expand(sweep)
     if not done:  # nothing to look up (a fresh sweep): every block of every configuration
         tasks = [Task(config, sweep.blocks) for config in configs]
@@ -212,7 +225,7 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
     Returns:
         (results path, side files, provenance or None, row key -> row text of the rows kept, warnings)
     """
-    cols = columns_of(sweep.training)
+    cols = columns_of(sweep.training, sweep.net)
     out, overwrite, curve_every = outputs.out, outputs.overwrite, outputs.curve_every
     path = check_output(out if out is not None else default_path(sweep), param("out"), CSV, create_parent=out is None)
     sides = [SideFile(flag, check_output(p, flag, CSV), columns, rows_of)
@@ -236,7 +249,7 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
         # refuses a file that is not such a CSV of this sweep, or one edited by hand
         side_rows = read_rows(side.path, side.columns, keys=_side_key_values(sweep, side, cols, curve_every),
                               numbers=_numbers(side.columns))
-        incomplete = _runs_without(side, done, side_rows, cols.config, curve_every)
+        incomplete = _runs_without(side, done, side_rows, cols.config, curve_every, sweep)
         if incomplete:  # e.g. resumed once without the flag: those runs run again, in every file
             done = {k: row for k, row in done.items() if k not in incomplete}
             rows = spell(side.flag).replace("_", "-")  # per-layer, curve
@@ -272,7 +285,7 @@ def preview_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *, execu
     refusal: str | None = None
     done: dict[tuple[Any, ...], dict[str, str]] = {}
     path = Path(outputs.out) if outputs.out is not None else default_path(sweep)
-    key_columns = columns_of(sweep.training).config
+    key_columns = columns_of(sweep.training, sweep.net).config
     try:
         path, _, _, done, _ = _existing_results(sweep, outputs, execution)
         if path.is_file() and is_locked(path):
@@ -440,8 +453,9 @@ def side_by_side(rows: list[dict[str, Any]]) -> list[Pair]:
     The training axes and metrics are left out unless a row trains (so the study at init looks as it did);
     a steps_to_fit of None (never reached) is NaN here."""
     training = any(row.get(a, AXIS[a].default) != AXIS[a].default for row in rows for a in TRAINING_AXES)
-    axes = [c for c in CONFIG_COLUMNS if c != "block" and (training or c not in TRAINING_AXES)]
-    shown = METRICS if training else STEP_METRICS
+    net = any(row.get("net") is not None for row in rows)
+    axes = [c for c in columns_of(training, net).config if c != "block"]
+    shown = NET_METRICS if net else METRICS if training else STEP_METRICS
     grouped: dict[tuple[Any, ...], Pair] = {}
     for row in rows:
         config = {c: row[c] for c in axes}
@@ -493,6 +507,11 @@ def largest_configs(sweep: Sweep) -> list[RunConfig]:
     """The configurations among which the one `unit_bytes` finds largest is: the largest d, batch and depth
     with each dtype (a grid holds every combination), without enumerating the sweep."""
     axes = sweep.axes
+    if sweep.net:  # each network on each input, at the largest batch
+        first = {a: v[0] for a, v in axes.items()}
+        return [config for net in axes["net"] for given in axes["input"] for dtype in axes["dtype"]
+                for config in net_configs(iter([RunConfig(**{**first, "net": net, "input": given, "dtype": dtype,
+                                                               "batch": max(axes["batch"])})]))]
     biggest = {a: max(axes[a]) for a in ("d", "batch", "depth")}
     return [RunConfig(**{**{a: v[0] for a, v in axes.items()}, **biggest, "dtype": dtype}) for dtype in axes["dtype"]]
 
@@ -504,6 +523,10 @@ def check_memory(configs: list[RunConfig], n_blocks: int, source: str, workers: 
     the sweep's `count` configurations)."""
     biggest = max(configs, key=lambda c: unit_bytes(c, n_blocks))
     one = unit_bytes(biggest, n_blocks)
+    if biggest.net is not None:  # a unit holds one configuration of a network
+        refuse_beyond_memory(workers * one, f"{source}: the configuration net {biggest.net}, input {biggest.input}, "
+                             f"batch={biggest.batch}", "lower batch" + (", or --workers" if workers > 1 else ""))
+        return
     per_worker = max(one, min(UNIT_BYTES + DRAW_BYTES, one * (count or len(configs))))
     refuse_beyond_memory(workers * per_worker,
                          f"{source}: the configuration d={biggest.d}, batch={biggest.batch}, depth={biggest.depth}",
@@ -532,19 +555,38 @@ def _typed(text_row: dict[str, str], config: RunConfig, block: str) -> dict[str,
 
 
 def _runs_without(side: SideFile, done: dict[tuple[Any, ...], dict[str, Any]], side_rows: list[dict[str, str]],
-                  key_columns: tuple[str, ...], curve_every: int) -> set[tuple[Any, ...]]:
+                  key_columns: tuple[str, ...], curve_every: int, sweep: Sweep) -> set[tuple[Any, ...]]:
     """The runs in the results CSV that lack some of their rows in a side file (one per block index, or
-    one per recorded step)."""
+    one per recorded step; of a network, one per layer and block that runs)."""
+    net_rows = _net_row_counts(sweep) if sweep.net else None
     counts: dict[tuple[Any, ...], int] = {}
     for row in side_rows:
         key = row_key(row, key_columns)
         counts[key] = counts.get(key, 0) + 1
     def expected(row: dict[str, Any]) -> int:
         if side.flag == param("per_layer"):
-            return int(row["depth"])
+            return int(row["depth"]) if net_rows is None else net_rows[row["block"], row["net"], row["bn"]]
         return len(curve_steps(int(row.get("steps", 0)), curve_every))
 
     return {key for key, row in done.items() if counts.get(key, 0) != expected(row)}
+
+
+def _net_layouts(sweep: Sweep) -> list[tuple[NetSpec, tuple[int, ...], bool, bool]]:
+    """(net, an input, bn, skips) of every network layout a sweep of whole networks runs."""
+    given = [parse_input(v) for v in sweep.axes["input"] if v]
+    return [(net, given[0] if given else net.input, bn == "on", block != "plain") for net in sweep.axes["net"]
+            for bn in sweep.axes["bn"] for block in sweep.blocks]
+
+
+def _rows_of(net: NetSpec, shape: tuple[int, ...], bn: bool, skips: bool) -> list[Row]:
+    """The per-layer rows of a network's runs (their count and paths do not depend on the input's size)."""
+    return layer_rows(lay_out(net.items, shape, skips=skips, bn=bn))
+
+
+def _net_row_counts(sweep: Sweep) -> dict[tuple[str, str, str], int]:
+    """(block, net, bn) as the CSV writes them -> the per-layer rows of such a run."""
+    return {(("residual" if skips else "plain"), str(net), "on" if bn else "off"): len(_rows_of(*layout))
+            for layout in _net_layouts(sweep) for net, _, bn, skips in [layout]}
 
 
 def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None,
@@ -572,14 +614,21 @@ def _numbers(columns: tuple[str, ...]) -> tuple[str, ...]:
 
 def _key_values(sweep: Sweep, key_columns: tuple[str, ...]) -> dict[str, Container[str]]:
     """Key column -> the texts a row of this sweep holds there, as the writer writes them."""
-    return {"block": set(sweep.blocks),
-            **{a: {format_value(v) for v in vs} for a, vs in sweep.axes.items() if a in key_columns}}
+    values: dict[str, Container[str]] = {"block": set(sweep.blocks)}
+    values |= {a: {format_value(v) for v in vs} for a, vs in sweep.axes.items() if a in key_columns}
+    if sweep.net:  # the input the runs used (the net file's, unless set) and the empty small_init of other inits
+        values["input"] = {config.input for config in largest_configs(sweep)}
+        values["small_init"] = {format_value(None if init != "small" else v)
+                                for init in sweep.axes["init"] for v in sweep.axes["small_init"]}
+    return values
 
 
 def _side_key_values(sweep: Sweep, side: SideFile, cols: Columns, curve_every: int) -> dict[str, Container[str]]:
     """As `_key_values`, for a side file's rows (with a per-layer file's block_index, a curve's step)."""
     values = _key_values(sweep, cols.config)
-    if side.flag == param("per_layer"):
+    if side.flag == param("per_layer") and sweep.net:
+        values["path"] = {row.path for layout in _net_layouts(sweep) for row in _rows_of(*layout)}
+    elif side.flag == param("per_layer"):
         values["block_index"] = {str(i) for i in range(max(sweep.axes["depth"]))}
     else:
         values["step"] = {str(s) for steps in sweep.axes["steps"] for s in curve_steps(steps, curve_every)}
@@ -616,6 +665,7 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int,
         "per_layer": str(plan.per_layer) if plan.per_layer is not None else None,
         **({"curve": str(plan.curve), "curve_every": plan.curve_every} if plan.curve is not None else {}),
         **({"training_definition": TRAINING_DEFINITION} if plan.sweep.training or plan.curve else {}),
+        **({"net_files": {str(net): net_file(net) for net in plan.sweep.axes["net"]}} if plan.sweep.net else {}),
         "command": command,
         "started": started,
         "finished": None,

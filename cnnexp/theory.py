@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnexp.nets import WEIGHTED, Block, Node, lay_out, net_from_items
 from cnnexp.schema import BLOCK_KIND, BlockKind
 
 EXACT_TOLERANCE = 1e-6  # an exact law holds when inside the interval or this close (rounding in log10)
@@ -130,6 +131,59 @@ def _depth(block: str, metric: str, alpha_init: float) -> Law | None:
 
 def _law(exponents: dict, metric: str, kind: str, why: str) -> Law | None:
     return Law(float(exponents[metric]), kind, why) if metric in exponents else None
+
+
+# Layers with f(c z) = c f(z) for every c > 0 and no parameter: a network of these and of weighted layers
+# without biases is positively homogeneous in its weights (dropout is the identity in the study).
+HOMOGENEOUS_LAYERS = ("relu", "leakyrelu", "identity", "dropout", "flatten", "maxpool", "avgpool",
+                      "adaptiveavgpool", "adaptivemaxpool", "upsample")
+
+
+def net_law(block: str, metric: str, axis: str, law_name: str, config: dict, net: dict | None) -> Law | None:
+    """The slope theory derives for a whole network's `metric` against small_init (power law), or None.
+
+    With init small and no batch norm in the run, a network whose every layer is positively homogeneous
+    (HOMOGENEOUS_LAYERS, and conv/convT/linear without biases) and whose every input-to-output path crosses
+    the same number k of weighted layers has out(c) = c^k out(1) when every weight is c times its draw. Then
+    loss = mean(out^2) ~ c^(2k), x_grad_norm = ||(2/n) J^T out|| ~ c^(2k) (J = d out / d x ~ c^k), each weight's
+    gradient (2/n) (d out / d W)^T out ~ c^(2k-1), and w_norm ~ c. Anything else (a bias, a batch norm, paths
+    of different lengths such as a residual block's, another init): no law.
+
+    Args:
+        block: plain (the twin) or residual (the network as written).
+        net: the network as the results' provenance records it: {"input": ..., "layers": [...]}.
+    """
+    if axis != "small_init" or law_name != "power" or net is None or config.get("init", "small") != "small":
+        return None
+    items = net_from_items(str(config.get("net")), str(config.get("input") or net["input"]), net["layers"])
+    assert items.input is not None
+    nodes = lay_out(items.items, items.input, skips=block != "plain", bn=config.get("bn", "on") == "on")
+    k = homogeneous_degree(nodes)
+    if k is None or k == 0:
+        return None
+    exponents = {"loss": 2 * k, "x_grad_norm": 2 * k, "param_grad_norm": 2 * k - 1, "w_norm": 1}
+    why = f"{config.get('net')} ({block}): positively homogeneous, {k} weighted layers on every path"
+    return _law(exponents, metric, "exact", why)
+
+
+def homogeneous_degree(nodes: tuple[Node | Block, ...]) -> int | None:
+    """The number of weighted layers on every input-to-output path of a positively homogeneous network without
+    biases, or None (a layer that is not such, or paths that disagree)."""
+    k = 0
+    for node in nodes:
+        if isinstance(node, Block):
+            branch = homogeneous_degree(node.branch)
+            shortcut = homogeneous_degree(node.shortcut) if node.skip else branch  # (the twin: the branch alone)
+            if branch is None or branch != shortcut:
+                return None
+            k += branch
+        elif node.layer.kind in WEIGHTED:
+            if node.layer.bias:
+                return None
+            k += 1
+        elif node.layer.kind not in HOMOGENEOUS_LAYERS:
+            return None
+    return k
 
 
 def vanishes(block: str, metric: str, config: dict) -> str | None:

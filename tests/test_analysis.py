@@ -23,7 +23,7 @@ from cnnexp.analysis import (
 )
 from cnnexp.errors import CnnexpError, ResultsError
 from cnnexp.results import ResultsFile, write_atomically, write_meta
-from cnnexp.schema import AXES, CONFIG_COLUMNS
+from cnnexp.schema import AXES, CONFIG_COLUMNS, NET
 from cnnexp.schema import STEP_METRICS as METRICS
 
 COLUMNS = (*CONFIG_COLUMNS, *METRICS)  # the synthetic files here hold the study's metrics (no training metrics)
@@ -36,7 +36,7 @@ def make_rows(*, blocks=("plain", "residual"), small_inits=(1e-2, 1e-4), seeds=(
     extra = extra or {}
     rows = []
     for block, small_init, s, *more in itertools.product(blocks, small_inits, seeds, *extra.values()):
-        row = {"block": block, **{a.name: a.default for a in AXES}}
+        row = {"block": block, **{a.name: a.default for a in AXES if a.study != NET}}
         row |= {"d": 8, "batch": 4, "small_init": small_init, "seed": s, **dict(zip(extra, more))}
         row |= {m: float(rng.lognormal() * 10.0 ** rng.integers(-20, 3)) for m in METRICS}
         rows.append(row)
@@ -490,3 +490,14 @@ def test_provenance_that_is_not_an_object_is_one_clear_error(results, text):
 def test_tolerances_must_be_finite(results, rtol, atol):
     with pytest.raises(ResultsError, match="finite non-negative"):
         compare(results, results, rtol=rtol, atol=atol)
+
+
+def test_a_networks_results_leave_small_init_empty_only_for_other_inits(tmp_path):
+    rows = [{"block": "plain", "net": "n", "input": "3", "batch": 2, "init": init, "small_init": small, "bn": "on",
+             "zero_residual": False, "dtype": "float32", "seed": 0, "loss": 1.0, "x_grad_norm": 1.0, "w_norm": 1.0,
+             "param_grad_norm": 1.0} for init, small in (("small", 0.1), ("kaiming", None))]
+    df = load_results(write_results(tmp_path / "n.csv", rows))
+    assert list(df["init"]) == ["small", "kaiming"] and df["small_init"].isna().tolist() == [False, True]
+    rows[0]["small_init"] = None
+    with pytest.raises(ResultsError, match="line 2 has no value in column small_init"):
+        load_results(write_results(tmp_path / "m.csv", rows))

@@ -17,7 +17,9 @@ sweep:
 """
 # the axes added by the depth study, at their defaults
 LATER = {"depth": (1,), "activation": ("relu",), "dtype": ("float32",), "alpha_init": (0.0,), "steps": (0,),
-         "lr": (0.1,), "target": ("zero",)}
+         "lr": (0.1,), "target": ("zero",),
+         # and by whole networks (only a sweep with a net: reads them)
+         "net": (None,), "input": ("",), "init": ("small",), "bn": ("on",), "zero_residual": (False,)}
 
 
 def write(tmp_path, text, name="s.yaml"):
@@ -298,8 +300,12 @@ def test_run_config_is_the_axis_table_field_by_field():
     fields = dataclasses.fields(RunConfig)
     hints = typing.get_type_hints(RunConfig)
     assert [f.name for f in fields] == [a.name for a in AXES]
-    assert [hints[f.name] for f in fields] == [a.kind for a in AXES]
-    assert [f.default for f in fields] == [a.default for a in AXES]
+    from cnnexp.nets import NetSpec
+
+    # a net is written as its name (str); small_init is None (an empty cell) for a net drawn by another init
+    kinds = {"net": NetSpec | None, "small_init": float | None}
+    assert [hints[f.name] for f in fields] == [kinds.get(a.name, a.kind) for a in AXES]
+    assert [f.default for f in fields] == [None if a.name == "net" else a.default for a in AXES]
     assert RunConfig.__dataclass_params__.frozen
     with pytest.raises(dataclasses.FrozenInstanceError):
         RunConfig().d = 3  # type: ignore[misc]

@@ -21,7 +21,7 @@ from cnnexp.config import parse_sweep
 from cnnexp.errors import CnnexpError
 from cnnexp.fit import DETAIL_COLUMNS, FIT_COLUMNS, SCALE_METRICS, fit, sweep_exponents
 from cnnexp.plot import figure
-from cnnexp.schema import AXES
+from cnnexp.schema import AXES, NET
 from cnnexp.schema import STEP_METRICS as METRICS
 from cnnexp.sweep import SweepOutputs, plan_sweep, run_sweep
 from tests.test_analysis import write_results
@@ -46,7 +46,7 @@ def synthetic(axis="small_init", values=(1e-4, 1e-3, 1e-2, 1e-1), *, noise=0.05,
         for d in ds:
             for value in values:
                 for s in seeds:
-                    defaults = {a.name: a.default for a in AXES if not a.training}
+                    defaults = {a.name: a.default for a in AXES if not a.training and a.study != NET}
                     row = {"block": block, **defaults, "d": d, "seed": s, axis: value}
                     u = (math.log10(value) if value > 0 else -6.0) if law == "power" else value
                     row |= {m: 10.0 ** (-1 - d / 8 + exponents.get(m, 0.5) * u + noise * rng.standard_normal())
@@ -349,8 +349,8 @@ def test_log_law_equals_an_independent_least_squares_and_keeps_zeros():
         for value in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
             for s in range(3):
                 steps = 120 + per_decade * math.log10(value) + rng.normal(0, 5)
-                row = {"block": block, **{a.name: a.default for a in AXES}, "steps": 500, "target": "identity",
-                       "small_init": value, "seed": s}
+                row = {"block": block, **{a.name: a.default for a in AXES if a.study != NET}, "steps": 500,
+                       "target": "identity", "small_init": value, "seed": s}
                 row |= {m: 1.0 for m in METRICS} | {"initial_loss": 1.0, "steps_to_fit": max(round(steps), 0)}
                 rows.append(row)
     rows[0]["steps_to_fit"] = 0  # a real value: fitted at once
@@ -367,3 +367,28 @@ def test_log_law_equals_an_independent_least_squares_and_keeps_zeros():
         assert row["n"] == len(group)
     plain = fits[fits["block"] == "plain"].iloc[0]
     assert plain["n"] == 17 and "1 value empty: never reached" in plain["excluded_why"]
+
+
+def test_a_plain_relu_conv_network_fits_twice_its_weighted_layers_with_the_theory_beside(tmp_path, monkeypatch):
+    """The whole way: a sweep of a network (bn off, init small), then `cnnexp fit` on its results file."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cnnexp.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "convs.yaml").write_text("input: 2x6x6\nlayers: [conv:out=3,k=3,p=1,bias=false, relu, "
+                                         "conv:out=3,k=3,bias=false, relu, flatten, linear:out=2,bias=false]\n")
+    (tmp_path / "s.yaml").write_text("net: convs.yaml\nblocks: [plain]\nsweep: {batch: 3, bn: off, "
+                                     "small_init: {logspace: [-3, -1, 3]}, seed: [0, 1]}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["sweep", "s.yaml"]).exit_code == 0
+    result = runner.invoke(app, ["fit", "results/s.csv", "--x", "small_init", "--json"])
+    assert result.exit_code == 0, result.output
+    fits = {r["metric"]: r for r in json.loads(result.stdout)}
+    assert fits["x_grad_norm"]["theory"] == 6 and fits["x_grad_norm"]["holds"] is True  # k = 3 weighted layers
+    assert fits["x_grad_norm"]["slope"] == pytest.approx(6, abs=1e-6)
+    assert fits["param_grad_norm"]["theory"] == 5 and fits["loss"]["theory"] == 6
+    shown = runner.invoke(app, ["fit", "results/s.csv", "--x", "small_init"]).stdout
+    assert "6.0000" in shown and "yes" in shown

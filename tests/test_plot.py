@@ -362,3 +362,58 @@ def test_many_ys_take_no_automatic_facet_beyond_the_panel_bound(tmp_path, monkey
     assert choose_layout(path, ys=list(METRICS[:3])).facet is None  # 9 panels would be too many
     with pytest.raises(ResultsError, match="facet depth: 3 values .* would draw 9 panels, more than 8"):
         choose_layout(path, ys=list(METRICS[:3]), facet="depth")
+
+
+def _net_layer_rows():
+    """A per-layer file of networks as the engine writes it: two seeds, both blocks, two inits."""
+    from cnnexp.config import RunConfig
+    from cnnexp.engine.net import probe_net
+    from cnnexp.nets import net_from_items
+
+    net = net_from_items("n", "2x6x6", ["conv:out=2,k=3,p=1", "relu", {
+        "residual": ["conv:out=2,k=3,p=1", "relu"], "shortcut": ["conv:out=2,k=1"]}, "flatten", "linear:out=2"])
+    rows = []
+    for init, small_init in (("small", 0.1), ("kaiming", None)):
+        for seed in (0, 1):
+            config = RunConfig(net=net, input="2x6x6", batch=2, seed=seed, init=init, small_init=small_init)
+            for result in probe_net(config, ("plain", "residual")):
+                rows += result.layer_rows()
+    return pd.DataFrame(rows)[["block", "net", "input", "batch", "init", "small_init", "bn", "zero_residual",
+                                "dtype", "seed", "path", "layer", "act_sq_mean", "act_var", "out_grad_norm",
+                                "weight_norm", "weight_grad_norm", "branch_var"]].assign(net="n")
+
+
+def test_layer_frame_numbers_the_main_path_alike_for_the_twin_and_the_network():
+    from cnnexp.plot import LAYER_INDEX, layer_frame
+
+    df = _net_layer_rows()
+    frame, facet = layer_frame(df)
+    assert facet == "init (small_init), bn"
+    assert set(frame[facet]) == {"small (0.1), on", "kaiming, on"}
+    for _, run in frame.groupby(["block", facet, "seed"]):
+        assert list(run[LAYER_INDEX]) == [1, 2, 3, 4, 5]  # conv, relu, the block's output, flatten, linear
+    main = df[~df["path"].str.contains(r"\.(residual|shortcut)\.")]
+    block = main[(main["block"] == "residual") & (main["init"] == "small") & (main["seed"] == 0)]
+    assert list(block["path"]) == ["1", "2", "3", "4", "5"]
+    mine = frame[(frame["block"] == "residual") & (frame[facet] == "small (0.1), on") & (frame["seed"] == 0)]
+    assert list(mine["act_var"]) == list(block["act_var"])
+
+
+def test_plot_layers_draws_a_panel_per_statistic_and_setting(tmp_path):
+    from cnnexp.plot import plot_layers
+
+    from cnnexp.plot import LAYER_INDEX, LAYER_Y, draw, layer_frame
+
+    out = plot_layers(_net_layer_rows(), out=tmp_path / "layers.png")
+    assert out == tmp_path / "layers.png" and imread(out).size > 0
+    frame, facet = layer_frame(_net_layer_rows())
+    fig = draw(frame, choose_layout(frame, LAYER_INDEX, LAYER_Y, facet))
+    assert len(fig.axes) == 3 * 2  # a row per statistic, a column per setting (small (0.1), kaiming)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log"] * 6
+
+
+def test_plot_layers_refuses_a_file_that_is_not_a_networks_per_layer_file(results):
+    from cnnexp.plot import plot_layers
+
+    with pytest.raises(ResultsError, match="signal propagation plots need the per-layer file of a sweep of networks"):
+        plot_layers(results)

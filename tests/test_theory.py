@@ -126,3 +126,68 @@ def test_no_law_where_none_is_derived():
     assert theory.law("plain", "cos_x_out", "small_init", "power", config()) is None
     # a file without depth/activation/alpha_init columns gets the schema defaults
     assert theory.law("plain", "loss", "small_init", "power", {}).value == 4
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Whole networks: the homogeneity rule, against the engine's own numbers at two scales
+
+def _net(layers, input="3x8x8"):
+    from cnnexp.nets import net_from_items
+
+    return net_from_items("n", input, layers)
+
+
+@pytest.mark.parametrize("layers, skips, k", [
+    (["conv:out=4,k=3,bias=false", "relu", "maxpool:k=2", "flatten", "linear:out=2,bias=false"], True, 2),
+    ([{"residual": ["conv:out=3,k=3,p=1,bias=false", "relu", "conv:out=3,k=3,p=1,bias=false"]}], False, 2),
+    ([{"residual": ["conv:out=3,k=3,p=1,bias=false", "relu", "conv:out=3,k=3,p=1,bias=false"]}], True, None),
+    ([{"residual": ["conv:out=3,k=1,bias=false"], "shortcut": ["conv:out=3,k=1,bias=false"]}], True, 1),
+    (["conv:out=4,k=3"], True, None),  # a bias
+    (["conv:out=4,k=3,bias=false", "tanh"], True, None),
+    (["conv:out=4,k=3,bias=false", "bn"], True, None),
+    ([{"repeat": 3, "layers": ["conv:out=3,k=3,p=1,bias=false", "leakyrelu", "dropout"]}, "upsample:scale=2",
+      "adaptiveavgpool:out=2", "avgpool:k=2", "flatten", "linear:out=2,bias=false"], True, 4),
+])
+def test_the_degree_of_a_network_is_its_weighted_layers_on_every_path(layers, skips, k):
+    from cnnexp.nets import lay_out
+
+    net = _net(layers)
+    assert theory.homogeneous_degree(lay_out(net.items, net.input, skips=skips)) == k
+
+
+@pytest.mark.parametrize("layers", [
+    ["conv:out=4,k=3,p=1,bias=false", "relu", {"residual": ["conv:out=4,k=3,p=1,bias=false", "relu",
+                                                             "conv:out=4,k=3,p=1,bias=false"]},
+     "maxpool:k=2", "flatten", "linear:out=3,bias=false"],
+    [{"repeat": 2, "layers": ["conv:out=3,k=3,p=1,bias=false", "leakyrelu"]}, "avgpool:k=2", "flatten",
+     "linear:out=2,bias=false"],
+])
+def test_net_law_is_what_the_engine_computes_at_two_scales(layers):
+    """out(c V) = c^k out(V): every metric's ratio between two scales is their ratio to the law's power."""
+    from cnnexp.engine.net import probe_net
+    from cnnexp.nets import net_file
+
+    net = _net(layers)
+    c1, c2 = 0.5, 0.0625  # powers of two: c * draw is exact in float32, so the law holds to float64 rounding
+    for block in ("plain", "residual"):
+        config = {"net": str(net), "init": "small", "bn": "on"}
+        low, high = (probe_net(RunConfig(net=net, batch=3, seed=1, small_init=c, dtype="float64"), (block,))[0]
+                     for c in (c2, c1))
+        for metric in ("loss", "x_grad_norm", "param_grad_norm", "w_norm"):
+            law = theory.net_law(block, metric, "small_init", "power", config, net_file(net))
+            if law is None:
+                assert block == "residual"  # (the identity path is shorter than the branch)
+                continue
+            ratio = high.metrics[metric] / low.metrics[metric]
+            assert ratio == pytest.approx((c1 / c2) ** law.value, rel=1e-9), (block, metric)
+
+
+def test_net_law_is_none_for_other_inits_axes_and_unknown_networks():
+    from cnnexp.nets import net_file
+
+    net = _net(["conv:out=4,k=3,bias=false"])
+    config = {"net": "n", "init": "small", "bn": "off"}
+    assert theory.net_law("plain", "loss", "small_init", "power", config, net_file(net)).value == 2
+    assert theory.net_law("plain", "loss", "small_init", "power", {**config, "init": "kaiming"}, net_file(net)) is None
+    assert theory.net_law("plain", "loss", "batch", "power", config, net_file(net)) is None
+    assert theory.net_law("plain", "loss", "small_init", "power", config, None) is None

@@ -8,6 +8,7 @@ Two layers, imported one way (docs/development.md draws them):
     ------------------------------------------------------------------------------------------------------------
     computing a unit  registry.py  the engines by name (`--engine`), each an `Engine`
                       batched.py   the batched engine: a driver over kernels.py (the maths) and train.py
+                      net.py       whole networks (docs/nets.md): a net file's modules, its draw, its metrics
                       reference.py the reference engine: the notebook's method, with modules and hooks
                       cost.py      shapes, multiply-adds and memory;  result.py  RunResult (torch-free leaves)
 

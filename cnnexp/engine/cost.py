@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnexp.config import RunConfig, Task, trains
+from cnnexp.nets import net_size
 from cnnexp.schema import TEACHER_TARGETS
+from cnnexp.shapes.types import parse_input
 
 UNIT_BYTES = 256 * 2**20  # the memory one stack of configurations may take; a larger group is cut
 DRAW_BYTES = UNIT_BYTES // 2  # the memory a unit's draw may take (every configuration's, drawn before any stack runs)
@@ -28,6 +30,9 @@ def shape_of(config: RunConfig) -> Shape:
 def run_cost(config: RunConfig, n_blocks: int) -> float:
     """Multiply-adds of one configuration, with its draw and every training step counted: the weight to
     balance work by (a step is a forward and a backward pass, as the study at init is one)."""
+    if config.net is not None:
+        params, macs, _ = _net_size(config)
+        return DRAW_COST * params + 3 * config.batch * macs * n_blocks  # a backward costs about two forwards
     d, batch, depth = config.d, config.batch, config.depth
     return depth * d * d * (2 * DRAW_COST + 6 * batch * n_blocks * (config.steps + 1))
 
@@ -41,8 +46,11 @@ def unit_bytes(config: RunConfig, n_blocks: int) -> int:
     Training adds the teacher (2 d^2), the target y and the updated weights of each kind (its memory does not
     grow with the steps: the weights are updated in place of the last ones).
     """
-    d, batch, depth = config.d, config.batch, config.depth
     itemsize = 8 if config.dtype == "float64" else 4
+    if config.net is not None:  # the draw and its copy; per block kind: every activation with its gradient, and
+        params, _, activations = _net_size(config)  # the float64 copies the statistics take, one at a time
+        return 12 * params + config.batch * activations * n_blocks * (2 * itemsize + 8) + 4 * params * n_blocks
+    d, batch, depth = config.d, config.batch, config.depth
     draw = 4 * (2 * depth * d * d + batch * d)
     per_block = 8 * (6 * d * d + 12 * batch * d) + BLOCK_OVERHEAD
     need = draw + n_blocks * depth * per_block + itemsize * 2 * depth * d * d
@@ -76,4 +84,19 @@ def stacks(tasks: Sequence[Task]) -> list[list[int]]:
             stack.append(i)
             size += grow
         found.append(stack)
+    return found
+
+
+_SIZES: dict[tuple[Any, str], tuple[int, int, int]] = {}
+
+
+def _net_size(config: RunConfig) -> tuple[int, int, int]:
+    """(parameters, MACs, activations) of one sample through a configuration's network (cached: a sweep
+    asks for each of its networks many times)."""
+    found = _SIZES.get((config.net, config.input))
+    if found is None:
+        assert config.net is not None
+        shape = parse_input(config.input) if config.input else config.net.input
+        assert shape is not None  # (config.py refuses a network without an input)
+        found = _SIZES[(config.net, config.input)] = net_size(config.net, shape)
     return found

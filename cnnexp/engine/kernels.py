@@ -65,7 +65,7 @@ def draw_stacks(stacks: Sequence[Sequence[RunConfig]]) -> list[Drawn]:
     for configs, (x, weights, teachers) in zip(stacks, drawn):
         for b, config in enumerate(configs):
             places: list[Place] = [(x[b], _copy)]
-            places += [(w[b], partial(torch.mul, other=config.small_init)) for w in weights]
+            places += [(w[b], partial(torch.mul, other=config.weight_std)) for w in weights]
             if config.target in TEACHER_TARGETS:
                 places += [(t[b], partial(torch.div, other=math.sqrt(config.d))) for t in teachers]
             sizes = tuple(place.numel() for place, _ in places)

@@ -52,6 +52,10 @@ class WorkUnit:
         """The unit's configurations in a few words, for error messages."""
         configs = [config for config, _ in self.tasks]
         first = configs[0]
+        if first.net is not None:
+            small = f", small_init={first.small_init!r}" if first.init == "small" else ""
+            return (f"net {first.net}, input {first.input}, batch={first.batch}, init {first.init}{small}, "
+                    f"bn {first.bn}, {first.dtype}, seed={first.seed}")
         shape = f"d={first.d}, batch={first.batch}, depth={first.depth}, {first.activation}, {first.dtype}"
         if len(configs) == 1:
             return f"{shape}, small_init={first.small_init!r}, seed={first.seed}"
@@ -85,6 +89,12 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
     total = sum(run_cost(c, len(b)) for c, b in tasks)
     target = min(total / (UNITS_PER_WORKER * workers), UNIT_COST) if workers > 1 else UNIT_COST
     chunks: list[list[Task]]
+    nets = [task for task in tasks if task[0].net is not None]
+    if nets:  # whole networks: each configuration a unit of its own, computed by the net engine
+        units = [WorkUnit((task,), "net", device, layers, curve) for task in nets]
+        rest = plan_units([task for task in tasks if task[0].net is None], engine=engine, device=device,
+                          layers=layers, workers=workers, curve=curve)
+        return sorted([*units, *rest], key=lambda u: -u.cost) if workers > 1 else [*units, *rest]
     if engine == "reference":
         chunks = [[task] for task in tasks]
     else:

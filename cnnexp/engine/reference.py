@@ -48,7 +48,7 @@ def draw(config: RunConfig, shapes: Sequence[torch.Size]) -> tuple[torch.Tensor,
     """Seed, then draw x and one small_init-scaled Gaussian per weight shape, in float32, in that order."""
     torch.manual_seed(config.seed)
     x = torch.randn(config.batch, config.d, dtype=torch.float32)  # (batch, d)
-    weights = [config.small_init * torch.randn(shape, dtype=torch.float32) for shape in shapes]
+    weights = [config.weight_std * torch.randn(shape, dtype=torch.float32) for shape in shapes]
     return x, weights
 
 

@@ -36,12 +36,21 @@ def _reference() -> Engine:
     return run_reference
 
 
+def _net() -> Engine:
+    from cnnexp.engine.net import run_net  # deferred: imports torch (planning and the CLI do without)
+
+    return run_net
+
+
 ENGINES: dict[str, Callable[[], Engine]] = {  # --engine name -> the engine, loaded when first asked for
     "batched": _batched,
     "reference": _reference,
 }
+# The engine of whole networks (docs/nets.md): the planner gives it every configuration with a net, whatever
+# --engine says (it has one path, the reference's way: modules, one configuration at a time).
+MODEL_ENGINES: dict[str, Callable[[], Engine]] = {"net": _net}
 
 
 def engine(name: str) -> Engine:
-    """The engine of that name (a key of ENGINES)."""
-    return ENGINES[name]()
+    """The engine of that name (a key of ENGINES or MODEL_ENGINES)."""
+    return {**ENGINES, **MODEL_ENGINES}[name]()

@@ -55,7 +55,7 @@ def chain_shape(input: str | tuple, specs: list, dtype: str = "float32") -> Chai
         raise ConfigError(f"the chain expands to {count_rows(nodes):,} rows, more than {MAX_LAYERS:,}; "
                           "lower a repeat count")
     walk = _Walk([])
-    view = View(shape, input_size=shape[1:])
+    view = View(shape, input_size=shape[1:] if len(shape) == 3 else (1, 1))
     walk.live(numel(shape), "input")
     view, _ = _walk(nodes, "", view, 0, False, walk)
     layers = [r for r in walk.rows if not r.is_block]

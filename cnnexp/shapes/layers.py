@@ -90,6 +90,9 @@ class Layer:
     scale: Pair = (1, 1)  # an upsample's factor
     affine: bool = True  # a batch norm's learnt scale and shift
     p: float = 0.5  # a dropout's probability
+    eps: float = 1e-5  # a batch norm's epsilon
+    momentum: float = 0.1  # a batch norm's momentum (for its running statistics)
+    slope: float = 0.01  # a leaky ReLU's negative slope
     features_in: int | None = None  # a linear layer's `in`, when the spec states it (checked against the input)
 
 

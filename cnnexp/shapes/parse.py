@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnexp.config import read_yaml  # (which imports yaml only when it reads a file)
 from cnnexp.errors import ConfigError, param
 from cnnexp.shapes.layers import ALIASES, BOOL, FLOAT, INT, KINDS, PADDING, PAIR, POOLS, PROB, REQUIRED, Layer
 from cnnexp.shapes.types import INT as INT_TEXT
 from cnnexp.shapes.types import INT64_MAX, case_hint, check_numel, parse_input, parse_int, parse_pair, short
+from cnnexp.yamlfile import read_yaml  # (which imports yaml only when it reads a file)
 
 # more rows than this (once repeats are multiplied out) are refused before any work; ResNet-152 has ~500
 MAX_LAYERS = 5_000
@@ -84,7 +84,8 @@ def parse_layer(spec: str, index: int | str = 1) -> Layer:
     values = {key: _value(keys[key], key, value, where) for key, value in raw.items()}
     kernel = values.get("k", (1, 1))
     names = {"k": "kernel", "s": "stride", "p": "padding", "d": "dilation", "op": "output_padding",
-             "scale": "scale", "groups": "groups", "bias": "bias", "ceil": "ceil", "affine": "affine"}
+             "scale": "scale", "groups": "groups", "bias": "bias", "ceil": "ceil", "affine": "affine",
+             "eps": "eps", "momentum": "momentum", "slope": "slope"}
     fields = {names[k]: v for k, v in values.items() if k in names}
     if kind == "dropout":
         fields["p"] = values.get("p", 0.5)

@@ -175,18 +175,19 @@ def parse_pair(text: str, what: str) -> Pair:
 
 
 def parse_input(text: str, what: str = param("input")) -> Shape:
-    """Parse `CxHxW` into a positive (C, H, W).
+    """Parse `CxHxW` into a positive (C, H, W), or `N` (a flat input of N features) into (N,).
 
     Raises:
-        ConfigError: not three positive integers joined by `x`, or a tensor too large for PyTorch.
+        ConfigError: not three positive integers joined by `x` (or one), or a tensor too large for PyTorch.
     """
     parts = str(text).strip().lower().split("x")
-    if len(parts) == 3 and all(INT.fullmatch(p.strip()) for p in parts):
+    if len(parts) in (1, 3) and all(INT.fullmatch(p.strip()) for p in parts):
         shape = tuple(parse_int(p, what) for p in parts)
         if min(shape) > 0:
             check_numel(shape, f"{what}: {short(str(text))}", ConfigError)
             return shape
-    raise ConfigError(f"{what}: {short(str(text))} is not CxHxW with positive sizes (e.g. 3x224x224)")
+    raise ConfigError(f"{what}: {short(str(text))} is not CxHxW or N (flat) with positive sizes "
+                      "(e.g. 3x224x224 or 256)")
 
 
 def check_numel(shape: tuple, what: str, error: type) -> None:
