@@ -4,6 +4,7 @@
     >>> import cnnexp
     >>> df = cnnexp.load_results("results/init.csv")   # doctest: +SKIP
     >>> fits = cnnexp.fit(df, "small_init")            # doctest: +SKIP
+    >>> net = cnnexp.build_net("resnet18")             # doctest: +SKIP
 
 The public names are imported lazily, so `import cnnexp` (and the `conv-shape` calculator) stays free of
 torch and pandas until they are needed.
@@ -14,6 +15,7 @@ _PUBLIC = {
     "load_results": "cnnexp.analysis",
     "fit": "cnnexp.fit",
     "conv2d_numpy": "cnnexp.conv",
+    "build_net": "cnnexp.engine.net",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -122,7 +122,7 @@ def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
         digits = 9
     elif value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm" \
             and not vanishes(block, metric, pair.config) \
-            and not (block == "plain" and pair.config.get("zero_residual")):
+            and not (block == "plain" and pair.config.get("zero_residual") and pair.config.get("bn") == "on"):
         # (rezero's a1 gradient at alpha_init 0 is exactly 0; so is a plain twin's whose branches end in a zeroed bn)
         return UNDERFLOW
     spread = pair.spread.get(block, {}).get(metric)

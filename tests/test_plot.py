@@ -392,7 +392,7 @@ def test_layer_frame_numbers_the_main_path_alike_for_the_twin_and_the_network():
     assert set(frame[facet]) == {"small (0.1), on", "kaiming, on"}
     for _, run in frame.groupby(["block", facet, "seed"]):
         assert list(run[LAYER_INDEX]) == [1, 2, 3, 4, 5]  # conv, relu, the block's output, flatten, linear
-    main = df[~df["path"].str.contains(r"\.(residual|shortcut)\.")]
+    main = df[~df["path"].str.contains(r"\.(?:residual|shortcut)\.")]
     block = main[(main["block"] == "residual") & (main["init"] == "small") & (main["seed"] == 0)]
     assert list(block["path"]) == ["1", "2", "3", "4", "5"]
     mine = frame[(frame["block"] == "residual") & (frame[facet] == "small (0.1), on") & (frame["seed"] == 0)]
@@ -400,9 +400,7 @@ def test_layer_frame_numbers_the_main_path_alike_for_the_twin_and_the_network():
 
 
 def test_plot_layers_draws_a_panel_per_statistic_and_setting(tmp_path):
-    from cnnexp.plot import plot_layers
-
-    from cnnexp.plot import LAYER_INDEX, LAYER_Y, draw, layer_frame
+    from cnnexp.plot import LAYER_INDEX, LAYER_Y, draw, layer_frame, plot_layers
 
     out = plot_layers(_net_layer_rows(), out=tmp_path / "layers.png")
     assert out == tmp_path / "layers.png" and imread(out).size > 0
