@@ -94,7 +94,10 @@ def run(block, batch, init, small_init, bn, seed):
         net.load_state_dict(full.state_dict(), strict=False)
     outputs = []
     leaves = [m for m in net.modules() if not list(m.children()) or isinstance(m, Block)]
-    hooks = [m.register_forward_hook(lambda m, i, o: (o.retain_grad(), outputs.append((m, o)))) for m in leaves]
+    def keep(m, i, o):
+        o.retain_grad()
+        outputs.append((m, o))
+    hooks = [m.register_forward_hook(keep) for m in leaves]
     x = x.requires_grad_()
     out = net(x)
     for h in hooks:
@@ -102,7 +105,7 @@ def run(block, batch, init, small_init, bn, seed):
     loss = out.pow(2).mean()
     loss.backward()
     params = list(net.parameters())
-    metrics = [float(loss), float(x.grad.double().norm()),
+    metrics = [float(loss.detach()), float(x.grad.double().norm()),
                math.sqrt(sum(float(p.detach().double().square().sum()) for p in params)),
                math.sqrt(sum(float(p.grad.double().square().sum()) for p in params))]
     rows = []

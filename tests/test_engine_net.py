@@ -249,3 +249,11 @@ def test_the_shipped_resnet18_has_torchvisions_parameters_in_order():
     assert shapes[15:21] == [(128, 64, 3, 3), (128,), (128,), (128, 128, 3, 3), (128,), (128,)]
     assert shapes[21:24] == [(128, 64, 1, 1), (128,), (128,)]
     assert len(list(net.buffers())) == 3 * 20  # running mean, running variance, batches tracked per bn
+
+
+def test_channel_stats_of_tiny_float64_outputs_are_scaled_and_exact():
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(3, 4, 2, 2, generator=g, dtype=torch.float64)
+    sq_mean, var = channel_stats(1e-152 * base)  # below 1e-150: the scaled path
+    want_sq, want_var = channel_stats(base)
+    assert var == pytest.approx(want_var * 1e-304, rel=1e-12) and sq_mean == pytest.approx(want_sq * 1e-304, rel=1e-12)

@@ -186,3 +186,22 @@ def test_set_input_overrides_the_net_files(nets_dir):
     result = runner.invoke(app, ["sweep", "nets.yaml", "--set", "input=3x16x16"])
     assert result.exit_code == 0, result.output
     assert {r["input"] for r in read(nets_dir / "results" / "nets.csv")} == {"3x16x16"}
+
+
+def test_a_network_too_big_for_memory_is_refused_before_it_starts(nets_dir, monkeypatch):
+    import yaml
+
+    import cnnexp.memory
+    from cnnexp.config import RunConfig
+    from cnnexp.engine.cost import unit_bytes
+
+    need = unit_bytes(RunConfig(net=load_net("hidden.yaml", nets_dir), input="3x8x8", batch=3), 2)
+    # at least every activation of a sample, float32, with its gradient, for both block kinds, at batch 3
+    activations = chain_shape("3x8x8", yaml.safe_load(NET_FILE)["layers"]).activations
+    assert need > 3 * 2 * 4 * 2 * activations
+    monkeypatch.setattr(cnnexp.memory, "available_bytes", lambda: need - 1)
+    result = runner.invoke(app, ["sweep", "nets.yaml", "--workers", "1"])
+    assert result.exit_code == 2 and "net hidden.yaml, input 3x8x8, batch=3 needs about" in result.stderr
+    assert "lower batch" in result.stderr and not (nets_dir / "results").exists()
+    monkeypatch.setattr(cnnexp.memory, "available_bytes", lambda: need)
+    assert runner.invoke(app, ["sweep", "nets.yaml", "--workers", "1", "--dry-run"]).exit_code == 0

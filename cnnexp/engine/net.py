@@ -242,17 +242,21 @@ def _row(net: Net, node: Node | Block, output: torch.Tensor, branch: torch.Tenso
 def channel_stats(t: torch.Tensor) -> tuple[float, float]:
     """Brock et al. (2021)'s signal propagation statistics of a layer's output (batch, C, ...) or (batch, F):
     the mean over channels of the squared channel mean, and of the channel variance (population), each over
-    batch and space. Taken in float64, scaled by the largest magnitude first, so nothing underflows."""
-    t = t.detach().to(torch.float64)
-    s = float(t.abs().max()) if t.numel() else 0.0
-    if s == 0.0 or not math.isfinite(s):
-        u, s = t, 1.0
-    else:
-        u = t / s
-    per_channel = u.transpose(0, 1).reshape(u.shape[1], -1)  # (C, batch * space)
-    mean = per_channel.mean(dim=1)
-    var = (per_channel - mean[:, None]).square().mean(dim=1)
-    return float(mean.square().mean()) * s * s, float(var.mean()) * s * s
+    batch and space. Taken in float64, where no square of a float32 number can underflow (1e-45 squares to
+    1e-90); a float64 output beyond 1e+-150 is scaled by its largest magnitude first."""
+    u = t.detach().to(torch.float64)
+    scale = 1.0
+    if t.dtype == torch.float64 and u.numel():
+        largest = float(u.abs().max())
+        if largest > 0 and math.isfinite(largest) and not SAFE[0] < largest < SAFE[1]:
+            u, scale = u / largest, largest
+    over = (0, *range(2, u.ndim))  # batch and space: one mean and variance per channel (two passes)
+    mean = u.mean(dim=over, keepdim=True)
+    var = (u - mean).square().mean(dim=over)
+    return float(mean.square().mean()) * scale * scale, float(var.mean()) * scale * scale
+
+
+SAFE = (1e-150, 1e150)  # float64 magnitudes whose squares, and sums of squares, stay normal numbers
 
 
 __all__ = ["Net", "build_net", "draw", "probe_net", "run_net", "channel_stats", "net_from_items"]
