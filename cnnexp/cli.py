@@ -25,6 +25,7 @@ from cnnexp.config import load_sweep, shown_dict
 from cnnexp.errors import CnnexpError, ConfigError, spell
 from cnnexp.schema import AXES, DEFAULT_BLOCKS, NET
 from cnnexp.shapes import shape_from_flags  # pure Python: conv-shape never imports torch, numpy or pandas
+from cnnexp.trackers import SweepLog, log_results  # (mlflow and tensorboard: imported when a tracker opens)
 
 app = typer.Typer(
     help="Experiment runner for the residual gradient study.",
@@ -140,6 +141,8 @@ def _leave(code: int) -> NoReturn:
 ENGINE_HELP = "batched (default: configurations of one shape computed together) or reference (the notebook's " \
               "method, one run at a time); both give the same numbers (rel 1e-6)."
 DEVICE_HELP = "cpu (default, exactly reproducible), cuda, mps, or auto (the best there is)."
+TRACKER_HELP = ("mlflow (a local store beside the results: sqlite:///RESULTS.mlflow.db), mlflow:TRACKING_URI, or "
+                "tensorboard:DIR (a run directory per row); needs cnnexp[mlflow] or cnnexp[tensorboard].")
 CURVE_HELP = "Also write the metrics at steps 0, 1, 2, 4, 8, ... and the last of each run to this CSV."
 CURVE_EVERY_HELP = "With --curve: also every N-th step (0: only those)."
 
@@ -186,6 +189,9 @@ def sweep(
         min=1, max=1024,
         help="torch threads in this process [default: 1, the fastest on a busy machine]; workers use one each.",
         show_default=False)] = None,
+    log: Annotated[str | None, typer.Option(
+        "--log", metavar="TARGET", help=f"Also log each row to a tracker as it is written: {TRACKER_HELP}",
+        show_default=False)] = None,
 ) -> None:
     """Run a YAML sweep: every configuration on every block, each row appended to a tidy CSV as it finishes."""
     # defers multiprocessing and importlib.metadata (the sweep's machinery), for start-up
@@ -201,6 +207,15 @@ def sweep(
         out.print(spell(render.plan_verdict(preview), flag), highlight=False, soft_wrap=True)
         return
     plan = plan_sweep(loaded, outputs, execution=execution)
+    tracker = None
+    if log is not None:  # opened and checked before the sweep starts: a bad target refuses it
+        tracker = SweepLog(log, plan.path, plan.sweep.name, plan.columns, layers=plan.per_layer is not None,
+                           curve=plan.curve is not None)
+
+    def written(result) -> None:
+        progress.advance(result)
+        if tracker is not None and (problem := tracker.add(result)):
+            _warn([problem])
 
     def started() -> None:  # the files are open and locked: from here on, nothing will refuse the sweep
         _warn([*loaded.warnings, *plan.warnings])
@@ -209,7 +224,9 @@ def sweep(
                       soft_wrap=True)
 
     with render.SweepProgress(err, plan.sweep.name, plan.rows_to_run) as progress:
-        report = run_sweep(plan, on_start=started, on_result=progress.advance)
+        report = run_sweep(plan, on_start=started, on_result=written)
+    if tracker is not None and tracker.tracker is not None:
+        tracker.tracker.close([report.path, report.meta_path])
     what = "losses and steps to fit" if plan.sweep.training else "gradient norms"
     for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: {what}",
                                      path=report.path):
@@ -402,6 +419,22 @@ def plot(
     else:
         written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi)
     err.print(f"wrote {written}", soft_wrap=True)
+
+
+@command("log")
+def log_command(
+    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    to: Annotated[str, typer.Option("--to", metavar="TARGET", help=TRACKER_HELP, show_default=False)],
+) -> None:
+    """Log a results file (with its curve and per-layer rows) to MLflow or TensorBoard: a run per row, each
+    once; exit 1 if a finished run holds other values than its row (it is never overwritten)."""
+    report = log_results(path, to)
+    err.print(f"logged {report.logged} rows ({report.skipped} already there) to {report.target}", soft_wrap=True)
+    for name in report.conflicts:
+        err.print(f"differs: {name}: its finished run holds other values than the row; left as it is",
+                  soft_wrap=True, highlight=False)
+    if report.conflicts:
+        raise typer.Exit(1)
 
 
 @command("fit")
