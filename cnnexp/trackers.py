@@ -11,8 +11,9 @@ overwritten.
 - MLflow (`mlflow`, `mlflow:URI`): an experiment named after the sweep; per row a run whose params are the
   configuration columns (as the CSV writes them) and whose metrics are the row's (an empty cell is no metric);
   curve rows as metric histories `curve/<metric>` at their step (or epoch); per-layer rows as metrics
-  `layer/<block_index or path>/<metric>`; the results CSV and its provenance as artifacts of a parent run for the
-  sweep. Default store: `sqlite:///<results>.mlflow.db` beside the results, no server needed.
+  `layer/<block_index or path>/<metric>`; the results CSV, its provenance and its figures (results/<name>*.png)
+  as artifacts of a parent run for the sweep. Default store: `sqlite:///<results>.mlflow.db` beside the
+  results, no server needed.
 - TensorBoard (`tensorboard:DIR`): a run directory per row, named by its configuration, holding its scalars (the
   row's metrics at step 0, `curve/<metric>` over steps, `layer/<...>/<metric>`) and the HParams plugin's
   summaries, so the sweep is a table of hyperparameters against metrics; a file `cnnexp-row.json` written last
@@ -144,7 +145,8 @@ def records(path: Path) -> tuple[str, list[Record], list[Path]]:
         metrics = {c: float(v) for c, v in row.items() if c not in config and v not in ("", None)}
         found.append(Record(config, metrics, tuple(sides.get("curve", {}).get(key, ())),
                             tuple(sides.get("per_layer", {}).get(key, ()))))
-    artifacts = [p for p in (path, existing_meta_path(path)) if p is not None]
+    figures = sorted(path.parent.glob(f"{path.stem}*.png")) + sorted(path.parent.glob(f"{path.stem}*.svg"))
+    artifacts = [p for p in (path, existing_meta_path(path), *figures) if p is not None]
     return sweep, found, artifacts
 
 

@@ -156,3 +156,28 @@ def test_a_bad_target_is_one_line_exit_2_and_the_sweep_writes_nothing(swept, tar
     sweep = runner.invoke(app, ["sweep", "tiny.yaml", "--out", "results/other.csv", "--log", target])
     assert sweep.exit_code == 2 and message in sweep.stderr
     assert not (swept / "results" / "other.csv").exists()
+
+
+@pytest.mark.parametrize("module, target, extra", [("mlflow", "mlflow", "cnnexp[mlflow]"),
+                                                   ("torch.utils.tensorboard", "tensorboard:runs",
+                                                    "cnnexp[tensorboard]")])
+def test_a_tracker_that_is_not_installed_names_its_extra(swept, monkeypatch, module, target, extra):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed: importing it fails
+    if module == "mlflow":
+        monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    result = runner.invoke(app, ["log", "results/tiny.csv", "--to", target])
+    assert result.exit_code == 2 and f"not installed; pip install '{extra}'" in result.stderr
+
+
+def test_the_sweeps_figures_and_files_are_artifacts_of_a_parent_run(swept):
+    assert runner.invoke(app, ["plot", "results/tiny.csv", "--out", "results/tiny.png"]).exit_code == 0
+    assert runner.invoke(app, ["log", "results/tiny.csv", "--to", "mlflow"]).exit_code == 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{swept / 'results' / 'tiny.csv'}.mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    [parent] = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "tiny (files)"]
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"tiny.csv", "tiny.csv.meta.json", "tiny.png"} <= names
