@@ -20,6 +20,10 @@ _PUBLIC = {
 __all__ = [*_PUBLIC, "__version__"]
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})  # the lazily imported names too (dir(cnnexp), tab completion)
+
+
 def __getattr__(name: str):
     if name in _PUBLIC:
         import importlib

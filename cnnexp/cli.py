@@ -33,6 +33,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
 )
+MIN_COLUMNS = 20  # a COLUMNS below this (0, 1) would print nothing, or a character per line: it is ignored
+
+
+def _usable_columns() -> None:
+    """Ignore a COLUMNS that no table or message could be printed in (0, 1, not a number): rich then takes
+    the terminal's width, or prints a file's lines whole."""
+    text = os.environ.get("COLUMNS")
+    if text is not None and not (text.strip().isdigit() and int(text) >= MIN_COLUMNS):
+        del os.environ["COLUMNS"]
+
+
+_usable_columns()  # (before the consoles: rich reads COLUMNS when one is made)
 # No markup in what cnnexp prints (file names may hold brackets); the error prefix asks for it explicitly.
 out = Console(markup=False)
 err = Console(stderr=True, markup=False)
@@ -50,6 +62,7 @@ def _options(
                                           help="Print cnnexp's version and exit.")] = False,
 ) -> None:
     """Experiment runner for the residual gradient study."""
+    _usable_columns()
 
 
 # The library names the parameter at fault (cnnexp.errors.param); a user reads the flag they typed: --name
@@ -98,8 +111,9 @@ def invoke() -> int:
 
     if hasattr(signal, "SIGPIPE"):  # stdout closed early (`cnnexp run | head -1`): end quietly, as `cat` does
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    _usable_columns()
     if len(sys.argv) <= 1:
-        app()  # `cnnexp` alone: Typer prints the help
+        sys.argv.append("--help")  # `cnnexp` alone: the help, as an answer (exit 0), not as a usage error
     try:
         code = app(standalone_mode=False)
     except click.ClickException as e:  # Typer's usage errors: a bad flag, a missing argument
@@ -447,8 +461,8 @@ def fit_command(
              "param_grad_norm, w_norm).", show_default=False)] = None,
     law: Annotated[str | None, typer.Option(
         help="power: log10(metric) on log10(x); exponential: log10(metric) on x; log: the metric itself on "
-             "log10(x), e.g. steps_to_fit per decade (default: exponential for depth, power for any other "
-             "axis).", show_default=False)] = None,
+             "log10(x), e.g. steps_to_fit per decade (default: exponential for depth and block_index, power for "
+             "any other axis).", show_default=False)] = None,
     out_path: Annotated[Path | None, typer.Option(
         "--out", help="Write the fits as CSV: the group's configuration columns, then metric, x, law, slope, "
                       "slope_low, slope_high, intercept, r2, n, excluded, theory, ...", show_default=False)] = None,

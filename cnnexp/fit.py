@@ -69,7 +69,8 @@ LAWS = {law.name: law for law in (
     FitLaw("exponential", "log10(metric) = intercept + slope * x", log_x=False, log_y=True),
     FitLaw("log", "metric = intercept + slope * log10(x)", log_x=True, log_y=False),  # e.g. steps per decade
 )}
-DEFAULT_LAW = {"depth": "exponential"}  # any other axis: power
+# depth and the per-layer block index: gradients fall geometrically block after block; any other axis: power
+DEFAULT_LAW = {"depth": "exponential", "block_index": "exponential"}
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def fit(results: Results, x: str, y: Sequence[str] | str | None = None, *, law: 
         results: a frame from `load_results`, or the path of a results CSV.
         x: the configuration axis to fit against (small_init, d, batch, depth, ...).
         y: the metrics [default: loss, x_grad_norm, a1_grad_norm, param_grad_norm, w_norm, those present].
-        law: "power" or "exponential" [default: exponential for depth, power for any other axis].
+        law: "power" or "exponential" [default: exponential for depth and block_index, power for any other axis].
 
     Returns:
         One row per group and metric: the group's configuration columns (every one of the file's except
@@ -212,7 +213,9 @@ def fit_group(group: pd.DataFrame, x: str, metric: str, law: FitLaw, config: dic
     keep, why = usable(law, x, group[x], group[metric], theory.vanishes(block, metric, config) or "underflow")
     u, v = transform(law, group[x].to_numpy(dtype=float)[keep], group[metric].to_numpy(dtype=float)[keep])
     line = ols(u, v)
-    if config.get("net") is not None:
+    if _trained(config):  # the laws are of the study at init: none for a trained run
+        derived = None
+    elif config.get("net") is not None:
         net = (nets or {}).get(str(config["net"]))
         derived = theory.net_law(block, metric, x, law.name, config, net if isinstance(net, dict) else None)
     else:
@@ -226,6 +229,14 @@ def fit_group(group: pd.DataFrame, x: str, metric: str, law: FitLaw, config: dic
             "intercept": line.intercept, "r2": line.r2, "n": line.n, "excluded": int((~keep).sum()),
             "theory": derived.value if derived else math.nan, "theory_kind": derived.kind if derived else "",
             "holds": holds, "max_residual": line.max_residual, "excluded_why": why, "limit_ratio": math.nan}
+
+
+def _trained(config: dict) -> bool:
+    """Whether a group's runs trained (steps > 0): theory derives the laws of the study at init only."""
+    try:
+        return float(config.get("steps", 0)) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _check(df: pd.DataFrame, config: list[str], metrics: list[str], x: str, y) -> list[str]:

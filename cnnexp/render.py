@@ -37,7 +37,12 @@ def show(out, renderable) -> None:
     for part in _split_table(out, renderable, limit) if limit else [renderable]:
         need = _need(out, part)
         width = max(out.width, need.minimum if limit else need.maximum)
-        out.print(part, width=width, crop=False)
+        if out.is_terminal:
+            out.print(part, width=width, crop=False)
+            continue
+        with out.capture() as captured:  # a file or a pipe: the lines without the padding to the table's width
+            out.print(part, width=width, crop=False)
+        out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def _need(out, renderable):

@@ -209,6 +209,10 @@ def plan_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *,
             if missing:
                 tasks.append(Task(config, missing))
     warnings += _execution_changes(path, meta, execution) if done and tasks else ()
+    if execution.workers is not None and execution.workers > max(len(tasks), 1):
+        warnings += (f"{param('workers')} {execution.workers}: only {len(tasks)} configuration"
+                     f"{'s' * (len(tasks) != 1)} to run, so {max(len(tasks), 1)} worker"
+                     f"{'s' * (len(tasks) > 1)}",)
     fresh = outputs.overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
     side = {f.flag: f.path for f in sides}

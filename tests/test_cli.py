@@ -592,3 +592,54 @@ def test_run_trains_and_writes_its_curve(in_tmp):
     assert list(curve["step"].unique()) == [0, 1, 2, 3, 4, 6, 8, 9]
     last = curve[(curve["step"] == 9) & (curve["block"] == "plain")]["loss"]
     assert last.item() == data["plain"]["loss"]
+
+
+@pytest.mark.parametrize("args", [["sweep", "configs/init.yaml", "--dry-run"],
+                                  ["sweep", "configs/init.yaml", "--set", "seed=x"],
+                                  ["sweep", "configs/init.yaml", "--set", "nope=1"]])
+def test_a_dry_run_and_a_refused_sweep_never_import_torch(args):
+    """Reading, checking and planning come before torch: a dry run or a bad file answers at once."""
+    root = Path(__file__).parents[1]
+    code = ("import sys\nfrom cnnexp.cli import main\nsys.argv = ['cnnexp', *sys.argv[1:]]\ntry:\n    main()\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)\n")
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=root, capture_output=True, text=True)
+    assert p.stderr.strip().splitlines()[-1] == "False", p.stderr
+
+
+def _script(args, env=None, cwd=None):
+    """The installed `cnnexp` script in a process of its own (COLUMNS is read when the consoles are made)."""
+    script = str(Path(sys.executable).with_name("cnnexp"))
+    return subprocess.run([script, *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("columns", ["0", "1", "abc"])
+def test_an_unusable_columns_is_ignored_and_an_error_line_never_disappears(tmp_path, columns):
+    root = Path(__file__).parents[1]
+    refused = _script(["sweep", str(root / "configs/init.yaml"), "--out", str(tmp_path / "nowhere/x.csv")],
+                      env={"COLUMNS": columns})
+    assert refused.returncode == 2 and "the folder" in refused.stderr and "nowhere" in refused.stderr
+    shape = _script(["conv-shape", "8", "--kernel", "3"], env={"COLUMNS": columns})
+    assert shape.returncode == 0 and "H_out = floor((8 + 2*0 - 1*(3-1) - 1) / 1) + 1 = 6" in shape.stdout
+
+
+def test_bare_cnnexp_shows_its_help_and_succeeds():
+    p = _script([])
+    assert p.returncode == 0 and "Usage: cnnexp" in p.stdout and "sweep" in p.stdout
+
+
+def test_dir_of_the_package_lists_its_public_names():
+    import cnnexp
+
+    assert {"load_results", "fit", "conv2d_numpy", "build_net", "__version__"} <= set(dir(cnnexp))
+
+
+def test_more_workers_than_configurations_is_said(in_tmp):
+    result = runner.invoke(app, ["sweep", "tiny.yaml", "--workers", "8"])
+    assert result.exit_code == 0 and "--workers 8: only 4 configurations to run, so 4 workers" in result.stderr
+
+
+def test_redirected_tables_carry_no_trailing_spaces(tmp_path):
+    p = _script(["run", "--d", "8", "--batch", "2"], env={"COLUMNS": "200"})
+    assert p.returncode == 0 and p.stdout.count("\n") > 5
+    assert not [line for line in p.stdout.splitlines() if line != line.rstrip()]

@@ -392,3 +392,24 @@ def test_a_plain_relu_conv_network_fits_twice_its_weighted_layers_with_the_theor
     assert fits["param_grad_norm"]["theory"] == 5 and fits["loss"]["theory"] == 6
     shown = runner.invoke(app, ["fit", "results/s.csv", "--x", "small_init"]).stdout
     assert "6.0000" in shown and "yes" in shown
+
+
+def test_trained_runs_get_no_init_theory_in_fit_or_in_plots():
+    """The laws are those of the study at init: a group that trained (steps > 0) has none beside it."""
+    from cnnexp.fit import LAWS, fit_group
+
+    at_init = synthetic()
+    trained = at_init.assign(steps=400)
+    assert fit(at_init, "small_init")["theory"].notna().any()
+    fits = fit(trained, "small_init")
+    assert fits["theory"].isna().all() and (fits["holds"].isna()).all()
+    group = trained[trained["block"] == "plain"]
+    config = group.iloc[0].to_dict()
+    assert math.isnan(fit_group(group, "small_init", "x_grad_norm", LAWS["power"], config)["theory"])  # (plot --fit)
+
+
+def test_block_index_defaults_to_the_exponential_law_as_depth_does():
+    from cnnexp.fit import law_for
+
+    assert law_for("block_index", None).name == law_for("depth", None).name == "exponential"
+    assert law_for("small_init", None).name == "power"

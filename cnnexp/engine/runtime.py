@@ -55,10 +55,11 @@ def resolve_device(name: str) -> str:
     Raises:
         ConfigError: the device is unknown or this machine does not have it.
     """
-    torch = import_torch()  # (the first import of torch in a sweep or run)
-
     if name not in DEVICES:
         raise ConfigError(f"{param('device')} {name!r}: expected one of {', '.join(DEVICES)}")
+    if name == "cpu":
+        return name  # (without torch: a dry run, or a sweep refused for its file, never waits for its import)
+    torch = import_torch()  # (the first import of torch in a sweep or run)
     have = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if name == "auto":
         return next(d for d in ("cuda", "mps", "cpu") if have[d])
