@@ -245,6 +245,12 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
         taken.append(side.path.resolve())
     meta = None if overwrite else read_meta(path)
     done = {} if overwrite else _resumable_rows(path, sweep, meta, cols)
+    for key, given in (("per_layer", outputs.per_layer), ("curve", outputs.curve)):
+        recorded = (meta or {}).get(key) if done else None
+        if isinstance(recorded, str) and given is None:  # never drop a side file the earlier runs wrote
+            rows = "per-layer" if key == "per_layer" else "curve"
+            raise ResultsError(f"{path}: its earlier runs wrote their {rows} rows to {recorded}; resume with "
+                               f"{param(key)} {recorded} to keep that file whole, or use {param('overwrite')}")
     warnings: tuple[str, ...] = ()
     for side in sides if not overwrite else ():
         if done and side.flag == param("curve") and (meta or {}).get("curve_every", curve_every) != curve_every:
@@ -254,7 +260,7 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
         side_rows = read_rows(side.path, side.columns, keys=_side_key_values(sweep, side, cols, curve_every),
                               numbers=_numbers(side.columns))
         incomplete = _runs_without(side, done, side_rows, cols.config, curve_every, sweep)
-        if incomplete:  # e.g. resumed once without the flag: those runs run again, in every file
+        if incomplete:  # e.g. the file was added at a resume: those runs run again, in every file
             done = {k: row for k, row in done.items() if k not in incomplete}
             rows = spell(side.flag).replace("_", "-")  # per-layer, curve
             warnings += (f"{side.path}: {len(incomplete)} of the runs already in {path} lack their {rows} "

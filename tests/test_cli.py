@@ -643,3 +643,21 @@ def test_redirected_tables_carry_no_trailing_spaces(tmp_path):
     p = _script(["run", "--d", "8", "--batch", "2"], env={"COLUMNS": "200"})
     assert p.returncode == 0 and p.stdout.count("\n") > 5
     assert not [line for line in p.stdout.splitlines() if line != line.rstrip()]
+
+
+@pytest.mark.parametrize("flag", ["--per-layer", "--curve"])
+def test_a_resume_without_a_side_file_of_the_first_run_is_refused_and_keeps_it_whole(in_tmp, flag):
+    (in_tmp / "tiny.yaml").write_text(TINY + "  steps: 2\n")
+    assert runner.invoke(app, ["sweep", "tiny.yaml", flag, "side.csv"]).exit_code == 0
+    results = in_tmp / "results" / "tiny.csv"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:-2]))  # killed before its last two rows
+    side, meta = (in_tmp / "side.csv").read_bytes(), (in_tmp / "results" / "tiny.csv.meta.json").read_bytes()
+    refused = runner.invoke(app, ["sweep", "tiny.yaml"])
+    assert refused.exit_code == 2
+    assert f"its earlier runs wrote their {'per-layer' if flag == '--per-layer' else 'curve'} rows to side.csv; " \
+           f"resume with {flag} side.csv" in refused.stderr
+    assert (in_tmp / "side.csv").read_bytes() == side
+    assert (in_tmp / "results" / "tiny.csv.meta.json").read_bytes() == meta
+    resumed = runner.invoke(app, ["sweep", "tiny.yaml", flag, "side.csv"])
+    assert resumed.exit_code == 0 and "wrote 2 rows (6 skipped)" in resumed.stderr

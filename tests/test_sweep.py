@@ -333,12 +333,13 @@ def test_a_results_file_changed_underneath_a_running_sweep_is_reported(tmp_path,
         run_sweep(plan, command="x", on_result=meddle)
 
 
-def test_per_layer_rows_of_runs_resumed_without_them_are_run_again(tmp_path):
+def test_a_resume_without_the_per_layer_file_is_refused_and_with_it_completes_both(tmp_path):
     raw = {"name": "pl", "sweep": {"d": 8, "batch": 2, "depth": [1, 3], "seed": [0, 1, 2]}}
     outputs = SweepOutputs(tmp_path / "ref.csv", per_layer=tmp_path / "refL.csv")
     full = run_sweep(plan_sweep(sweep_of(raw), outputs), command="x")
     assert full.ran == 12
-    # a first run killed after 4 rows, resumed without --per-layer, then resumed with it
+    # a first run killed after 4 rows, resumed without --per-layer (refused: it would leave L.csv short), then
+    # resumed with it
     run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "L.csv")), command="x")
     lines = (tmp_path / "r.csv").read_text().splitlines(keepends=True)
     (tmp_path / "r.csv").write_text("".join(lines[:5]))
@@ -346,9 +347,10 @@ def test_per_layer_rows_of_runs_resumed_without_them_are_run_again(tmp_path):
     layer_lines = (tmp_path / "L.csv").read_text().splitlines(keepends=True)
     (tmp_path / "L.csv").write_text("".join([layer_lines[0], *(x for x in layer_lines[1:]
                                                                 if x.split(",", 9)[:9].__repr__() in kept)]))
-    run_sweep(plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv")), command="x")
+    with pytest.raises(ResultsError, match="its earlier runs wrote their per-layer rows to .*L.csv"):
+        plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv"))
     plan = plan_sweep(sweep_of(raw), SweepOutputs(tmp_path / "r.csv", per_layer=tmp_path / "L.csv"))
-    assert plan.rows_to_run == 8 and "8 of the runs" in plan.warnings[0]
+    assert plan.rows_to_run == 8 and not plan.warnings
     run_sweep(plan, command="x")
     assert (tmp_path / "r.csv").read_text() == (tmp_path / "ref.csv").read_text()
     assert (tmp_path / "L.csv").read_text() == (tmp_path / "refL.csv").read_text()
