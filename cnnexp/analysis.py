@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
             `block_index` column, the layer metrics), or has a metric column that is not numeric.
     """
     path = Path(path)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise ResultsError(f"{path}: is a YAML file (a sweep?), not a results CSV; run it with cnnexp sweep {path} "
+                           "and use the CSV it writes")
     try:
         check_input(path)  # a device or a FIFO would be read forever, or block
         with warnings.catch_warnings():
@@ -88,6 +92,10 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise ResultsError(f"{path}: is empty, not a results CSV") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, OSError) as e:
+        line = re.search(r"line (\d+), saw (\d+)", str(e))
+        if line:  # pandas' tokenizer: a row with more cells than the header
+            raise ResultsError(f"{path}: not a results CSV: line {line[1]} has {line[2]} cells, more than its "
+                               "header") from None
         raise ResultsError(f"{path}: cannot be read as CSV: {' '.join(str(e).split())}") from None
     meta = read_meta(path)
     if meta is not None and not isinstance(meta, dict):
@@ -450,8 +458,9 @@ def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = 
             a metric asked for is not in both, a column to ignore is not a configuration column, or a file
             has two rows with the same key (after ignoring).
     """
-    if not (0 <= rtol < np.inf and (atol is None or 0 <= atol < np.inf)):  # also refuses NaN
-        raise ResultsError(f"tolerances must be finite non-negative numbers, got rtol={rtol}, atol={atol}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not 0 <= value < np.inf:  # also refuses NaN
+            raise ResultsError(f"{param(name)} {value:g}: must be a finite non-negative number")
     da, db = as_frame(a), as_frame(b)
     name_a, name_b = source(da), source(db)
     (config_a, metrics_a), (config_b, metrics_b) = split_columns(da), split_columns(db)

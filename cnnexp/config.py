@@ -39,7 +39,7 @@ from cnnexp.yamlfile import MAX_INT_DIGITS, read_yaml
 TOP_LEVEL_KEYS = ("name", "blocks", "net", "sweep")
 NET_BLOCKS = ("plain", "residual")  # a network as its plain twin, and as written
 MAX_CONFIGURATIONS = 1_000_000  # a sweep larger than this is surely a typo (and would not finish anyway)
-GENERATORS = ("range", "logspace")
+GENERATORS = ("range", "logspace", "linspace")
 
 # One configuration of the study: a value for every axis (the block is not part of it: every block of a
 # configuration sees the same x and weights). Written out field by field, in schema.AXES order, with its names,
@@ -168,6 +168,9 @@ def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
         ConfigError: the file is missing or unreadable, is not valid YAML, or holds a bad key or value.
     """
     path = Path(path)
+    if path.suffix.lower() in (".csv", ".json") and path.is_file():
+        raise ConfigError(f"{path}: is a results file, not a sweep file; cnnexp sweep takes a YAML file such as "
+                          f"configs/init.yaml (to look at these results: cnnexp summary {path})")
     raw = read_yaml(path)
     if raw is None:
         raise ConfigError(f"{path}: the file is empty; expected a mapping with a 'sweep' key")
@@ -219,13 +222,36 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 
 
 def _range_override(key: str, value: str, text: str) -> dict[str, Any]:
-    """"start:stop[:step]" as a {range: [start, stop, step]} generator (checked by `_generate`)."""
+    """"start:stop[:step]" as a {range: [start, stop, step]} generator, and "logspace:a:b:n" or
+    "linspace:a:b:n" as those generators (each checked by `_generate`, as from the file)."""
     parts = [p.strip() for p in value.split(":")]
+    if parts[0] in ("logspace", "linspace"):
+        numbers = parts[1:]
+        if "," in value or len(numbers) != 3 or not all(_is_number_text(p) for p in numbers):
+            example = "-6:-1:6" if parts[0] == "logspace" else "0.1:0.5:5"
+            raise ConfigError(f"{param('overrides')} {_clip(text)}: {parts[0]} takes start:stop:num "
+                              f"(e.g. {param('overrides')} {key}={parts[0]}:{example})")
+        return {parts[0]: [_number(p) for p in numbers]}
+    if AXIS[key].kind is float:
+        raise ConfigError(f"{param('overrides')} {_clip(text)}: {key} takes numbers: a start:stop range is for "
+                          f"integer axes; give a list ({param('overrides')} {key}=0.01,0.001) or a logspace or "
+                          f"linspace ({param('overrides')} {key}=logspace:-4:-2:3)")
     if "," in value or not 2 <= len(parts) <= 3 or not all(_is_int_text(p) for p in parts):
         raise ConfigError(f"{param('overrides')} {_clip(text)}: a range is start:stop[:step] in integers, as in "
                           "Python's range "
                           f"(e.g. {param('overrides')} {key}=0:10 for 0, 1, ..., 9)")
     return {"range": [int(p) for p in parts]}
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _number(text: str) -> int | float:
+    return int(text) if _is_int_text(text) else float(text)
 
 
 def _is_int_text(text: str) -> bool:
@@ -423,8 +449,8 @@ def _parse_axis(axis: Axis, spec: Any, where: str) -> tuple[Any, ...]:
 def _generate(axis: Axis, spec: dict[str, Any], where: str) -> list[Any]:
     if len(spec) != 1 or next(iter(spec)) not in GENERATORS:
         keys = ", ".join(map(repr, spec)) or "nothing"
-        raise ConfigError(f"{where}: a mapping must be {{range: [start, stop, step]}} or "
-                          f"{{logspace: [start, stop, num]}}, got {keys}")
+        raise ConfigError(f"{where}: a mapping must be {{range: [start, stop, step]}}, "
+                          f"{{logspace: [start, stop, num]}} or {{linspace: [start, stop, num]}}, got {keys}")
     kind, args = next(iter(spec.items()))
     if not isinstance(args, list) or not all(_is_number(a) for a in args):
         raise ConfigError(f"{where}: {kind}: expected a list of numbers, got {_short(args)}")
@@ -441,22 +467,32 @@ def _generate(axis: Axis, spec: dict[str, Any], where: str) -> list[Any]:
         count = max(0, -(-(stop - start) // step))  # len(range(...)), without its C-size limit
     else:
         if axis.kind is not float:
-            raise ConfigError(f"{where}: logspace gives floats, but {axis.name} is an {axis.kind.__name__}; "
+            raise ConfigError(f"{where}: {kind} gives floats, but {axis.name} is an {axis.kind.__name__}; "
                               "use range or a list")
+        ends = "start_exponent, stop_exponent" if kind == "logspace" else "start, stop"
         if len(args) != 3 or not isinstance(args[2], int) or args[2] < 1:
-            raise ConfigError(f"{where}: logspace: expected [start_exponent, stop_exponent, num] with num >= 1, "
-                              f"got {_short(args)}")
+            raise ConfigError(f"{where}: {kind}: expected [{ends}, num] with num >= 1, got {_short(args)}")
         count = args[2]  # its length, checked before anything is generated
     if count > MAX_CONFIGURATIONS:
         raise ConfigError(f"{where}: {kind} {_short(args)} gives {count:,} values, more than a whole sweep may have "
                           f"({MAX_CONFIGURATIONS:,} configurations)")
     if kind == "range":
         return list(range(start, stop, step))
+    if kind == "linspace":
+        return linspace(*args)
     try:
         return logspace(*args)
     except OverflowError:
         raise ConfigError(f"{where}: logspace {_short(args)}: 10**{_short(max(args[:2]))} "
                           "is out of range for a float") from None
+
+
+def linspace(start: float, stop: float, num: int) -> list[float]:
+    """`num` values evenly spaced from start to stop, both included (like numpy.linspace)."""
+    if num == 1:
+        return [float(start)]
+    step = (stop - start) / (num - 1)
+    return [start + i * step for i in range(num - 1)] + [float(stop)]
 
 
 def logspace(start: float, stop: float, num: int) -> list[float]:

@@ -135,6 +135,9 @@ def check_output(
     st = _stat(path, flag)
     if st is not None:
         kind = _kind_of(st.st_mode)
+        if kind == "a directory":
+            raise ResultsError(f"{flag} {path}: is a directory; {flag} takes a file path (e.g. "
+                               f"{path / ('results' + (next(iter(formats)) if formats else '.csv'))})")
         if kind is not None:
             raise ResultsError(f"{flag} {path}: is {kind}; {flag} takes a regular file path "
                                "(cnnexp never writes to devices or pipes)")

@@ -234,6 +234,11 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
         if column not in df.columns:
             raise ResultsError(f"{flag} {column}: no such column in {source(df)} "
                                f"(its columns: {names(df.columns)})")
+        if flag == param("x") and column in config and column != "block" and not _is_numeric(df[column]):
+            numeric = [c for c in config if c not in ("block",) and _is_numeric(df[c])]
+            raise ResultsError(f"{flag} {column}: not a numeric axis of {source(df)} (numeric axes: "
+                               f"{', '.join(numeric) or 'none'}); to give each of its values panels of their own, "
+                               f"use {param('facet')} {column}")
         if flag != param("facet"):
             require_numeric(df, column, source(df))
     free = [c for c in config if c not in ("block", "seed", x, facet) and counts[c] > 1]

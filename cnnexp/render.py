@@ -132,7 +132,12 @@ def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
         return UNDERFLOW
     spread = pair.spread.get(block, {}).get(metric)
     cell = _fmt(value, digits)
-    return cell if spread is None else f"{cell} ±{_fmt(100 * spread, 2)}%"
+    return cell if spread is None else f"{cell} ±{_percent(100 * spread)}%"
+
+
+def _percent(value: float) -> str:
+    """A spread in percent: two significant digits, and from 10 on a whole number (160, not 1.6e+02)."""
+    return f"{value:.0f}" if value >= 10 else _fmt(value, 2)
 
 
 TRAINING_SHOWN = {"initial_loss": "initial loss", "loss": "final loss", "steps_to_fit": "steps_to_fit"}
@@ -156,9 +161,10 @@ def pairs_table(pairs, title: str = ""):
     for heading in shown.values():  # the metric's name heads the first column of its group
         group = [*blocks, *(["ratio"] if with_ratio else [])]
         columns += [f"{heading if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
+    shown_axes = {a: dict(zip(map(id, pairs), _column(p.config[a] for p in pairs), strict=True)) for a in varying}
     rows = []
     for p in pairs:
-        cells = [_exact(p.config[a]) for a in varying]
+        cells = [shown_axes[a][id(p)] for a in varying]
         for metric in shown:
             cells += [_metric_cell(p, b, metric) if b in p.metrics else "" for b in blocks]
             if with_ratio:
@@ -180,8 +186,9 @@ def plan_table(preview):
     sweep, n = preview.sweep, preview.sweep.size
 
     columns = ["#", *columns_of(sweep.training, sweep.net).config[1:], "to run"]  # the axes of the sweep's files
-    rows = [[str(i), *(_exact(getattr(c, a)) for a in columns[1:-1]), ", ".join(blocks) or "done"]
-            for i, (c, blocks) in enumerate(preview.first, start=1)]
+    axes = {a: _column(getattr(c, a) for c, _ in preview.first) for a in columns[1:-1]}
+    rows = [[str(i), *(axes[a][i - 1] for a in columns[1:-1]), ", ".join(blocks) or "done"]
+            for i, (_, blocks) in enumerate(preview.first, start=1)]
     title = (f"{sweep.name}: {_count(n, 'configuration')} x {_count(len(sweep.blocks), 'block')} = "
              f"{_count(preview.rows_total, 'row')} ({preview.rows_to_run:,} to run) -> {preview.path}")
     table = _table(title, columns, rows)
@@ -230,6 +237,23 @@ def _num(value, digits: int = 4) -> str:
     if isinstance(value, float) and math.isnan(value):
         return MISSING
     return _fmt(float(value), digits) if isinstance(value, float) else str(value)
+
+
+def _column(values) -> list[str]:
+    """A column of configuration values on screen: floats with the fewest significant digits (6 at least) that
+    keep every distinct value distinct (a logspace's 0.0031622776601683794 is 0.00316228), others as `_exact`."""
+    values = list(values)
+    floats = {v for v in values if isinstance(v, float) and v == v}
+    for digits in range(6, 18):
+        if len({f"{v:.{digits}g}" for v in floats}) == len(floats):
+            break
+    else:
+        return [_exact(v) for v in values]
+    def text(v: float) -> str:
+        shown = f"{v:.{digits}g}"
+        return shown + ".0" if shown.lstrip("-").isdigit() else shown  # a float stays one: 0.0, not 0
+
+    return [text(v) if isinstance(v, float) and v == v else _exact(v) for v in values]
 
 
 def _exact(value) -> str:
@@ -328,7 +352,7 @@ def summary_tables(table, width: int | None = None) -> list:
     counts = ["n"] if "n" in varying else []
     tables = []
     for m in metrics:
-        cells = {c: [_exact(v) for v in table[c]] for c in keys}
+        cells = {c: _column(table[c]) for c in keys}
         cells |= {s: [_num(v) for v in table[f"{m}_{s}"]] for s in STATISTICS}
         cells |= {c: [str(v) for v in table[c]] for c in counts}
         if width is not None and _width(cells) > width:

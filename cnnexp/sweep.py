@@ -13,6 +13,7 @@ resumed by the sweep that wrote it (same fingerprint in its provenance file); an
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import platform
@@ -610,11 +611,34 @@ def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None,
                            f"cannot be resumed safely; use {param('overwrite')} to start it afresh or {param('out')} "
                            "for another file")
     if meta.get("fingerprint") != fingerprint(sweep.to_dict()):
-        raise ResultsError(f"{path}: was written by a different sweep definition (see "
+        differs = _what_differs(meta.get("sweep"), sweep.to_dict())
+        raise ResultsError(f"{path}: was written by a different sweep definition"
+                           f"{f' ({differs})' if differs else ''} (see "
                            f"{(existing_meta_path(path) or meta_path(path)).name}); "
                            f"use {param('overwrite')} to start it afresh or {param('out')} for another file")
     rows = read_rows(path, cols.results, keys=_key_values(sweep, cols.config), numbers=_numbers(cols.results))
     return {row_key(r, cols.config): r for r in rows}
+
+
+def _what_differs(before: Any, now: dict[str, Any], most: int = 3) -> str:
+    """What a sweep definition changed against the one a file records, e.g. "seed: file [0, 1, 2], now [0, 1,
+    2, 3, 4]" (at most `most` keys; empty when the file records none)."""
+    if not isinstance(before, dict):
+        return ""
+    def flat(d: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in d.items() if k != "sweep"}, **(d.get("sweep") or {})}
+
+    old, new = flat(before), flat(now)
+    changed = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return "absent"
+        text = json.dumps(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    parts = [f"{k}: file {shown(old.get(k))}, now {shown(new.get(k))}" for k in changed[:most]]
+    return "; ".join(parts) + (f"; and {len(changed) - most} more" if len(changed) > most else "")
 
 
 def _numbers(columns: tuple[str, ...]) -> tuple[str, ...]:

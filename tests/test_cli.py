@@ -661,3 +661,38 @@ def test_a_resume_without_a_side_file_of_the_first_run_is_refused_and_keeps_it_w
     assert (in_tmp / "results" / "tiny.csv.meta.json").read_bytes() == meta
     resumed = runner.invoke(app, ["sweep", "tiny.yaml", flag, "side.csv"])
     assert resumed.exit_code == 0 and "wrote 2 rows (6 skipped)" in resumed.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plot", "results/tiny.csv", "--x", "activation"],
+     "--x activation: not a numeric axis of results/tiny.csv (numeric axes: d, batch, small_init, seed, depth, "
+     "alpha_init); to give each of its values panels of their own, use --facet activation"),
+    (["plot", "tiny.yaml"], "tiny.yaml: is a YAML file (a sweep?), not a results CSV; run it with cnnexp sweep"),
+    (["summary", "yaml-ish.csv"], "yaml-ish.csv: not a results CSV: line 3 has 2 cells, more than its header"),
+    (["sweep", "results/tiny.csv"], "results/tiny.csv: is a results file, not a sweep file"),
+    (["sweep", "tiny.yaml", "--set", "small_init=1e-2:1e-4"],
+     "small_init takes numbers: a start:stop range is for integer axes; give a list (--set small_init=0.01,0.001)"),
+    (["compare", "results/tiny.csv", "results/tiny.csv", "--rtol", "-1"],
+     "--rtol -1: must be a finite non-negative number"),
+    (["sweep", "tiny.yaml", "--out", "results"], "--out results: is a directory; --out takes a file path (e.g. "),
+    (["sweep", "tiny.yaml", "--set", "seed=0:5"],
+     "results/tiny.csv: was written by a different sweep definition (seed: file [0, 1], now [0, 1, 2, 3, 4])"),
+])
+def test_messages_name_the_real_problem(in_tmp, args, message):
+    assert runner.invoke(app, ["sweep", "tiny.yaml"]).exit_code == 0
+    (in_tmp / "yaml-ish.csv").write_text("name: x\nsweep: {seed: 0}\nblocks: [plain, residual]\n")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+def test_float_ranges_in_set_as_in_the_file(in_tmp):
+    from cnnexp.config import load_sweep
+
+    (in_tmp / "f.yaml").write_text("sweep:\n  small_init: {logspace: [-6, -1, 6]}\n  lr: {linspace: [0.1, 0.5, 5]}\n"
+                                   "  steps: 2\n")
+    by_file = load_sweep(in_tmp / "f.yaml")
+    by_set = load_sweep(in_tmp / "tiny.yaml", ["small_init=logspace:-6:-1:6", "lr=linspace:0.1:0.5:5", "steps=2"])
+    assert by_set.axes["small_init"] == by_file.axes["small_init"] == tuple(10.0 ** e for e in range(-6, 0))
+    assert by_set.axes["lr"] == by_file.axes["lr"] == (0.1, 0.2, 0.30000000000000004, 0.4, 0.5)
+    bad = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "lr=linspace:0.1:0.5"])
+    assert bad.exit_code == 2 and "linspace takes start:stop:num (e.g. --set lr=linspace:0.1:0.5:5)" in bad.stderr

@@ -94,7 +94,7 @@ def test_compare_a_non_results_file_exits_2_without_writing(a, tmp_path, text, w
 
 def test_compare_bad_flags_exit_2(a):
     one_line_error(cnnexp("compare", a, a, "--metric", "speed"), "--metric speed")
-    one_line_error(cnnexp("compare", a, a, "--rtol", "-1"), "rtol=-1")
+    one_line_error(cnnexp("compare", a, a, "--rtol", "-1"), "--rtol -1: must be a finite non-negative number")
     one_line_error(cnnexp("compare", a, a.with_name("nope.csv")), "nope.csv: no such file")
 
 

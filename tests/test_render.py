@@ -85,3 +85,21 @@ def test_a_training_table_shows_each_blocks_initial_and_final_loss_and_steps_to_
     row = text.splitlines()[-2] if text.splitlines()[-1].strip() == "" else text.splitlines()[-1]
     assert row.split()[-2:] == [render.MISSING, "0"]  # never reached, and at once
     assert "x_grad_norm" not in text and "target='identity'" not in text and "target=identity" in text
+
+
+def test_configuration_floats_show_the_fewest_digits_that_keep_them_apart():
+    from cnnexp.config import logspace
+    from cnnexp.render import _column
+
+    values = logspace(-3, -1, 5)
+    assert _column(values) == ["0.001", "0.00316228", "0.01", "0.0316228", "0.1"]
+    close = [0.1, 0.1 + 1e-12]  # distinct only past 6 digits: as many digits as that takes
+    shown = _column(close)
+    assert shown[0] != shown[1]
+    assert _column([64, "relu", None]) == ["64", "relu", ""]
+
+
+def test_spreads_of_a_hundred_percent_or_more_are_whole_numbers():
+    from cnnexp.render import _percent
+
+    assert (_percent(160.4), _percent(99.4), _percent(99.6), _percent(2.34)) == ("160", "99", "100", "2.3")
