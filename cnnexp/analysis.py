@@ -249,9 +249,63 @@ def names(columns) -> str:
     return ", ".join(str(c) if str(c).isprintable() else repr(c) for c in columns)
 
 
-def as_frame(results: Results) -> pd.DataFrame:
-    """The frame itself, or the results file at that path loaded with `load_results`."""
-    return results if isinstance(results, pd.DataFrame) else load_results(results)
+def as_frame(results: Results, where: Sequence[str] = ()) -> pd.DataFrame:
+    """The frame itself, or the results file at that path loaded with `load_results`; with `where`, only the
+    rows that `select` keeps."""
+    df = results if isinstance(results, pd.DataFrame) else load_results(results)
+    return select(df, where) if where else df
+
+
+def select(df: pd.DataFrame, where: Sequence[str]) -> pd.DataFrame:
+    """The rows whose configuration matches every condition "AXIS=VALUE[,VALUE...]" (`--where`), as the CSV
+    writes its values (numbers compared as numbers: 1e-2 is 0.01).
+
+        >>> frame = pd.DataFrame({"block": ["plain", "residual"], "seed": [0, 1], "loss": [1.0, 2.0]})
+        >>> select(frame, ["block=residual"])["seed"].tolist()
+        [1]
+
+    Raises:
+        ResultsError: a condition that is not AXIS=VALUE, an axis that is not a configuration column, or a value
+            no row has (naming the values there are).
+    """
+    config, _ = split_columns(df)
+    keep = pd.Series(True, index=df.index)
+    for text in where:
+        axis, sep, values = (t.strip() for t in text.partition("="))
+        if not sep or not axis or not values:
+            raise ResultsError(f"{param('where')} {text!r}: expected AXIS=VALUE[,VALUE...], e.g. "
+                               f"{param('where')} block=plain")
+        if axis not in config:
+            raise ResultsError(f"{param('where')} {text}: {axis!r} is not a configuration column of {source(df)} "
+                               f"(its columns: {', '.join(config)})")
+        column = df[axis]
+        texts = column.map(_cell)
+        wanted = [v.strip() for v in values.split(",")]
+        for value in wanted:
+            if not _matches(column, texts, value).any():
+                present = ", ".join(dict.fromkeys(texts))
+                raise ResultsError(f"{param('where')} {axis}={value}: no row of {source(df)} has it "
+                                   f"({axis} there: {present[:200]})")
+        keep &= pd.concat([_matches(column, texts, v) for v in wanted], axis=1).any(axis=1)
+    out = df[keep].reset_index(drop=True)
+    out.attrs = df.attrs
+    return out
+
+
+def _cell(value) -> str:
+    """A value as the CSV writes it (floats by repr, an empty cell for NaN)."""
+    if isinstance(value, float):
+        return "" if value != value else repr(value)
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _matches(column: pd.Series, texts: pd.Series, value: str) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        try:
+            return column == float(value)
+        except ValueError:
+            return pd.Series(False, index=column.index)
+    return texts == value
 
 
 def source(df: pd.DataFrame) -> str:
@@ -263,7 +317,7 @@ def source(df: pd.DataFrame) -> str:
 # Summary over seeds
 
 
-def summary(results: Results, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+def summary(results: Results, metrics: Sequence[str] | None = None, *, where: Sequence[str] = ()) -> pd.DataFrame:
     """Mean, sample standard deviation, standard error and count of every metric over seeds.
 
     Rows are grouped by every configuration column except `seed` (block included), sorted as pandas'
@@ -276,6 +330,7 @@ def summary(results: Results, metrics: Sequence[str] | None = None) -> pd.DataFr
     Args:
         results: a frame from `load_results`, or the path of a results CSV.
         metrics: summarise only these, in this order (default: every metric of the file).
+        where: only the rows matching these "AXIS=VALUE[,VALUE...]" conditions (`select`).
 
     Returns:
         The configuration columns (without seed), then `<metric>_mean`, `<metric>_std`, `<metric>_sem`
@@ -285,7 +340,7 @@ def summary(results: Results, metrics: Sequence[str] | None = None) -> pd.DataFr
         ResultsError: a metric asked for is not a metric of the file, or a configuration column has the
             name of a column the summary adds (`n`, `<metric>_mean`, ...).
     """
-    df = as_frame(results)
+    df = as_frame(results, where)
     metrics = pick_metrics(df, metrics)
     keys = [c for c in split_columns(df)[0] if c != "seed"]
     added = ["n", *(f"{m}_{s}" for m in metrics for s in (*STATISTICS, "ratio"))]
@@ -434,7 +489,7 @@ def default_floor(a, b, rtol: float, metric: str = "") -> float:
 
 
 def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = None,
-            metrics: Sequence[str] | None = None, ignore: Sequence[str] = ()) -> Comparison:
+            metrics: Sequence[str] | None = None, ignore: Sequence[str] = (), where: Sequence[str] = ()) -> Comparison:
     """Join two results files on their shared configuration columns and compare every shared metric.
 
     A value of `a` differs from `b` when not |a - b| <= atol + rtol * |b| (numpy.isclose semantics, so `b`
@@ -461,7 +516,7 @@ def compare(a: Results, b: Results, *, rtol: float = RTOL, atol: float | None = 
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not 0 <= value < np.inf:  # also refuses NaN
             raise ResultsError(f"{param(name)} {value:g}: must be a finite non-negative number")
-    da, db = as_frame(a), as_frame(b)
+    da, db = as_frame(a, where), as_frame(b, where)
     name_a, name_b = source(da), source(db)
     (config_a, metrics_a), (config_b, metrics_b) = split_columns(da), split_columns(db)
     ignore = list(dict.fromkeys(ignore))

@@ -23,7 +23,7 @@ from rich.markup import escape
 from cnnexp import __version__, render
 from cnnexp.config import load_sweep, shown_dict
 from cnnexp.errors import CnnexpError, ConfigError, spell
-from cnnexp.schema import AXES, DEFAULT_BLOCKS, NET
+from cnnexp.schema import AXES, BLOCKS, DEFAULT_BLOCKS, NET
 from cnnexp.shapes import shape_from_flags  # pure Python: conv-shape never imports torch, numpy or pandas
 from cnnexp.trackers import SweepLog, log_results  # (mlflow and tensorboard: imported when a tracker opens)
 
@@ -155,6 +155,24 @@ def _leave(code: int) -> NoReturn:
 ENGINE_HELP = "batched (default: configurations of one shape computed together) or reference (the notebook's " \
               "method, one run at a time); both give the same numbers (rel 1e-6)."
 DEVICE_HELP = "cpu (default, exactly reproducible), cuda, mps, or auto (the best there is)."
+ENGINE_NAMES = ("batched", "reference")  # (cnnexp.engine.ENGINES, named here so the CLI starts without it)
+DEVICE_NAMES = ("cpu", "cuda", "mps", "auto")  # (cnnexp.engine.DEVICES, likewise)
+
+
+def _choices_help(text: str, choices: tuple[str, ...]) -> str:
+    """An option's help, with its values first when it takes one of a few (shown by --help)."""
+    return f"{' | '.join(choices)}: {text}" if choices else text
+
+
+def _completer(choices: tuple[str, ...]):
+    """Shell completion of an option's values (cnnexp --install-completion), when it takes one of a few."""
+    if not choices:
+        return None
+    return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+
+
+WHERE_HELP = ("Only the rows whose AXIS has one of these values (repeatable), e.g. --where block=plain "
+              "--where small_init=0.01,0.0001; numbers compare as numbers.")
 TRACKER_HELP = ("mlflow (a local store beside the results: sqlite:///RESULTS.mlflow.db), mlflow:TRACKING_URI, or "
                 "tensorboard:DIR (a run directory per row); needs cnnexp[mlflow] or cnnexp[tensorboard].")
 CURVE_HELP = "Also write the metrics at steps 0, 1, 2, 4, 8, ... and the last of each run to this CSV."
@@ -188,11 +206,11 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them, and say what a "
                                                             "real run would do (resume, or refuse and why).")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP, autocompletion=_completer(ENGINE_NAMES))] = "batched",
     workers: Annotated[int | None, typer.Option(
         min=1, max=256, help="Worker processes, one torch thread each [default: every core the process may use, "
                               "for a sweep big enough to gain].", show_default=False)] = None,
-    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, autocompletion=_completer(DEVICE_NAMES))] = "cpu",
     scheduler: Annotated[str | None, typer.Option(
         help="Run on the Dask cluster at this address, e.g. tcp://10.0.0.5:8786 (needs cnnexp[dask]).",
         show_default=False)] = None,
@@ -275,7 +293,9 @@ def _with_axis_options(fn):
 
     own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
     axes = [inspect.Parameter(a.name, inspect.Parameter.KEYWORD_ONLY, default=a.default,
-                              annotation=Annotated[a.kind, typer.Option(f"--{a.name.replace('_', '-')}", help=a.help)])
+                              annotation=Annotated[a.kind, typer.Option(f"--{a.name.replace('_', '-')}",
+                                                                        help=_choices_help(a.help, a.choices),
+                                                                        autocompletion=_completer(a.choices))])
             for a in AXES if a.study != NET]  # (whole networks come from a sweep's net: key)
     fn.__signature__ = inspect.Signature([*axes, *own])
     return fn
@@ -285,12 +305,13 @@ def _with_axis_options(fn):
 @_with_axis_options
 def run(
     *,
-    blocks: Annotated[str, typer.Option(help="Comma-separated blocks to run.")] = ",".join(DEFAULT_BLOCKS),
+    blocks: Annotated[str, typer.Option(help=f"Comma-separated blocks to run, of {', '.join(BLOCKS)}.",
+                                        autocompletion=_completer(BLOCKS))] = ",".join(DEFAULT_BLOCKS),
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON, for scripts.")] = False,
     curve: Annotated[Path | None, typer.Option("--curve", help=CURVE_HELP, show_default=False)] = None,
     curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "batched",
-    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP, autocompletion=_completer(ENGINE_NAMES))] = "batched",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, autocompletion=_completer(DEVICE_NAMES))] = "cpu",
     threads: Annotated[int | None, typer.Option(
         min=1, max=1024, help="torch threads [default: 1].", show_default=False)] = None,
     **axes,
@@ -345,6 +366,8 @@ def compare(
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Let --out replace a file that is not an earlier comparison (never an input).")] = False,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", metavar="AXIS=V1,V2", help=WHERE_HELP, show_default=False)] = None,
 ) -> None:
     """Compare two results files row by row; exit 0 when they agree, 1 when they differ (like diff)."""
     # defers pandas
@@ -354,7 +377,8 @@ def compare(
     written: dict[str, Any] = dict(inputs=[a, b], ours=is_comparison_file, overwrite=overwrite)
     if out_path is not None:
         check_csv_out(out_path, **written)  # before any work
-    result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric), ignore=_names(ignore))
+    result = compare_results(a, b, rtol=rtol, atol=atol, metrics=_names(metric), ignore=_names(ignore),
+                             where=where or [])
     if out_path is not None:
         write_csv(result.joined, out_path, **written)
     for table in render.comparison_tables(result):
@@ -376,6 +400,8 @@ def summary(
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Let --out replace a file that is not an earlier summary (never an input).")] = False,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", metavar="AXIS=V1,V2", help=WHERE_HELP, show_default=False)] = None,
 ) -> None:
     """Mean, standard deviation (ddof=1), standard error and n of every metric over seeds."""
     from cnnexp.analysis import check_csv_out, is_summary_file, write_csv  # defers pandas
@@ -384,7 +410,7 @@ def summary(
     written: dict[str, Any] = dict(inputs=[path], ours=is_summary_file, overwrite=overwrite)
     if out_path is not None:
         check_csv_out(out_path, **written)  # before any work
-    table = summarize(path, _names(metric))
+    table = summarize(path, _names(metric), where=where or [])
     if out_path is not None:
         write_csv(table, out_path, **written)
     for rich_table in render.summary_tables(table, width=out.width if out.is_terminal else None):
@@ -417,6 +443,8 @@ def plot(
         "--layers", help="Signal propagation plots of a per-layer file of networks: act_var, act_sq_mean and "
                          "out_grad_norm against the layer index, plain twin and network on the same panels, "
                          "a column per init, small_init and bn (docs/nets.md).")] = False,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", metavar="AXIS=V1,V2", help=WHERE_HELP, show_default=False)] = None,
 ) -> None:
     """Plot a metric against an axis: a line per block, mean over seeds, a band from min to max.
 
@@ -429,9 +457,10 @@ def plot(
         if x is not None or facet is not None or fit:
             raise ConfigError("--layers draws each statistic against the layer index, a column of panels per "
                               "init, small_init and bn: it takes no --x, --facet or --fit")
-        written = plot_layers(path, _names(y) or None, out=out_path, dpi=dpi)
+        written = plot_layers(path, _names(y) or None, out=out_path, dpi=dpi, where=where or [])
     else:
-        written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi)
+        written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi,
+                               where=where or [])
     err.print(f"wrote {written}", soft_wrap=True)
 
 
@@ -467,11 +496,13 @@ def fit_command(
         "--out", help="Write the fits as CSV: the group's configuration columns, then metric, x, law, slope, "
                       "slope_low, slope_high, intercept, r2, n, excluded, theory, ...", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fits as JSON records, for scripts.")] = False,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", metavar="AXIS=V1,V2", help=WHERE_HELP, show_default=False)] = None,
 ) -> None:
     """Fit a law per group (seeds pooled): slope with its 95% interval, R^2, and the theory beside it."""
     from cnnexp.fit import fit_file  # defers pandas
 
-    fits = fit_file(path, x, _names(y) or None, law=law, out=out_path)
+    fits = fit_file(path, x, _names(y) or None, law=law, out=out_path, where=where or [])
     if as_json:
         print(render.fits_json(fits))
     else:

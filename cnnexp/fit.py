@@ -147,7 +147,8 @@ def transform(law: FitLaw, u, v):
                 np.log10(v) if law.log_y else np.asarray(v, dtype=float))
 
 
-def fit(results: Results, x: str, y: Sequence[str] | str | None = None, *, law: str | None = None) -> pd.DataFrame:
+def fit(results: Results, x: str, y: Sequence[str] | str | None = None, *, law: str | None = None,
+        where: Sequence[str] = ()) -> pd.DataFrame:
     """Fit a law of each metric against axis `x`, one line per group (seeds pooled).
 
     Args:
@@ -165,7 +166,7 @@ def fit(results: Results, x: str, y: Sequence[str] | str | None = None, *, law: 
             metric of `y` is not a metric of the file.
         ConfigError: an unknown law.
     """
-    df = as_frame(results)
+    df = as_frame(results, where)
     fitted = law_for(x, law)
     if x == "small_init" and "init" in df.columns:  # a network drawn by another init has no small_init
         df = df[df["init"] == "small"]
@@ -190,7 +191,7 @@ def fit(results: Results, x: str, y: Sequence[str] | str | None = None, *, law: 
 
 
 def fit_file(path: str | os.PathLike, x: str, y: Sequence[str] | str | None = None, *, law: str | None = None,
-             out: str | os.PathLike | None = None) -> pd.DataFrame:
+             out: str | os.PathLike | None = None, where: Sequence[str] = ()) -> pd.DataFrame:
     """`fit` of the results file at `path`, the fits also written to `out` as CSV (exact floats, NaN empty).
 
     Raises:
@@ -198,7 +199,7 @@ def fit_file(path: str | os.PathLike, x: str, y: Sequence[str] | str | None = No
     """
     if out is not None:
         refuse_overwrite(out, [path])  # before any work: a refused --out leaves nothing behind
-    fits = fit(load_results(path), x, y, law=law)
+    fits = fit(load_results(path), x, y, law=law, where=where)
     if out is not None:
         write_csv(fits, out, inputs=[path], na_rep="")
     return fits

@@ -71,7 +71,7 @@ class Layout:
 
 def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str | None = None, *,
                  facet: str | None = None, out: str | os.PathLike | None = None, fit: bool = False,
-                 dpi: float = DPI) -> Path:
+                 dpi: float = DPI, where: Sequence[str] = ()) -> Path:
     """Draw `y` against `x` and write the figure; its format follows the extension of `out`.
 
     Args:
@@ -86,6 +86,8 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         fit: also draw each line's fitted law (`cnnexp.fit`) dashed over the points it was fitted on, with
             its slope and 95% interval in the panel's legend, and the theory's slope dotted where derived.
         dpi: dots per inch of a .png (and of any raster part of the others).
+        where: only the rows matching these "AXIS=VALUE[,VALUE...]" conditions (`cnnexp.analysis.select`); a
+            held axis is held at the value chosen this way.
 
     Returns:
         The path written.
@@ -98,7 +100,7 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         raise ResultsError(f"{param('dpi')} {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
     if out is not None:
         check_output(out, param("out"), FORMATS)  # a special file, a missing folder, another format: before reading
-    df = as_frame(results)
+    df = as_frame(results, where)
     layout = choose_layout(df, x, y, facet)
     if out is None:
         csv_path = Path(source(df))
@@ -108,7 +110,7 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
 
 
 def plot_layers(results: Results, y: Sequence[str] | str | None = None, *, out: str | os.PathLike | None = None,
-                dpi: float = DPI) -> Path:
+                dpi: float = DPI, where: Sequence[str] = ()) -> Path:
     """Signal propagation plots (Brock et al. 2021) of a sweep of networks' per-layer file: each statistic
     against the layer's index along the network (log y), the plain twin and the network as written on the
     same panels, a column of panels per setting of init, small_init and bn, a band over seeds.
@@ -130,7 +132,7 @@ def plot_layers(results: Results, y: Sequence[str] | str | None = None, *, out: 
         raise ResultsError(f"{param('dpi')} {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
     if out is not None:
         check_output(out, param("out"), FORMATS)
-    df = as_frame(results)
+    df = as_frame(results, where)
     if not {"path", "act_var"} <= set(df.columns):
         raise ResultsError(f"{source(df)}: signal propagation plots need the per-layer file of a sweep of networks "
                            "(cnnexp sweep with a net: and --per-layer); this file has no path and act_var columns")

@@ -501,3 +501,20 @@ def test_a_networks_results_leave_small_init_empty_only_for_other_inits(tmp_path
     rows[0]["small_init"] = None
     with pytest.raises(ResultsError, match="line 2 has no value in column small_init"):
         load_results(write_results(tmp_path / "m.csv", rows))
+
+
+def test_select_keeps_the_rows_matching_every_condition_numbers_as_numbers(results):
+    from cnnexp.analysis import select
+
+    df = load_results(results)
+    kept = select(df, ["block=plain", "small_init=1e-2,0.0001", "seed=0,2"])
+    want = df[(df["block"] == "plain") & df["small_init"].isin([1e-2, 1e-4]) & df["seed"].isin([0, 2])]
+    assert kept.drop(columns=[]).equals(want.reset_index(drop=True)) and len(kept) == 4
+    assert kept.attrs == df.attrs
+    with pytest.raises(ResultsError, match=r"where small_init=0.5: no row of .* has it \(small_init there: 0.01, "
+                                           r"0.0001\)"):
+        select(df, ["small_init=0.5"])
+    with pytest.raises(ResultsError, match="'loss' is not a configuration column"):
+        select(df, ["loss=1"])
+    with pytest.raises(ResultsError, match="expected AXIS=VALUE"):
+        select(df, ["block"])

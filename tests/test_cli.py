@@ -696,3 +696,16 @@ def test_float_ranges_in_set_as_in_the_file(in_tmp):
     assert by_set.axes["lr"] == by_file.axes["lr"] == (0.1, 0.2, 0.30000000000000004, 0.4, 0.5)
     bad = runner.invoke(app, ["sweep", "tiny.yaml", "--set", "lr=linspace:0.1:0.5"])
     assert bad.exit_code == 2 and "linspace takes start:stop:num (e.g. --set lr=linspace:0.1:0.5:5)" in bad.stderr
+
+
+def test_enumerated_options_name_their_values_in_help_and_complete_them():
+    from cnnexp.cli import DEVICE_NAMES, ENGINE_NAMES, _completer
+    from cnnexp.engine import DEVICES, ENGINES
+    from cnnexp.schema import AXIS
+
+    assert ENGINE_NAMES == tuple(ENGINES) and DEVICE_NAMES == DEVICES  # the CLI's copies stay the engine's
+    shown = " ".join(runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    for axis in ("target", "activation", "dtype"):
+        assert " | ".join(AXIS[axis].choices) in shown
+    assert "plain, residual, rezero, prenorm" in shown
+    assert _completer(AXIS["target"].choices)("teacher") == ["teacher_plain", "teacher_residual"]

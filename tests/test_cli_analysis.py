@@ -422,3 +422,22 @@ def test_a_damaged_provenance_is_one_line_in_every_analysis(a, tmp_path, meta, c
     one_line_error(cnnexp(command, *([a, a] if command == "compare" else [a])), "a.csv.meta.json",
                    "provenance file")
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_where_filters_summary_fit_plot_and_compare(tmp_path):
+    import json
+
+    from cnnexp.analysis import load_results, select, summary
+
+    path = write_results(tmp_path / "r.csv", make_rows())
+    for args in (["summary", str(path), "--where", "block=plain", "--metric", "loss"],
+                 ["fit", str(path), "--x", "small_init", "--where", "block=plain", "--json"],
+                 ["plot", str(path), "--where", "block=plain", "--out", str(tmp_path / "p.png")],
+                 ["compare", str(path), str(path), "--where", "seed=1"]):
+        result = cnnexp(*args)
+        assert result.exit_code == 0, result.output
+    fits = json.loads(cnnexp("fit", str(path), "--x", "small_init", "--where", "block=plain", "--json").stdout)
+    assert {f["block"] for f in fits} == {"plain"}
+    assert summary(path, ["loss"], where=["block=plain"]).equals(summary(select(load_results(path), ["block=plain"]),
+                                                                         ["loss"]))
+    one_line_error(cnnexp("summary", str(path), "--where", "seed=9"), "--where seed=9: no row of")
