@@ -20,9 +20,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cnnexp import __version__, render
+from cnnexp import __version__, examples, render
 from cnnexp.config import load_sweep, shown_dict
 from cnnexp.errors import CnnexpError, ConfigError, spell
+from cnnexp.examples import copy_example
 from cnnexp.schema import AXES, BLOCKS, DEFAULT_BLOCKS, NET
 from cnnexp.shapes import shape_from_flags  # pure Python: conv-shape never imports torch, numpy or pandas
 from cnnexp.trackers import SweepLog, log_results  # (mlflow and tensorboard: imported when a tracker opens)
@@ -462,6 +463,21 @@ def plot(
         written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi,
                                where=where or [])
     err.print(f"wrote {written}", soft_wrap=True)
+
+
+@command("examples")
+def examples_command(
+    name: Annotated[str | None, typer.Argument(help="An example to copy out (see the list).",
+                                               show_default=False)] = None,
+    to: Annotated[Path | None, typer.Option("--to", help="Where to copy it [default: NAME.yaml here].",
+                                            show_default=False)] = None,
+) -> None:
+    """List the shipped sweeps and networks (usable by name: cnnexp sweep init, conv-shape --from resnet18),
+    or copy one out to edit."""
+    if name is not None:
+        err.print(f"wrote {copy_example(name, to)}", soft_wrap=True, highlight=False)
+        return
+    render.show(out, render.examples_table(examples.sweeps(), examples.nets(), examples.describe))
 
 
 @command("log")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cnnexp import examples
 from cnnexp.errors import ConfigError, param
 from cnnexp.nets import NetSpec, check_net, load_net
 from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, MLP, NET, NET_AXES, TRAINING_AXES, Axis
@@ -168,6 +169,8 @@ def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
         ConfigError: the file is missing or unreadable, is not valid YAML, or holds a bad key or value.
     """
     path = Path(path)
+    if not path.exists() and examples.is_name(str(path)) and str(path) in examples.sweeps():
+        path = examples.sweeps()[str(path)]  # `cnnexp sweep init`: the shipped configs/init.yaml
     if path.suffix.lower() in (".csv", ".json") and path.is_file():
         raise ConfigError(f"{path}: is a results file, not a sweep file; cnnexp sweep takes a YAML file such as "
                           f"configs/init.yaml (to look at these results: cnnexp summary {path})")

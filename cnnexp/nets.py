@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnexp import examples
 from cnnexp.errors import CnnexpError, ConfigError, ShapeError
 from cnnexp.shapes.chain import chain_shape
 from cnnexp.shapes.layers import Layer, step
 from cnnexp.shapes.parse import Repeat, Residual, load_chain, parse_items
 from cnnexp.shapes.types import Shape, View, numel, parse_input
 
-# The shipped nets: configs/nets/ of the repository (the package is installed from it, in place)
-SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "nets"
+# The shipped nets: configs/nets/ (cnnexp/examples/nets/ in a built package)
+SHIPPED = (examples.folder() or Path("configs")) / "nets"
 WEIGHTED = ("conv", "convT", "linear")  # the layers the draw fills, in file order: weight, then bias
 
 

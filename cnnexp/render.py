@@ -640,3 +640,11 @@ def sweep_tables(pairs, title: str, path) -> list:
 def _head_and_tail(items: list) -> list:
     half = MAX_CONFIGURATIONS_SHOWN // 2
     return items if len(items) <= MAX_CONFIGURATIONS_SHOWN else [*items[:half], *items[-half:]]
+
+
+def examples_table(sweeps: dict, nets: dict, describe):
+    """The shipped examples: name, kind (a sweep or a network) and what each is, from its first comment."""
+    rows = [[name, kind, describe(path)] for kind, found in (("sweep", sweeps), ("net", nets))
+            for name, path in found.items()]
+    return _table("shipped examples (cnnexp sweep NAME, conv-shape --from NAME; cnnexp examples NAME copies one)",
+                  ["name", "kind", "what it is"], rows, keys=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cnnexp import examples
 from cnnexp.errors import CnnexpError, ConfigError, ShapeError, param
 from cnnexp.shapes.layers import step
 from cnnexp.shapes.parse import MAX_LAYERS, Repeat, Residual, count_rows, load_chain, parse_items, single_conv
@@ -200,6 +201,8 @@ def shape_from_flags(
             raise ConfigError(f"give the layers either with {param('layers')} or in the {param('path')} file, not both")
         if input is not None:
             parse_input(input)  # a bad --input is the flag's fault, so its message names the flag, not the file
+        if not Path(path).exists() and examples.is_name(str(path)) and str(path) in examples.nets():
+            path = examples.nets()[str(path)]  # `--from resnet18`: the shipped configs/nets/resnet18.yaml
         file_input, layers = load_chain(path)
         input = file_input if input is None else input  # the flag overrides the file
         if input is None:
