@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from cnnexp import __version__, examples, render
 from cnnexp.config import load_sweep, shown_dict
-from cnnexp.errors import CnnexpError, ConfigError, spell
+from cnnexp.errors import CnnexpError, ConfigError, Interrupted, spell
 from cnnexp.examples import copy_example
 from cnnexp.schema import AXES, BLOCKS, DEFAULT_BLOCKS, NET
 from cnnexp.shapes import shape_from_flags  # pure Python: conv-shape never imports torch, numpy or pandas
@@ -323,8 +323,16 @@ def run(
     # defers multiprocessing and importlib.metadata (the sweep's machinery), for start-up
     from cnnexp.sweep import run_one, side_by_side
 
-    results = run_one(axes, blocks.split(","), _execution(engine, device, threads=threads), curve=curve,
-                      curve_every=curve_every)
+    execution = _execution(engine, device, threads=threads)
+    steps = axes.get("steps") or 0
+    with render.StepProgress(err, steps) as progress:
+        try:
+            results = run_one(axes, blocks.split(","), execution, curve=curve, curve_every=curve_every,
+                              on_step=progress.step)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted at step {progress.done:,} of {steps:,}; nothing was written (a run "
+                              "keeps no partial results: a sweep with these steps writes each run as it ends "
+                              "and resumes)") from None
     if as_json:
         # strict JSON: a metric that overflowed (inf) or is undefined (nan) is null
         finite = lambda metrics: {k: v if v is not None and math.isfinite(v) else None  # noqa: E731

@@ -55,6 +55,7 @@ SHARE_DECADES = 3.0  # a row of panels shares its y axis unless that adds more d
 COINCIDE_RTOL = 1e-3  # lines within this of each other at every x look as one: they are drawn nested
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+MARKERS_PER_LINE = 12  # a line of more points marks every n-th: fifty markers on coinciding lines merge into a band
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,7 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
         numeric = [c for c in config if c not in ("block", "seed") and _is_numeric(df[c])]
         x = max(numeric, key=lambda c: (counts[c], c == DEFAULT_X), default=DEFAULT_X)
     if ys is None:
-        ys = ([m for m in DEFAULT_Y if m in metrics] or [m for m in DEFAULT_LAYER_Y if m in metrics]
-              or metrics[:1])
+        ys = _default_ys(df, config, metrics)
     ys = [ys] if isinstance(ys, str) else list(dict.fromkeys(ys))
     named = [(param("x"), x), *((param("y"), c) for c in ys), *([(param("facet"), facet)] if facet else [])]
     for flag, column in named:
@@ -258,6 +258,16 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
             held.append((c, value, counts[c]))
             df = df[df[c] == value]
     return Layout(x, tuple(ys), facet, tuple(lines), tuple(held))
+
+
+def _default_ys(df: pd.DataFrame, config: list[str], metrics: list[str]) -> list[str]:
+    """What a file is about: a curve file's loss over steps, a training sweep's steps_to_fit (where some run
+    fitted), the study's finding, a per-layer file's out_grad_norm, else its first metric."""
+    if "step" in config and "loss" in metrics:
+        return ["loss"]
+    if "steps_to_fit" in metrics and df["steps_to_fit"].notna().any():
+        return ["steps_to_fit"]
+    return [m for m in DEFAULT_Y if m in metrics] or [m for m in DEFAULT_LAYER_Y if m in metrics] or metrics[:1]
 
 
 def _require_few_panels(df: pd.DataFrame, ys: list[str], facet: str | None) -> None:
@@ -321,7 +331,8 @@ def draw(df: pd.DataFrame, layout: Layout, *, fit: bool = False):
                 style = _style(key, keys, lines)
                 [handles[style["label"]]] = ax.plot(stats.index, stats["mean"], **style,
                                                     linewidth=1.5 + 2.5 * extra, markersize=6 + 4 * extra,
-                                                    zorder=2 - 0.1 * extra)
+                                                    zorder=2 - 0.1 * extra,
+                                                    markevery=max(1, len(stats) // MARKERS_PER_LINE))
                 if banded:
                     ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2,
                                     linewidth=0)

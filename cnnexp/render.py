@@ -34,15 +34,24 @@ def show(out, renderable) -> None:
         else:
             out.print(renderable.title, style="italic", soft_wrap=True)
         renderable.title = None
-    for part in _split_table(out, renderable, limit) if limit else [renderable]:
+    parts = _split_table(out, renderable, limit) if limit else [renderable]
+    caption = getattr(renderable, "caption", None) if len(parts) > 1 else None  # under the last part, whole
+    for part in parts:
         need = _need(out, part)
         width = max(out.width, need.minimum if limit else need.maximum)
-        if out.is_terminal:
-            out.print(part, width=width, crop=False)
-            continue
-        with out.capture() as captured:  # a file or a pipe: the lines without the padding to the table's width
-            out.print(part, width=width, crop=False)
-        out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        _emit(out, part, width=width, crop=False)
+    if caption:
+        _emit(out, caption, width=limit, overflow="fold", highlight=False)
+
+
+def _emit(out, renderable, **options) -> None:
+    """Print; to a file or a pipe, without the trailing spaces that pad a table's lines to its width."""
+    if out.is_terminal:
+        out.print(renderable, **options)
+        return
+    with out.capture() as captured:
+        out.print(renderable, **options)
+    out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def _need(out, renderable):
@@ -75,14 +84,24 @@ def _split_table(out, table, limit: int) -> list:
         piece.caption = None
         return piece
 
-    groups: list[list] = [[]]
+    units: list[list] = []  # a column group (a metric's blocks and ratio) stays together where it fits
     for column in table.columns[len(keys):]:
-        if groups[-1] and _need(out, part([*groups[-1], column])).minimum > limit:
-            groups.append([])
-        groups[-1].append(column)
-    parts = [part(g) for g in groups]
-    parts[-1].caption = table.caption
-    return parts
+        if units and str(column.header).startswith("\n"):
+            units[-1].append(column)
+        else:
+            units.append([column])
+    groups: list[list] = [[]]
+    for unit in units:
+        whole = groups[-1] and _need(out, part([*groups[-1], *unit])).minimum > limit
+        if whole and _need(out, part(unit)).minimum <= limit:
+            groups.append([])  # the group starts the next part whole
+            groups[-1] += unit
+            continue
+        for column in unit:  # (a group too wide for any part is cut, column by column)
+            if groups[-1] and _need(out, part([*groups[-1], column])).minimum > limit:
+                groups.append([])
+            groups[-1].append(column)
+    return [part(g) for g in groups]
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (), keys: int = 1,
@@ -439,7 +458,7 @@ def fit_tables(fits) -> list:
                           *([_num(r["limit_ratio"], 7)] if ratio else [])])
         unit = "decades" if law in ("power", "exponential") else "units"
         table = _table(f"{fit_title(metric, x, law)}  ({law} law)  {fixed}".strip(), columns, cells,
-                       left=("block", "holds", "excluded"))
+                       left=("block", "holds", "excluded"), keys=len(varying))
         table.caption_justify = "left"
         table.caption = (f"least squares over the seeds pooled; interval: slope +- t(0.975, n-2) * se; "
                          f"max resid. in {unit}")
@@ -648,3 +667,42 @@ def examples_table(sweeps: dict, nets: dict, describe):
             for name, path in found.items()]
     return _table("shipped examples (cnnexp sweep NAME, conv-shape --from NAME; cnnexp examples NAME copies one)",
                   ["name", "kind", "what it is"], rows, keys=1)
+
+
+class StepProgress:
+    """A long `cnnexp run --steps N`: a bar of its updates at a terminal, a line every few seconds in a log;
+    `done` is the last step heard of (what an interrupt stopped at)."""
+
+    EVERY = 5.0
+
+    def __init__(self, console, steps: int):
+        self.console, self.steps, self.done = console, steps, 0
+        self._bar: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> StepProgress:
+        import time
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._last = time.monotonic()
+        if self.steps and self.console.is_terminal:
+            self._bar = Progress(TextColumn("steps"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 console=self.console, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("steps", total=self.steps)
+        return self
+
+    def step(self, step: int, steps: int) -> None:
+        import time
+
+        self.done = step
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step)
+        elif time.monotonic() - self._last >= self.EVERY and step < steps:
+            self._last = time.monotonic()
+            self.console.print(f"step {step:,} of {steps:,}", highlight=False)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -56,6 +56,7 @@ from cnnexp.engine import (
     use_threads,
     worker_count,
 )
+from cnnexp.engine.result import STEP_PROGRESS
 from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError, param, spell
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.nets import NetSpec, Row, lay_out, layer_rows, net_file
@@ -425,11 +426,12 @@ def _open_results(plan: SweepPlan, files: ExitStack) -> tuple[ResultsFile, list[
 
 
 def run_one(values: dict[str, Any], blocks: Any, execution: Execution = Execution(), *,
-            curve: str | os.PathLike[str] | None = None, curve_every: int = 0) -> list[RunResult]:
+            curve: str | os.PathLike[str] | None = None, curve_every: int = 0,
+            on_step: Callable[[int, int], None] | None = None) -> list[RunResult]:
     """Check and run one configuration (axis -> value) on the named blocks; returns one RunResult each.
 
     With `curve`, also write the run's curve file there (steps 0, 1, 2, 4, ... and the last; every
-    `curve_every`-th as well), atomically.
+    `curve_every`-th as well), atomically. `on_step(s, steps)` hears of each training step as it is done.
     """
     config = parse_run(values, source="cnnexp run")
     blocks = parse_blocks(list(blocks), source="cnnexp run")
@@ -440,7 +442,11 @@ def run_one(values: dict[str, Any], blocks: Any, execution: Execution = Executio
     use_threads(execution.threads or DEFAULT_THREADS)
     [unit] = plan_units([Task(config, blocks)], engine=execution.engine, device=execution.device,
                         curve=curve_every if curve is not None else None)
-    [results] = execute([unit])
+    heard = STEP_PROGRESS.set(on_step)
+    try:
+        [results] = execute([unit])
+    finally:
+        STEP_PROGRESS.reset(heard)
     if curve is not None:
         write_table(Path(curve), columns_of(True).curve, [r for result in results for r in result.curve_rows()])
     return results

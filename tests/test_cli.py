@@ -709,3 +709,27 @@ def test_enumerated_options_name_their_values_in_help_and_complete_them():
         assert " | ".join(AXIS[axis].choices) in shown
     assert "plain, residual, rezero, prenorm" in shown
     assert _completer(AXIS["target"].choices)("teacher") == ["teacher_plain", "teacher_residual"]
+
+
+@pytest.mark.parametrize("engine", ["batched", "reference"])
+def test_run_hears_every_training_step(engine):
+    from cnnexp.engine import Execution
+    from cnnexp.sweep import run_one
+
+    heard = []
+    run_one({"d": 8, "batch": 2, "steps": 5, "target": "identity"}, ["plain"], Execution(engine=engine),
+            on_step=lambda s, n: heard.append((s, n)))
+    assert heard == [(s, 5) for s in range(6)]
+
+
+def test_an_interrupted_run_says_the_step_it_reached(monkeypatch):
+    import cnnexp.sweep
+
+    def interrupted(*args, on_step, **kwargs):
+        for s in range(4):
+            on_step(s, 100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cnnexp.sweep, "run_one", interrupted)
+    result = runner.invoke(app, ["run", "--steps", "100"])
+    assert result.exit_code == 130 and "interrupted at step 3 of 100; nothing was written" in result.stderr

@@ -415,3 +415,23 @@ def test_plot_layers_refuses_a_file_that_is_not_a_networks_per_layer_file(result
 
     with pytest.raises(ResultsError, match="signal propagation plots need the per-layer file of a sweep of networks"):
         plot_layers(results)
+
+
+def test_a_curve_file_plots_its_loss_and_a_training_sweep_its_steps_to_fit():
+    steps = pd.DataFrame([{"block": b, "d": 8, "seed": s, "step": t, "loss": 1.0 / (t + 1), "x_grad_norm": 1.0,
+                           "param_grad_norm": 1.0} for b in ("plain", "residual") for s in (0, 1) for t in range(5)])
+    layout = choose_layout(steps)
+    assert (layout.x, layout.ys) == ("step", ("loss",))
+    trained = pd.DataFrame([{"block": b, "small_init": c, "seed": 0, "steps": 100, "loss": 1.0, "x_grad_norm": 1.0,
+                             "param_grad_norm": 1.0, "steps_to_fit": 10.0 * i}
+                            for b in ("plain", "residual") for i, c in enumerate((0.1, 0.01, 0.001))])
+    assert choose_layout(trained).ys == ("steps_to_fit",)
+    never = trained.assign(steps_to_fit=float("nan"))  # no run fitted: the study's finding, as before
+    assert choose_layout(never).ys == ("x_grad_norm", "param_grad_norm")
+
+
+def test_a_line_of_many_points_marks_only_some_of_them():
+    many = pd.DataFrame([{"block": "plain", "seed": 0, "step": t, "loss": 1.0 + t} for t in range(60)])
+    fig = figure(many, "step", "loss")
+    [line] = fig.axes[0].get_lines()
+    assert line.get_markevery() == 5

@@ -103,3 +103,31 @@ def test_spreads_of_a_hundred_percent_or_more_are_whole_numbers():
     from cnnexp.render import _percent
 
     assert (_percent(160.4), _percent(99.4), _percent(99.6), _percent(2.34)) == ("160", "99", "100", "2.3")
+
+
+def test_a_split_table_repeats_every_key_column_keeps_groups_and_its_footnote_whole(monkeypatch):
+    import pandas as pd
+    from rich.console import Console
+
+    rows = [{"block": b, "depth": d, "metric": "x_grad_norm", "x": "small_init", "law": "power", "slope": 4.0 * d,
+             "slope_low": 3.9, "slope_high": 4.1, "intercept": 0.0, "r2": 0.99, "n": 15, "excluded": 0,
+             "theory": 4.0 * d, "theory_kind": "exact", "holds": True, "max_residual": 0.1, "excluded_why": "",
+             "limit_ratio": float("nan")} for d in (1, 2) for b in ("plain", "residual")]
+    fits = pd.DataFrame(rows)
+    [table] = render.fit_tables(fits)
+    console = Console(file=io.StringIO(), width=60, force_terminal=False)
+    parts = render._split_table(console, table, 60)
+    assert len(parts) > 1
+    assert all([str(c.header) for c in p.columns[:2]] == ["block", "depth"] for p in parts)
+    wide = Console(file=io.StringIO(), width=200)
+    pairs_like = render._table("t", ["k", "metric\nplain", "\nresidual", "\nratio", "other\nplain", "\nresidual",
+                                     "\nratio"], [["1", "a" * 12, "b" * 12, "c" * 12, "d" * 12, "e" * 12, "f" * 12]])
+    groups = [[str(c.header) for c in p.columns[1:]] for p in render._split_table(wide, pairs_like, 50)]
+    assert all(len(g) % 3 == 0 for g in groups)  # a metric's blocks and ratio are never parted
+    monkeypatch.setenv("COLUMNS", "60")  # (a file is split only when COLUMNS asks for a width)
+    out = Console(file=io.StringIO(), width=60)
+    [table] = render.fit_tables(fits)
+    render.show(out, table)
+    text = out.file.getvalue()
+    assert "least squares over the seeds pooled; interval: slope +- t(0.975, n-2) * se; max" in " ".join(
+        text.split()) and max(map(len, text.splitlines())) <= 60

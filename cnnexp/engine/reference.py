@@ -32,7 +32,7 @@ from torch import nn
 
 from cnnexp.blocks import DTYPES, PlainBlock, build, fc1_of, linear_weights
 from cnnexp.config import RunConfig, Task
-from cnnexp.engine.result import Metrics, RunResult, curve_steps, run_metrics
+from cnnexp.engine.result import Metrics, RunResult, curve_steps, report_step, run_metrics
 from cnnexp.norms import cosine, mean_square, norm
 from cnnexp.schema import FIT_FRACTION, TEACHER_TARGETS
 
@@ -115,6 +115,7 @@ def train(name: str, net: nn.Sequential, config: RunConfig, x: torch.Tensor, wei
             steps_to_fit = s
         if s in record:
             curve.append({"step": s, **metrics})
+        report_step(s, config.steps)
         if s < config.steps:
             optimizer.step()
     return RunResult(name, config, run_metrics(config, metrics, initial_loss, steps_to_fit), tuple(layers),

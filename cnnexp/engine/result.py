@@ -5,7 +5,8 @@
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,3 +60,14 @@ def curve_steps(steps: int, every: int | None) -> list[int]:
     powers = {1 << k for k in range(steps.bit_length())}  # 1, 2, 4, ... <= steps
     regular = set(range(0, steps + 1, every)) if every > 0 else set()
     return sorted({0, steps} | powers | regular)
+
+
+# Who hears of each training step in this process (`cnnexp run --steps N` shows a bar): (step done, steps).
+STEP_PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("step_progress", default=None)
+
+
+def report_step(step: int, steps: int) -> None:
+    """Tell the listener of STEP_PROGRESS, if any, that `step` of `steps` updates is done."""
+    listener = STEP_PROGRESS.get()
+    if listener is not None:
+        listener(step, steps)

@@ -32,6 +32,7 @@ import torch
 from cnnexp import norms
 from cnnexp.config import RunConfig
 from cnnexp.engine.kernels import gradients, metrics
+from cnnexp.engine.result import report_step
 from cnnexp.schema import BLOCK_KIND, FIT_FRACTION, LAYER_METRICS, STEP_METRICS
 
 
@@ -118,6 +119,7 @@ def descend(kinds: Sequence[str], activation: str, x: torch.Tensor, weights: Seq
                 loss = norms.mean_square(g.diff)
             if threshold is not None:
                 fitted[k] = torch.where((fitted[k] < 0) & can_fit & (loss <= threshold), s, fitted[k])
+        report_step(s, steps)
         if s < steps:
             with torch.no_grad():  # W <- W - lr * dloss/dW (one kind: see gradients)
                 n, gparams = len(weights), found[0].gparams
