@@ -17,6 +17,7 @@ Every function takes a DataFrame from `load_results` or the path of a results CS
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -35,6 +36,7 @@ from cnnexp.paths import CSV, check_input, check_output, csv_header
 from cnnexp.results import legacy_meta_path, meta_path, read_meta, write_atomically
 from cnnexp.schema import (
     ALL_METRICS,
+    AXIS,
     BLOCKS,
     LAYER_METRICS,
     NET_LAYER_METRICS,
@@ -44,7 +46,8 @@ from cnnexp.schema import (
 )
 from cnnexp.stats import STATISTICS
 
-Results: TypeAlias = pd.DataFrame | str | os.PathLike  # a loaded results frame or the path of a results CSV
+# a loaded results frame, the path of a results CSV, or the paths of several (read as one: `load_many`)
+Results: TypeAlias = pd.DataFrame | str | os.PathLike | Sequence[str | os.PathLike]
 
 # pandas >= 3.1 parses floats exactly by default and deprecates `float_precision`; older pandas needs
 # "round_trip" for the repr-written floats of a results file to come back bit for bit.
@@ -252,8 +255,50 @@ def names(columns) -> str:
 def as_frame(results: Results, where: Sequence[str] = ()) -> pd.DataFrame:
     """The frame itself, or the results file at that path loaded with `load_results`; with `where`, only the
     rows that `select` keeps."""
-    df = results if isinstance(results, pd.DataFrame) else load_results(results)
+    if isinstance(results, pd.DataFrame):
+        df = results
+    elif isinstance(results, (str, os.PathLike)):
+        df = load_results(results)
+    else:
+        df = load_many(list(results))
     return select(df, where) if where else df
+
+
+def load_many(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Several results files read as one frame: their rows one after another, with a `source` column (the
+    file's name) when they hold different sweeps. A configuration column one file lacks takes the axis'
+    default there (an older file, written before the axis existed).
+
+    Raises:
+        ResultsError: a file that is not a results file, a configuration column that is no axis and that some
+            file lacks, or one configuration in two files of one sweep (it would count twice).
+    """
+    frames = [load_results(p) for p in paths]
+    if len(frames) == 1:
+        return frames[0]
+    definitions = {json.dumps(f.attrs.get("sweep"), sort_keys=True) if f.attrs.get("sweep") else source(f)
+                   for f in frames}
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    config = [c for c in columns if c not in ALL_METRICS]
+    filled = []
+    for f in frames:
+        missing = [c for c in config if c not in f.columns]
+        for c in missing:
+            if c not in AXIS:
+                raise ResultsError(f"{source(f)}: has no column {c}, which another file has; read them apart")
+            f = f.assign(**{c: AXIS[c].default})
+        if len(definitions) > 1:
+            f = f.assign(source=Path(source(f)).name)
+        filled.append(f)
+    order = ["block", *(["source"] if len(definitions) > 1 else []), *[c for c in config if c != "block"],
+             *[c for c in columns if c in ALL_METRICS]]
+    df = pd.concat(filled, ignore_index=True, sort=False)[order]
+    df.attrs = {"path": ", ".join(str(p) for p in paths), "paths": [str(p) for p in paths]}
+    twins = first_twins(df, [c for c in order if c not in ALL_METRICS])
+    if twins:
+        raise ResultsError(f"{df.attrs['path']}: two rows hold one configuration ({twins[1]}), in files of one "
+                           "sweep; give each file once")
+    return df
 
 
 def select(df: pd.DataFrame, where: Sequence[str]) -> pd.DataFrame:

@@ -172,6 +172,8 @@ def _completer(choices: tuple[str, ...]):
     return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
 
 
+SEVERAL_HELP = ("A results CSV, or several read as one (their rows together, with a source column when they hold "
+                "different sweeps).")
 WHERE_HELP = ("Only the rows whose AXIS has one of these values (repeatable), e.g. --where block=plain "
               "--where small_init=0.01,0.0001; numbers compare as numbers.")
 TRACKER_HELP = ("mlflow (a local store beside the results: sqlite:///RESULTS.mlflow.db), mlflow:TRACKING_URI, or "
@@ -204,6 +206,9 @@ def sweep(
     curve_every: Annotated[int, typer.Option("--curve-every", help=CURVE_EVERY_HELP)] = 0,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Start the results file afresh instead of resuming it.")] = False,
+    extend: Annotated[bool, typer.Option(
+        "--extend", help="Keep the rows of a results file written by a narrower definition of this sweep (fewer "
+                         "seeds or values) and run only the new ones; the provenance records both.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs without running them, and say what a "
                                                             "real run would do (resume, or refuse and why).")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the sweep's default figure beside its CSV.")] = False,
@@ -232,7 +237,8 @@ def sweep(
 
     execution = _execution(engine, device, workers, threads, scheduler, scheduler_file)
     loaded = load_sweep(path, set_ or [])
-    outputs = SweepOutputs(out=out_path, overwrite=overwrite, per_layer=per_layer, curve=curve, curve_every=curve_every)
+    outputs = SweepOutputs(out=out_path, overwrite=overwrite, per_layer=per_layer, curve=curve, curve_every=curve_every,
+                           extend=extend)
     if dry_run:
         preview = preview_sweep(loaded, outputs, execution=execution)
         _warn(loaded.warnings)
@@ -349,6 +355,10 @@ def run(
 # --- analysis: compare, summary, plot ---------------------------------------------------------------
 
 
+def _one_or_many(paths: list[Path]) -> Path | list[Path]:
+    return paths[0] if len(paths) == 1 else paths
+
+
 def _names(values: list[str] | None) -> list[str]:
     """Repeatable options that also take commas: --y a --y b and --y a,b mean the same."""
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
@@ -400,7 +410,7 @@ def compare(
 
 @command()
 def summary(
-    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    path: Annotated[list[Path], typer.Argument(metavar="RESULTS.csv...", help=SEVERAL_HELP, show_default=False)],
     metric: Annotated[list[str] | None, typer.Option(
         help="Summarise only this metric; repeatable or comma-separated (default: every metric of the file).",
         show_default=False)] = None,
@@ -416,10 +426,10 @@ def summary(
     from cnnexp.analysis import check_csv_out, is_summary_file, write_csv  # defers pandas
     from cnnexp.analysis import summary as summarize  # defers pandas
 
-    written: dict[str, Any] = dict(inputs=[path], ours=is_summary_file, overwrite=overwrite)
+    written: dict[str, Any] = dict(inputs=path, ours=is_summary_file, overwrite=overwrite)
     if out_path is not None:
         check_csv_out(out_path, **written)  # before any work
-    table = summarize(path, _names(metric), where=where or [])
+    table = summarize(path[0] if len(path) == 1 else path, _names(metric), where=where or [])
     if out_path is not None:
         write_csv(table, out_path, **written)
     for rich_table in render.summary_tables(table, width=out.width if out.is_terminal else None):
@@ -430,7 +440,7 @@ def summary(
 
 @command()
 def plot(
-    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    path: Annotated[list[Path], typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
     x: Annotated[str | None, typer.Option(
         help="Column for the horizontal axis (default: the numeric axis with the most values; small_init on a "
              "tie).", show_default=False)] = None,
@@ -466,9 +476,9 @@ def plot(
         if x is not None or facet is not None or fit:
             raise ConfigError("--layers draws each statistic against the layer index, a column of panels per "
                               "init, small_init and bn: it takes no --x, --facet or --fit")
-        written = plot_layers(path, _names(y) or None, out=out_path, dpi=dpi, where=where or [])
+        written = plot_layers(_one_or_many(path), _names(y) or None, out=out_path, dpi=dpi, where=where or [])
     else:
-        written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi,
+        written = plot_results(_one_or_many(path), x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi,
                                where=where or [])
     err.print(f"wrote {written}", soft_wrap=True)
 
@@ -506,7 +516,7 @@ def log_command(
 
 @command("fit")
 def fit_command(
-    path: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    path: Annotated[list[Path], typer.Argument(metavar="RESULTS.csv...", help=SEVERAL_HELP, show_default=False)],
     x: Annotated[str, typer.Option(
         help="The axis to fit against, e.g. small_init, d, batch or depth.", show_default=False)],
     y: Annotated[list[str] | None, typer.Option(

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cnnexp import theory
-from cnnexp.analysis import Results, as_frame, load_results, refuse_overwrite, source, split_columns, write_csv
+from cnnexp.analysis import Results, as_frame, refuse_overwrite, source, split_columns, write_csv
 from cnnexp.config import RunConfig
 from cnnexp.errors import ConfigError, ResultsError, param
 from cnnexp.nets import NetSpec, net_file
@@ -190,18 +190,19 @@ def fit(results: Results, x: str, y: Sequence[str] | str | None = None, *, law: 
     return out
 
 
-def fit_file(path: str | os.PathLike, x: str, y: Sequence[str] | str | None = None, *, law: str | None = None,
-             out: str | os.PathLike | None = None, where: Sequence[str] = ()) -> pd.DataFrame:
+def fit_file(path: str | os.PathLike | Sequence[str | os.PathLike], x: str, y: Sequence[str] | str | None = None, *,
+             law: str | None = None, out: str | os.PathLike | None = None, where: Sequence[str] = ()) -> pd.DataFrame:
     """`fit` of the results file at `path`, the fits also written to `out` as CSV (exact floats, NaN empty).
 
     Raises:
         ResultsError, ConfigError: as `fit`; also `out` would replace the input or its provenance.
     """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if out is not None:
-        refuse_overwrite(out, [path])  # before any work: a refused --out leaves nothing behind
-    fits = fit(load_results(path), x, y, law=law, where=where)
+        refuse_overwrite(out, paths)  # before any work: a refused --out leaves nothing behind
+    fits = fit(paths[0] if len(paths) == 1 else paths, x, y, law=law, where=where)
     if out is not None:
-        write_csv(fits, out, inputs=[path], na_rep="")
+        write_csv(fits, out, inputs=paths, na_rep="")
     return fits
 
 

@@ -103,9 +103,11 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         check_output(out, param("out"), FORMATS)  # a special file, a missing folder, another format: before reading
     df = as_frame(results, where)
     layout = choose_layout(df, x, y, facet)
-    if out is None:
-        csv_path = Path(source(df))
-        name = "_".join([csv_path.stem, *layout.ys, "vs", layout.x, *(["by", facet] if facet else [])])
+    if out is None:  # beside the (first) file read
+        paths = df.attrs.get("paths") or [source(df)]
+        csv_path = Path(paths[0])
+        stem = csv_path.stem + (f"+{len(paths) - 1}" if len(paths) > 1 else "")
+        name = "_".join([stem, *layout.ys, "vs", layout.x, *(["by", facet] if facet else [])])
         out = csv_path.with_name(name + ".png")
     return _write(draw(df, layout, fit=fit), out, dpi)
 

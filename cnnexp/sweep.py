@@ -174,10 +174,13 @@ class SweepOutputs:
         per_layer: also write one row per run and block index to this CSV.
         curve: also write one row per run and recorded step to this CSV (steps 0, 1, 2, 4, ... and the last).
         curve_every: also record every N-th step in the curve (0: only those).
+        extend: keep the rows of a results CSV written by a narrower definition of this sweep (its values a
+            subset of these: fewer seeds, fewer small_init values, ...) and run only the new configurations.
     """
 
     out: str | os.PathLike[str] | None = None
     overwrite: bool = False
+    extend: bool = False
     per_layer: str | os.PathLike[str] | None = None
     curve: str | os.PathLike[str] | None = None
     curve_every: int = 0
@@ -246,7 +249,7 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
                                "provenance or another side file")
         taken.append(side.path.resolve())
     meta = None if overwrite else read_meta(path)
-    done = {} if overwrite else _resumable_rows(path, sweep, meta, cols)
+    done = {} if overwrite else _resumable_rows(path, sweep, meta, cols, outputs.extend)
     for key, given in (("per_layer", outputs.per_layer), ("curve", outputs.curve)):
         recorded = (meta or {}).get(key) if done else None
         if isinstance(recorded, str) and given is None:  # never drop a side file the earlier runs wrote
@@ -606,8 +609,8 @@ def _net_row_counts(sweep: Sweep) -> dict[tuple[str, str, str], int]:
             for layout in _net_layouts(sweep) for net, _, bn, skips in [layout]}
 
 
-def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None,
-                    cols: Columns) -> dict[tuple[Any, ...], dict[str, str]]:
+def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None, cols: Columns,
+                    extend: bool = False) -> dict[tuple[Any, ...], dict[str, str]]:
     """The rows a resume keeps, each verified: it parses, its key is one of this sweep's, no key twice, every
     number as cnnexp writes it (a hand edit is refused, naming its line, before anything builds on it)."""
     if not read_rows(path, cols.results):
@@ -616,14 +619,35 @@ def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None,
         raise ResultsError(f"{path}: holds results but has no provenance file {meta_path(path).name}, so it "
                            f"cannot be resumed safely; use {param('overwrite')} to start it afresh or {param('out')} "
                            "for another file")
-    if meta.get("fingerprint") != fingerprint(sweep.to_dict()):
+    grows = extends(meta.get("sweep"), sweep.to_dict())
+    if meta.get("fingerprint") != fingerprint(sweep.to_dict()) and not (extend and grows):
         differs = _what_differs(meta.get("sweep"), sweep.to_dict())
+        if grows:
+            differs += f"; {param('extend')} keeps its rows and runs only the new ones"
         raise ResultsError(f"{path}: was written by a different sweep definition"
                            f"{f' ({differs})' if differs else ''} (see "
                            f"{(existing_meta_path(path) or meta_path(path)).name}); "
                            f"use {param('overwrite')} to start it afresh or {param('out')} for another file")
     rows = read_rows(path, cols.results, keys=_key_values(sweep, cols.config), numbers=_numbers(cols.results))
     return {row_key(r, cols.config): r for r in rows}
+
+
+def extends(before: Any, now: dict[str, Any]) -> bool:
+    """Whether a sweep definition only adds values to the one a file records (same name, axes and networks;
+    every earlier block and value still there): its rows are rows of this sweep."""
+    if not isinstance(before, dict) or before == now:
+        return False
+    if {k: v for k, v in before.items() if k not in ("blocks", "sweep")} != \
+            {k: v for k, v in now.items() if k not in ("blocks", "sweep")}:
+        return False
+    old, new = before.get("sweep") or {}, now.get("sweep") or {}
+    if set(old) != set(new) or not set(before.get("blocks", [])) <= set(now.get("blocks", [])):
+        return False
+    return all(_values(old[k]) <= _values(new[k]) for k in old)
+
+
+def _values(values: Any) -> set[str]:
+    return {json.dumps(v) for v in (values if isinstance(values, list) else [values])}
 
 
 def _what_differs(before: Any, now: dict[str, Any], most: int = 3) -> str:
@@ -697,7 +721,10 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int,
     }
     if previous and "environment" in previous and not plan.rows_to_run:
         environment = previous["environment"]  # nothing runs now: the rows are still the earlier runs'
+    extended = previous is not None and previous.get("fingerprint") != fingerprint(plan.sweep.to_dict())
     return {
+        **({"extends": [*previous.get("extends", []), previous.get("sweep")]} if previous and extended else
+           {"extends": previous["extends"]} if previous and "extends" in previous else {}),
         "cnnexp": __version__,
         "fingerprint": fingerprint(plan.sweep.to_dict()),
         "sweep": plan.sweep.to_dict(),

@@ -676,7 +676,7 @@ def test_a_resume_without_a_side_file_of_the_first_run_is_refused_and_keeps_it_w
      "--rtol -1: must be a finite non-negative number"),
     (["sweep", "tiny.yaml", "--out", "results"], "--out results: is a directory; --out takes a file path (e.g. "),
     (["sweep", "tiny.yaml", "--set", "seed=0:5"],
-     "results/tiny.csv: was written by a different sweep definition (seed: file [0, 1], now [0, 1, 2, 3, 4])"),
+     "results/tiny.csv: was written by a different sweep definition (seed: file [0, 1], now [0, 1, 2, 3, 4]; "),
 ])
 def test_messages_name_the_real_problem(in_tmp, args, message):
     assert runner.invoke(app, ["sweep", "tiny.yaml"]).exit_code == 0
@@ -733,3 +733,19 @@ def test_an_interrupted_run_says_the_step_it_reached(monkeypatch):
     monkeypatch.setattr(cnnexp.sweep, "run_one", interrupted)
     result = runner.invoke(app, ["run", "--steps", "100"])
     assert result.exit_code == 130 and "interrupted at step 3 of 100; nothing was written" in result.stderr
+
+
+def test_extend_keeps_the_rows_of_a_narrower_sweep_and_runs_only_the_new_ones(in_tmp):
+    assert runner.invoke(app, ["sweep", "tiny.yaml"]).exit_code == 0  # seeds 0, 1
+    wider = ["--set", "seed=0,1,2", "--set", "small_init=0.1,0.01,0.001"]
+    refused = runner.invoke(app, ["sweep", "tiny.yaml", *wider])
+    assert refused.exit_code == 2 and "--extend keeps its rows and runs only the new ones" in refused.stderr
+    extended = runner.invoke(app, ["sweep", "tiny.yaml", *wider, "--extend"])
+    assert extended.exit_code == 0 and "wrote 10 rows (8 skipped)" in extended.stderr
+    fresh = runner.invoke(app, ["sweep", "tiny.yaml", *wider, "--out", "results/fresh.csv"])
+    assert fresh.exit_code == 0
+    assert (in_tmp / "results/tiny.csv").read_bytes() == (in_tmp / "results/fresh.csv").read_bytes()
+    meta = json.loads((in_tmp / "results/tiny.csv.meta.json").read_text())
+    assert meta["extends"][0]["sweep"]["seed"] == [0, 1] and meta["sweep"]["sweep"]["seed"] == [0, 1, 2]
+    narrower = runner.invoke(app, ["sweep", "tiny.yaml", "--extend"])  # fewer values: not an extension
+    assert narrower.exit_code == 2 and "different sweep definition" in narrower.stderr

@@ -441,3 +441,24 @@ def test_where_filters_summary_fit_plot_and_compare(tmp_path):
     assert summary(path, ["loss"], where=["block=plain"]).equals(summary(select(load_results(path), ["block=plain"]),
                                                                          ["loss"]))
     one_line_error(cnnexp("summary", str(path), "--where", "seed=9"), "--where seed=9: no row of")
+
+
+def test_several_files_read_as_one_with_a_source_column_where_their_sweeps_differ(tmp_path):
+    import pandas as pd
+
+    from cnnexp.analysis import load_many, load_results, summary
+
+    a = write_results(tmp_path / "a.csv", make_rows(seeds=(0, 1)), meta={"sweep": {"name": "a", "seed": [0, 1]}})
+    b = write_results(tmp_path / "b.csv", make_rows(seeds=(2, 3), seed=1), meta={"sweep": {"name": "b"}})
+    both = load_many([a, b])
+    want = pd.concat([load_results(a), load_results(b)], ignore_index=True)
+    assert list(both["source"]) == ["a.csv"] * len(load_results(a)) + ["b.csv"] * len(load_results(b))
+    assert both.drop(columns="source").equals(want[both.drop(columns="source").columns])
+    table = summary([a, b], ["loss"])
+    assert set(table["source"]) == {"a.csv", "b.csv"} and (table["n"] == 2).all()
+    result = cnnexp("summary", a, b, "--metric", "loss")
+    assert result.exit_code == 0 and "source" in result.stdout
+    assert cnnexp("fit", a, b, "--x", "small_init", "--json").exit_code == 0
+    plotted = cnnexp("plot", a, b)
+    assert plotted.exit_code == 0 and (tmp_path / "a+1_x_grad_norm_param_grad_norm_vs_small_init.png").is_file()
+    one_line_error(cnnexp("summary", a, a), "two rows hold one configuration")
