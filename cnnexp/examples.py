@@ -3,7 +3,7 @@
     >>> sorted(sweeps())[:2], "resnet18" in nets()
     (['depth', 'grid'], True)
 
-A built package holds them as cnnexp/examples/ (pyproject.toml maps configs/ there); a checkout of the
+A built package holds them as cnnexp/configs/ (pyproject.toml maps configs/ there); a checkout of the
 repository (and an editable install) reads configs/ itself. `cnnexp sweep init` and `conv-shape --from
 resnet18` take these names where no such file exists; `cnnexp examples` lists them and copies one out.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from cnnexp.errors import ConfigError, param
 
 _HERE = Path(__file__).resolve().parent
-CANDIDATES = (_HERE / "examples", _HERE.parent / "configs")  # a built package's, then the repository's
+CANDIDATES = (_HERE / "configs", _HERE.parent / "configs")  # a built package's, then the repository's
 
 
 def folder() -> Path | None:

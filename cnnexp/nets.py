@@ -25,7 +25,7 @@ from cnnexp.shapes.layers import Layer, step
 from cnnexp.shapes.parse import Repeat, Residual, load_chain, parse_items
 from cnnexp.shapes.types import Shape, View, numel, parse_input
 
-# The shipped nets: configs/nets/ (cnnexp/examples/nets/ in a built package)
+# The shipped nets: configs/nets/ (cnnexp/configs/nets/ in a built package)
 SHIPPED = (examples.folder() or Path("configs")) / "nets"
 WEIGHTED = ("conv", "convT", "linear")  # the layers the draw fills, in file order: weight, then bias
 

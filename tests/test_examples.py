@@ -47,5 +47,5 @@ def test_a_built_package_holds_the_examples(tmp_path):
                     str(tmp_path), str(ROOT)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("cnnexp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"cnnexp/examples/{p.name}" for p in (ROOT / "configs").glob("*.yaml")} <= names
-    assert "cnnexp/examples/nets/resnet20.yaml" in names and "cnnexp/examples.py" in names
+    assert {f"cnnexp/configs/{p.name}" for p in (ROOT / "configs").glob("*.yaml")} <= names
+    assert "cnnexp/configs/nets/resnet20.yaml" in names and "cnnexp/examples.py" in names
