@@ -666,7 +666,7 @@ def examples_table(sweeps: dict, nets: dict, describe):
     rows = [[name, kind, describe(path)] for kind, found in (("sweep", sweeps), ("net", nets))
             for name, path in found.items()]
     return _table("shipped examples (cnnexp sweep NAME, conv-shape --from NAME; cnnexp examples NAME copies one)",
-                  ["name", "kind", "what it is"], rows, keys=1)
+                  ["name", "kind", "what it is"], rows, left=("name", "kind", "what it is"), keys=1)
 
 
 class StepProgress:
