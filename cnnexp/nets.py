@@ -113,40 +113,34 @@ def net_file(net: NetSpec) -> dict[str, Any]:
             "layers": list(_as_written(net.items))}
 
 
-def lay_out(items: tuple[Any, ...], input: Shape, *, skips: bool = True, bn: bool = True,
-            prefix: str = "") -> tuple[Node | Block, ...]:
+def lay_out(items: tuple[Any, ...], input: Shape, *, skips: bool = True, bn: bool = True) -> tuple[Node | Block, ...]:
     """The layers a run computes, in order, each with its input's shape: repeats unrolled (each pass its own
     layers), bn layers left out when `bn` is False, shortcuts left out of the plain twin (`skips` False).
 
     The shapes follow cnnexp.shapes' rules; call `check_net` first for a refusal that names the file."""
+    return _lay_out(items, input, skips, bn, "")[0]
+
+
+def _lay_out(items: tuple[Any, ...], shape: Shape, skips: bool, bn: bool,
+             prefix: str) -> tuple[tuple[Node | Block, ...], Shape]:
+    """`lay_out`, and the shape the items hand on."""
     out: list[Node | Block] = []
-    shape = input
     for i, item in enumerate(items, 1):
         path = f"{prefix}{i}"
         if isinstance(item, Repeat):
             for r in range(1, item.times + 1):
-                body = lay_out(item.body, shape, skips=skips, bn=bn, prefix=f"{path}.{r}.")
+                body, shape = _lay_out(item.body, shape, skips, bn, f"{path}.{r}.")
                 out += body
-                shape = shape_after(body, shape)
         elif isinstance(item, Residual):
-            branch = lay_out(item.branch, shape, skips=skips, bn=bn, prefix=f"{path}.residual.")
-            shortcut = lay_out(item.shortcut, shape, skips=skips, bn=bn, prefix=f"{path}.shortcut.") if skips else ()
+            branch, after = _lay_out(item.branch, shape, skips, bn, f"{path}.residual.")
+            shortcut = _lay_out(item.shortcut, shape, skips, bn, f"{path}.shortcut.")[0] if skips else ()
             out.append(Block(path, branch, shortcut, skips))
-            shape = shape_after(branch, shape)
-        elif bn or item.kind != "bn":
-            out.append(Node(path, item, shape))
-            shape = step(item, f"layer {path}", View(shape))[0].shape
-    return tuple(out)
-
-
-def shape_after(nodes: tuple[Node | Block, ...], shape: Shape) -> Shape:
-    """The shape the laid-out nodes hand on, from their input's."""
-    for node in nodes:
-        if isinstance(node, Block):
-            shape = shape_after(node.branch, shape)
+            shape = after
         else:
-            shape = step(node.layer, f"layer {node.path}", View(shape))[0].shape
-    return shape
+            if bn or item.kind != "bn":
+                out.append(Node(path, item, shape))
+            shape = step(item, f"layer {path}", View(shape))[0].shape  # (a bn keeps the shape)
+    return tuple(out), shape
 
 
 def walk(nodes: tuple[Node | Block, ...]) -> Iterator[Node | Block]:
@@ -184,31 +178,14 @@ def check_net(net: NetSpec, input: Shape | None, batch: int, bn: bool, where: st
 
 
 def _check_layers(items: tuple[Any, ...], shape: Shape, batch: int, bn: bool) -> None:
-    nodes = lay_out(items, shape, bn=bn)  # raises ShapeError for a layer PyTorch would refuse
-    _check_adds(nodes, shape)
-    for node in walk(nodes):
+    chain_shape(shape, list(_as_written(items)))  # a layer PyTorch refuses, or a branch and shortcut that differ
+    for node in walk(lay_out(items, shape, bn=bn)):
         if isinstance(node, Node) and node.layer.kind == "bn":
             values = batch * numel(node.shape_in[1:])
             if values < 2:
                 raise ShapeError(f"layer {node.path} 'bn': batch norm would see {values} value per channel "
                                  f"(batch {batch} x {' x '.join(map(str, node.shape_in[1:])) or '1'}); training "
                                  "mode needs more: raise batch, or set bn: off")
-
-
-def _check_adds(nodes: tuple[Node | Block, ...], shape: Shape) -> Shape:
-    """Refuse a residual block whose branch and shortcut give different shapes (they could not be added)."""
-    for node in nodes:
-        if isinstance(node, Block):
-            a = _check_adds(node.branch, shape)
-            b = _check_adds(node.shortcut, shape)
-            if a != b:
-                raise ShapeError(f"block {node.path} (residual): the residual branch gives {' x '.join(map(str, a))}"
-                                 f" but the {'shortcut' if node.shortcut else 'identity shortcut'} gives "
-                                 f"{' x '.join(map(str, b))}; they must match to be added")
-            shape = a
-        else:
-            shape = step(node.layer, f"layer {node.path}", View(shape))[0].shape
-    return shape
 
 
 def net_size(net: NetSpec, input: Shape) -> tuple[int, int, int]:
