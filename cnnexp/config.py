@@ -65,6 +65,15 @@ class RunConfig:
     zero_residual: bool = False
 
     @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """A network's input for one sample: the configuration's `input`, else its net file's."""
+        if self.input:
+            return parse_input(self.input)
+        if self.net is None or self.net.input is None:
+            raise ValueError("no input: not a network, or a net file without one")
+        return self.net.input
+
+    @property
     def weight_std(self) -> float:
         """small_init, where the configuration has one: every one of the notebook's block, and each network
         drawn by init small."""
@@ -391,24 +400,27 @@ def iter_configs(sweep: Sweep) -> Iterator[RunConfig]:
     Of whole networks: the input is the net file's unless the sweep sets one, and an init other than small
     has no small_init (its cell empty): it runs once per remaining configuration."""
     if not sweep.net:
-        return itertools.starmap(RunConfig, itertools.product(*sweep.axes.values()))
+        yield from itertools.starmap(RunConfig, itertools.product(*sweep.axes.values()))
+        return
     fixed = {name: values[0] for name, values in sweep.axes.items() if name not in NET_AXES}
     grid = itertools.product(*(sweep.axes[name] for name in NET_AXES))
-    return net_configs(RunConfig(**fixed, **dict(zip(NET_AXES, values, strict=True))) for values in grid)
-
-
-def net_configs(configs: Iterator[RunConfig]) -> Iterator[RunConfig]:
     seen: set[RunConfig] = set()
-    for config in configs:
-        changes: dict[str, Any] = {}
-        if not config.input and config.net is not None and config.net.input is not None:
-            changes["input"] = "x".join(map(str, config.net.input))
-        if config.init != "small":
-            changes["small_init"] = None
-        config = replace(config, **changes) if changes else config
-        if config not in seen:
+    for values in grid:
+        config = resolved(RunConfig(**fixed, **dict(zip(NET_AXES, values, strict=True))))
+        if config not in seen:  # (inits other than small repeat over small_init's values)
             seen.add(config)
             yield config
+
+
+def resolved(config: RunConfig) -> RunConfig:
+    """A configuration of a network as its rows hold it: its input written out (the net file's, unless set),
+    and no small_init under an init other than small."""
+    changes: dict[str, Any] = {}
+    if not config.input and config.net is not None and config.net.input is not None:
+        changes["input"] = "x".join(map(str, config.net.input))
+    if config.init != "small":
+        changes["small_init"] = None
+    return replace(config, **changes) if changes else config
 
 
 # --------------------------------------------------------------------------------------------------

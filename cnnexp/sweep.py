@@ -36,9 +36,9 @@ from cnnexp.config import (
     config_dict,
     expand,
     iter_configs,
-    net_configs,
     parse_blocks,
     parse_run,
+    resolved,
 )
 from cnnexp.engine import (
     DEFAULT_THREADS,
@@ -528,10 +528,9 @@ def largest_configs(sweep: Sweep) -> list[RunConfig]:
     with each dtype (a grid holds every combination), without enumerating the sweep."""
     axes = sweep.axes
     if sweep.net:  # each network on each input, at the largest batch
-        first = {a: v[0] for a, v in axes.items()}
-        return [config for net in axes["net"] for given in axes["input"] for dtype in axes["dtype"]
-                for config in net_configs(iter([RunConfig(**{**first, "net": net, "input": given, "dtype": dtype,
-                                                               "batch": max(axes["batch"])})]))]
+        first = {a: v[0] for a, v in axes.items()} | {"batch": max(axes["batch"])}
+        return [resolved(RunConfig(**{**first, "net": net, "input": given, "dtype": dtype}))
+                for net in axes["net"] for given in axes["input"] for dtype in axes["dtype"]]
     biggest = {a: max(axes[a]) for a in ("d", "batch", "depth")}
     return [RunConfig(**{**{a: v[0] for a, v in axes.items()}, **biggest, "dtype": dtype}) for dtype in axes["dtype"]]
 
@@ -605,8 +604,8 @@ def _rows_of(net: NetSpec, shape: tuple[int, ...], bn: bool, skips: bool) -> lis
 
 def _net_row_counts(sweep: Sweep) -> dict[tuple[str, str, str], int]:
     """(block, net, bn) as the CSV writes them -> the per-layer rows of such a run."""
-    return {(("residual" if skips else "plain"), str(net), "on" if bn else "off"): len(_rows_of(*layout))
-            for layout in _net_layouts(sweep) for net, _, bn, skips in [layout]}
+    return {(("residual" if skips else "plain"), str(net), "on" if bn else "off"): len(_rows_of(net, shape, bn, skips))
+            for net, shape, bn, skips in _net_layouts(sweep)}
 
 
 def _resumable_rows(path: Path, sweep: Sweep, meta: dict[str, Any] | None, cols: Columns,
@@ -721,10 +720,11 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int,
     }
     if previous and "environment" in previous and not plan.rows_to_run:
         environment = previous["environment"]  # nothing runs now: the rows are still the earlier runs'
-    extended = previous is not None and previous.get("fingerprint") != fingerprint(plan.sweep.to_dict())
+    extends = list((previous or {}).get("extends", []))  # the earlier definitions an --extend grew from
+    if previous is not None and previous.get("fingerprint") != fingerprint(plan.sweep.to_dict()):
+        extends.append(previous.get("sweep"))
     return {
-        **({"extends": [*previous.get("extends", []), previous.get("sweep")]} if previous and extended else
-           {"extends": previous["extends"]} if previous and "extends" in previous else {}),
+        **({"extends": extends} if extends else {}),
         "cnnexp": __version__,
         "fingerprint": fingerprint(plan.sweep.to_dict()),
         "sweep": plan.sweep.to_dict(),

@@ -11,7 +11,6 @@ from typing import Any
 from cnnexp.config import RunConfig, Task, trains
 from cnnexp.nets import net_size
 from cnnexp.schema import TEACHER_TARGETS
-from cnnexp.shapes.types import parse_input
 
 UNIT_BYTES = 256 * 2**20  # the memory one stack of configurations may take; a larger group is cut
 DRAW_BYTES = UNIT_BYTES // 2  # the memory a unit's draw may take (every configuration's, drawn before any stack runs)
@@ -96,7 +95,5 @@ def _net_size(config: RunConfig) -> tuple[int, int, int]:
     found = _SIZES.get((config.net, config.input))
     if found is None:
         assert config.net is not None
-        shape = parse_input(config.input) if config.input else config.net.input
-        assert shape is not None  # (config.py refuses a network without an input)
-        found = _SIZES[(config.net, config.input)] = net_size(config.net, shape)
+        found = _SIZES[(config.net, config.input)] = net_size(config.net, config.sample_shape)
     return found

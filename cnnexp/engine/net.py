@@ -171,10 +171,8 @@ def run_net(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
 def probe_net(config: RunConfig, blocks: Sequence[str], device: str = "cpu", layers: bool = True) -> list[RunResult]:
     """The study on one configuration of a network: the network as written (`residual`) and its plain twin
     (`plain`), from the same draw."""
-    spec = config.net
+    spec, shape = config.net, config.sample_shape
     assert isinstance(spec, NetSpec)  # (a configuration of the nets study)
-    shape = parse_input(config.input) if config.input else spec.input
-    assert shape is not None  # (config.py refuses a net without an input)
     bn = config.bn == "on"
     full = Net(lay_out(spec.items, shape, bn=bn))
     torch.manual_seed(config.seed)
