@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cnnexp.errors import ConfigError, ResultsError
-from cnnexp.results import existing_meta_path, format_value, read_meta
+from cnnexp.paths import check_input
+from cnnexp.results import existing_meta_path, format_value, read_meta, read_rows
 from cnnexp.schema import ALL_METRICS, Columns
 
 SCHEMES = ("mlflow", "tensorboard")
@@ -151,13 +152,16 @@ def records(path: Path) -> tuple[str, list[Record], list[Path]]:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    """A results CSV's complete rows as text, read as a resume reads them (`results.read_rows`: a special file
+    refused unread, a last line a kill left torn ignored), under the file's own header."""
+    if check_input(path) is None:
+        raise ResultsError(f"{path}: no such file")
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such file") from None
+            header = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ResultsError(f"{path}: cannot be read as CSV: {e}") from None
+    return read_rows(path, tuple(header)) if header else []
 
 
 def _by_config(rows: list[dict[str, str]], columns: list[str]) -> dict[tuple[str, ...], list[dict[str, str]]]:

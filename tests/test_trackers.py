@@ -181,3 +181,10 @@ def test_the_sweeps_figures_and_files_are_artifacts_of_a_parent_run(swept):
     [parent] = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "tiny (files)"]
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"tiny.csv", "tiny.csv.meta.json", "tiny.png"} <= names
+
+
+def test_a_last_line_a_kill_left_torn_is_not_logged(swept):
+    path = swept / "results" / "tiny.csv"
+    path.write_bytes(path.read_bytes()[:-20])  # the last row cut short, as a kill mid-write leaves it
+    result = runner.invoke(app, ["log", "results/tiny.csv", "--to", "tensorboard:runs"])
+    assert result.exit_code == 0 and "logged 7 rows (0 already there)" in result.stderr
