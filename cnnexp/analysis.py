@@ -33,7 +33,7 @@ import pandas as pd
 from cnnexp import stats as seeds
 from cnnexp.errors import ResultsError, param
 from cnnexp.paths import CSV, check_input, check_output, csv_header
-from cnnexp.results import legacy_meta_path, meta_path, read_meta, write_atomically
+from cnnexp.results import format_value, legacy_meta_path, meta_path, read_meta, write_atomically
 from cnnexp.schema import (
     ALL_METRICS,
     AXIS,
@@ -338,10 +338,9 @@ def select(df: pd.DataFrame, where: Sequence[str]) -> pd.DataFrame:
 
 
 def _cell(value) -> str:
-    """A value as the CSV writes it (floats by repr, an empty cell for NaN)."""
-    if isinstance(value, float):
-        return "" if value != value else repr(value)
-    return str(value.item() if isinstance(value, np.generic) else value)
+    """A value of a frame as the CSV holds it (`results.format_value`; NaN, pandas' empty cell, as empty)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return format_value(None if isinstance(value, float) and value != value else value)
 
 
 def _matches(column: pd.Series, texts: pd.Series, value: str) -> pd.Series:
