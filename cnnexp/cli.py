@@ -112,7 +112,6 @@ def invoke() -> int:
 
     if hasattr(signal, "SIGPIPE"):  # stdout closed early (`cnnexp run | head -1`): end quietly, as `cat` does
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    _usable_columns()
     if len(sys.argv) <= 1:
         sys.argv.append("--help")  # `cnnexp` alone: the help, as an answer (exit 0), not as a usage error
     try:
@@ -355,10 +354,6 @@ def run(
 # --- analysis: compare, summary, plot ---------------------------------------------------------------
 
 
-def _one_or_many(paths: list[Path]) -> Path | list[Path]:
-    return paths[0] if len(paths) == 1 else paths
-
-
 def _names(values: list[str] | None) -> list[str]:
     """Repeatable options that also take commas: --y a --y b and --y a,b mean the same."""
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
@@ -429,7 +424,7 @@ def summary(
     written: dict[str, Any] = dict(inputs=path, ours=is_summary_file, overwrite=overwrite)
     if out_path is not None:
         check_csv_out(out_path, **written)  # before any work
-    table = summarize(path[0] if len(path) == 1 else path, _names(metric), where=where or [])
+    table = summarize(path, _names(metric), where=where or [])
     if out_path is not None:
         write_csv(table, out_path, **written)
     for rich_table in render.summary_tables(table, width=out.width if out.is_terminal else None):
@@ -440,7 +435,7 @@ def summary(
 
 @command()
 def plot(
-    path: Annotated[list[Path], typer.Argument(metavar="RESULTS.csv", help="A results CSV.", show_default=False)],
+    path: Annotated[list[Path], typer.Argument(metavar="RESULTS.csv...", help=SEVERAL_HELP, show_default=False)],
     x: Annotated[str | None, typer.Option(
         help="Column for the horizontal axis (default: the numeric axis with the most values; small_init on a "
              "tie).", show_default=False)] = None,
@@ -476,9 +471,9 @@ def plot(
         if x is not None or facet is not None or fit:
             raise ConfigError("--layers draws each statistic against the layer index, a column of panels per "
                               "init, small_init and bn: it takes no --x, --facet or --fit")
-        written = plot_layers(_one_or_many(path), _names(y) or None, out=out_path, dpi=dpi, where=where or [])
+        written = plot_layers(path, _names(y) or None, out=out_path, dpi=dpi, where=where or [])
     else:
-        written = plot_results(_one_or_many(path), x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi,
+        written = plot_results(path, x, _names(y) or None, facet=facet, out=out_path, fit=fit, dpi=dpi,
                                where=where or [])
     err.print(f"wrote {written}", soft_wrap=True)
 

@@ -200,7 +200,7 @@ def fit_file(path: str | os.PathLike | Sequence[str | os.PathLike], x: str, y: S
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if out is not None:
         refuse_overwrite(out, paths)  # before any work: a refused --out leaves nothing behind
-    fits = fit(paths[0] if len(paths) == 1 else paths, x, y, law=law, where=where)
+    fits = fit(paths, x, y, law=law, where=where)
     if out is not None:
         write_csv(fits, out, inputs=paths, na_rep="")
     return fits

@@ -97,18 +97,11 @@ def plot_results(results: Results, x: str | None = None, y: Sequence[str] | str 
         ResultsError: an unknown or non-numeric column, an unknown extension, a dpi out of range, too
             many panels, or a bad results file; all checked before anything is written.
     """
-    if not (0 < dpi < math.inf):  # also refuses NaN
-        raise ResultsError(f"{param('dpi')} {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
-    if out is not None:
-        check_output(out, param("out"), FORMATS)  # a special file, a missing folder, another format: before reading
+    _check_outputs(out, dpi)
     df = as_frame(results, where)
     layout = choose_layout(df, x, y, facet)
-    if out is None:  # beside the (first) file read
-        paths = df.attrs.get("paths") or [source(df)]
-        csv_path = Path(paths[0])
-        stem = csv_path.stem + (f"+{len(paths) - 1}" if len(paths) > 1 else "")
-        name = "_".join([stem, *layout.ys, "vs", layout.x, *(["by", facet] if facet else [])])
-        out = csv_path.with_name(name + ".png")
+    if out is None:
+        out = _beside(df, "_".join([*layout.ys, "vs", layout.x, *(["by", facet] if facet else [])]))
     return _write(draw(df, layout, fit=fit), out, dpi)
 
 
@@ -131,20 +124,14 @@ def plot_layers(results: Results, y: Sequence[str] | str | None = None, *, out: 
     Raises:
         ResultsError: not a per-layer file of networks, an unknown statistic, or too many panels.
     """
-    if not (0 < dpi < math.inf):
-        raise ResultsError(f"{param('dpi')} {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
-    if out is not None:
-        check_output(out, param("out"), FORMATS)
+    _check_outputs(out, dpi)
     df = as_frame(results, where)
     if not {"path", "act_var"} <= set(df.columns):
         raise ResultsError(f"{source(df)}: signal propagation plots need the per-layer file of a sweep of networks "
                            "(cnnexp sweep with a net: and --per-layer); this file has no path and act_var columns")
     frame, facet = layer_frame(df)
     layout = choose_layout(frame, LAYER_INDEX, y or LAYER_Y, facet)
-    if out is None:
-        csv_path = Path(source(df))
-        out = csv_path.with_name(f"{csv_path.stem}_layers.png")
-    return _write(draw(frame, layout), out, dpi)
+    return _write(draw(frame, layout), out if out is not None else _beside(df, "layers"), dpi)
 
 
 LAYER_INDEX = "layer_index"  # the x of a signal propagation plot: a layer's place along the network, from 1
@@ -176,6 +163,23 @@ def layer_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     rows = rows.drop(columns=["path", "layer", *parts])
     rows.attrs = df.attrs
     return rows, name
+
+
+def _check_outputs(out: str | os.PathLike | None, dpi: float) -> None:
+    """Refuse a dpi out of range, or an `out` that is a special file, in a missing folder or of another format:
+    before anything is read."""
+    if not (0 < dpi < math.inf):  # also refuses NaN
+        raise ResultsError(f"{param('dpi')} {dpi}: must be a positive number of dots per inch, e.g. {DPI}")
+    if out is not None:
+        check_output(out, param("out"), FORMATS)
+
+
+def _beside(df: pd.DataFrame, what: str) -> Path:
+    """A figure's default path: beside the (first) file read, <stem>[+N]_<what>.png."""
+    paths = df.attrs.get("paths") or [source(df)]
+    csv_path = Path(paths[0])
+    stem = csv_path.stem + (f"+{len(paths) - 1}" if len(paths) > 1 else "")
+    return csv_path.with_name(f"{stem}_{what}.png")
 
 
 def _write(fig, out: str | os.PathLike, dpi: float) -> Path:

@@ -180,10 +180,10 @@ def pairs_table(pairs, title: str = ""):
     for heading in shown.values():  # the metric's name heads the first column of its group
         group = [*blocks, *(["ratio"] if with_ratio else [])]
         columns += [f"{heading if i == 0 else ''}\n{label}" for i, label in enumerate(group)]
-    shown_axes = {a: dict(zip(map(id, pairs), _column(p.config[a] for p in pairs), strict=True)) for a in varying}
+    shown_axes = {a: _column(p.config[a] for p in pairs) for a in varying}
     rows = []
-    for p in pairs:
-        cells = [shown_axes[a][id(p)] for a in varying]
+    for i, p in enumerate(pairs):
+        cells = [shown_axes[a][i] for a in varying]
         for metric in shown:
             cells += [_metric_cell(p, b, metric) if b in p.metrics else "" for b in blocks]
             if with_ratio:
