@@ -265,7 +265,8 @@ def sweep(
         report = run_sweep(plan, on_start=started, on_result=written)
     if tracker is not None and tracker.tracker is not None:
         tracker.tracker.close([report.path, report.meta_path])
-    what = "losses and steps to fit" if plan.sweep.training else "gradient norms"
+    trains = any(c.trains_on_data for c in plan.configs)
+    what = "errors after training" if trains else "losses and steps to fit" if plan.sweep.training else "gradient norms"
     for table in render.sweep_tables(side_by_side(report.rows), title=f"{plan.sweep.name}: {what}",
                                      path=report.path):
         render.show(out, table)

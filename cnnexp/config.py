@@ -31,9 +31,22 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cnnexp import examples
+from cnnexp.data import RANDOM, DataSpec, check_fits, load_data, parse_data
 from cnnexp.errors import ConfigError, param
-from cnnexp.nets import NetSpec, check_net, load_net
-from cnnexp.schema import AXES, AXIS, BLOCKS, DEFAULT_BLOCKS, MLP, NET, NET_AXES, TRAINING_AXES, Axis
+from cnnexp.nets import NetSpec, check_net, lay_out, load_net, out_shape, walk
+from cnnexp.schema import (
+    AXES,
+    AXIS,
+    BLOCKS,
+    DATA_AXES,
+    DATA_NET_AXES,
+    DEFAULT_BLOCKS,
+    MLP,
+    NET,
+    NET_AXES,
+    TRAINING_AXES,
+    Axis,
+)
 from cnnexp.shapes.types import parse_input
 from cnnexp.yamlfile import MAX_INT_DIGITS, read_yaml
 
@@ -63,6 +76,24 @@ class RunConfig:
     init: str = "small"
     bn: str = "on"
     zero_residual: bool = False
+    data: DataSpec = RANDOM  # (a data set to train on: docs/data.md; RANDOM for the study's random x)
+    epochs: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    eval_every: int = 1
+    fit_acc: float = 0.99
+    augment: str = "none"
+
+    @property
+    def on_data(self) -> bool:
+        """Whether this is a network on a data set (its inputs and labels), not on random x."""
+        return self.data.kind != "random"
+
+    @property
+    def trains_on_data(self) -> bool:
+        """Whether this configuration trains a network on its data set (epochs > 0)."""
+        return self.on_data and self.epochs > 0
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -120,6 +151,11 @@ class Sweep:
         """Whether any configuration trains: a training axis (steps, lr, target) off its default."""
         return any(self.axes[name] != (AXIS[name].default,) for name in TRAINING_AXES)
 
+    @property
+    def on_data(self) -> bool:
+        """Whether this is a sweep of networks on a data set (docs/data.md): its files have the data axes."""
+        return self.axes["data"] != (RANDOM,)
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved sweep as plain data, in the sweep-file shape (for provenance and fingerprints).
 
@@ -128,9 +164,12 @@ class Sweep:
         """
         if self.net:  # (in the order of NET_AXES: the grid's)
             nets = self.axes["net"]
-            axes = {k: list(self.axes[k]) for k in NET_AXES if k != "net"}
+            names = DATA_NET_AXES if self.on_data else NET_AXES
+            axes = {k: [str(v) if k == "data" else v for v in self.axes[k]] for k in names if k != "net"}
+            digests = {str(d): d.digest for d in self.axes["data"] if d.digest}
+            files = {"data_files": digests} if digests else {}
             return {"name": self.name, "blocks": list(self.blocks), "net": [str(n) for n in nets],
-                    "nets": {str(n): n.digest for n in nets}, "sweep": axes}
+                    "nets": {str(n): n.digest for n in nets}, **files, "sweep": axes}
         axes = {k: list(v) for k, v in self.axes.items()
                 if AXIS[k].study != NET and (self.training or k not in TRAINING_AXES)}
         return {"name": self.name, "blocks": list(self.blocks), "sweep": axes}
@@ -149,7 +188,7 @@ def shown_dict(config: RunConfig) -> dict[str, Any]:
     """The axes a results file of this configuration has: all of them, or, when it does not train, all but
     the training axes (the columns the study at init has always had)."""
     if config.net is not None:
-        return {k: getattr(config, k) for k in NET_AXES}
+        return {k: getattr(config, k) for k in (DATA_NET_AXES if config.on_data else NET_AXES)}
     return {k: v for k, v in config_dict(config).items()
             if AXIS[k].study != NET and (k not in TRAINING_AXES or trains(config))}
 
@@ -307,6 +346,8 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>", overridden: Abstra
     _check_study(raw, sweep, source, where)
     axes = {a.name: _parse_axis(a, sweep.get(a.name, a.default), where(a.name)) for a in AXES if a.name != "net"}
     axes = {"net": (None,), **axes}
+    data_base = None if "data" in overridden else Path(source).parent
+    axes["data"] = tuple(parse_data(v, data_base, where("data")) for v in axes["data"])
     if "net" in raw:
         base = None if "net" in overridden else Path(source).parent
         axes["net"] = _parse_nets(raw["net"], param("overrides") + " net" if "net" in overridden else source, base)
@@ -377,6 +418,54 @@ def _check_nets(axes: dict[str, tuple[Any, ...]], sweep: dict[str, Any], where: 
     for net in axes["net"]:
         for shape in inputs:
             check_net(net, shape, min(axes["batch"]), "on" in axes["bn"], f"{where('net')} {net.name}")
+    _check_data(axes, sweep, where)
+
+
+def _check_data(axes: dict[str, tuple[Any, ...]], sweep: dict[str, Any], where: Any) -> None:
+    """Refuse what training on data could not run (docs/data.md): training axes without a data set, epochs on
+    random x, data a network cannot take, dropout (version 2 defines no draw for it), augmentation of what is not
+    an image, a last minibatch that would give a batch norm one value per channel."""
+    data = [d for d in axes["data"] if d.kind != "random"]
+    given = [k for k in DATA_AXES[1:] if k in sweep]
+    if not data and given:
+        raise ConfigError(f"{where(given[0])}: {given[0]} trains a network on a data set, and this sweep has none; "
+                          "add data: digits (or npz:PATH, cifar10:DIR) to its sweep")
+    if not data:
+        return
+    if RANDOM in axes["data"] and max(axes["epochs"]) > 0:
+        raise ConfigError(f"{where('epochs')}: epochs {max(axes['epochs'])} with data random: random x has no labels "
+                          "to train on; use a data set (digits, npz:PATH, cifar10:DIR) or epochs 0")
+    trains = max(axes["epochs"]) > 0
+    for spec in data:
+        loaded = load_data(spec, where("data"))
+        for net in axes["net"]:
+            place = f"{where('data')} {spec} and net {net.name}"
+            for given_input in axes["input"]:
+                shape = parse_input(given_input) if given_input else net.input
+                assert shape is not None  # (check_net refused a net without one)
+                check_fits(loaded, shape, out_shape(net.items, shape), place)
+                nodes = tuple(walk(lay_out(net.items, shape)))
+                if trains and any(n.layer.kind == "dropout" for n in nodes if hasattr(n, "layer")):
+                    raise ConfigError(f"{place}: the network has dropout, whose draw training version 2 does "
+                                      "not define; remove it, or use epochs 0")
+                if trains and "flip_crop" in axes["augment"] and len(shape) != 3:
+                    raise ConfigError(f"{where('augment')}: flip_crop crops and flips images; {spec} holds "
+                                      f"samples of shape {'x'.join(map(str, shape))}")
+                if trains and "on" in axes["bn"]:
+                    _check_last_batch(len(loaded.y_train), axes["batch"], nodes, place)
+
+
+def _check_last_batch(n_train: int, batches: tuple[int, ...], nodes: tuple[Any, ...], place: str) -> None:
+    """Refuse a minibatch size whose last, partial minibatch would give a batch norm one value per channel."""
+    for batch in batches:
+        last = n_train % batch or batch
+        for node in nodes:
+            if getattr(node, "layer", None) is not None and node.layer.kind == "bn":
+                values = last * math.prod(node.shape_in[1:])
+                if values < 2:
+                    raise ConfigError(f"{place}: batch {batch}: the last minibatch of each epoch holds {last} of "
+                                      f"the {n_train} training samples, and batch norm {node.path} would see "
+                                      f"{values} value per channel; choose another batch")
 
 
 def parse_run(values: dict[str, Any], source: str = "flags") -> RunConfig:
@@ -402,11 +491,11 @@ def iter_configs(sweep: Sweep) -> Iterator[RunConfig]:
     if not sweep.net:
         yield from itertools.starmap(RunConfig, itertools.product(*sweep.axes.values()))
         return
-    fixed = {name: values[0] for name, values in sweep.axes.items() if name not in NET_AXES}
-    grid = itertools.product(*(sweep.axes[name] for name in NET_AXES))
+    fixed = {name: values[0] for name, values in sweep.axes.items() if name not in DATA_NET_AXES}
+    grid = itertools.product(*(sweep.axes[name] for name in DATA_NET_AXES))
     seen: set[RunConfig] = set()
     for values in grid:
-        config = resolved(RunConfig(**fixed, **dict(zip(NET_AXES, values, strict=True))))
+        config = resolved(RunConfig(**fixed, **dict(zip(DATA_NET_AXES, values, strict=True))))
         if config not in seen:  # (inits other than small repeat over small_init's values)
             seen.add(config)
             yield config

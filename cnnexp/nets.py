@@ -143,6 +143,11 @@ def _lay_out(items: tuple[Any, ...], shape: Shape, skips: bool, bn: bool,
     return tuple(out), shape
 
 
+def out_shape(items: tuple[Any, ...], input: Shape) -> Shape:
+    """The shape of one sample's output of the network on `input`."""
+    return _lay_out(items, input, True, True, "")[1]
+
+
 def walk(nodes: tuple[Node | Block, ...]) -> Iterator[Node | Block]:
     """Every node and block in the order a run computes them: a block's branch, its shortcut, then the block."""
     for node in nodes:

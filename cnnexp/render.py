@@ -160,6 +160,7 @@ def _percent(value: float) -> str:
 
 
 TRAINING_SHOWN = {"initial_loss": "initial loss", "loss": "final loss", "steps_to_fit": "steps_to_fit"}
+DATA_SHOWN = {"train_error": "train error", "test_error": "test error", "epochs_to_fit": "epochs_to_fit"}
 
 
 def pairs_table(pairs, title: str = ""):
@@ -170,7 +171,9 @@ def pairs_table(pairs, title: str = ""):
     """
 
     training = any("steps_to_fit" in m for p in pairs for m in p.metrics.values())
-    shown = TRAINING_SHOWN if training else {m: m for m in FINDING_METRICS}
+    on_data = any("epochs_to_fit" in m for p in pairs for m in p.metrics.values())
+    shown = DATA_SHOWN if on_data else TRAINING_SHOWN if training else {m: m for m in FINDING_METRICS}
+    training = training or on_data
     axes = list(pairs[0].config) if pairs else []
     fixed = [a for a in axes if len({p.config[a] for p in pairs}) == 1]
     varying = [a for a in axes if a not in fixed]

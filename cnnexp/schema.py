@@ -62,6 +62,10 @@ def _non_negative(v) -> str | None:
     return None if v >= 0 else "must not be negative (0: the study at init, no update)"
 
 
+def _fraction(v) -> str | None:
+    return None if 0 <= v <= 1 else "must be between 0 and 1 (a fraction of the training set)"
+
+
 def _finite_positive(v) -> str | None:
     return _finite(v) or (None if v > 0 else "must be greater than 0")
 
@@ -80,7 +84,8 @@ AXES: tuple[Axis, ...] = (
          used_by=("rezero",)),
     Axis("steps", int, 0, "full-batch gradient descent updates on the fixed x (0: the study at init)",
          _non_negative, training=True),
-    Axis("lr", float, 0.1, "learning rate of the updates W <- W - lr * dloss/dW", _finite_positive, training=True),
+    Axis("lr", float, 0.1, "learning rate of the updates W <- W - lr * dloss/dW (a network on data: SGD's)",
+         _finite_positive, training=True, study=BOTH),
     Axis("target", str, "zero", "what the loss mean((out - y)^2) fits: y = 0, x, T2 relu(T1 x) or x + T2 relu(T1 x)",
          choices=("zero", "identity", "teacher_plain", "teacher_residual"), training=True),
     # whole networks (docs/nets.md): a sweep's top-level `net:` and these axes, instead of d, depth, ...
@@ -93,6 +98,20 @@ AXES: tuple[Axis, ...] = (
          choices=("on", "off"), study=NET),
     Axis("zero_residual", bool, False, "the last batch norm of each residual branch starts at weight 0",
          study=NET),
+    # training a network on data (docs/data.md): the data set, and SGD's settings beside lr and batch
+    Axis("data", str, "random", "random (x drawn, no training), digits, npz:PATH or cifar10:DIR", study=NET),
+    Axis("epochs", int, 0, "passes over the training set (0: the study at init on the first batch)",
+         _non_negative, study=NET),
+    Axis("momentum", float, 0.9, "SGD momentum (no dampening, no Nesterov)", _finite_non_negative, study=NET),
+    Axis("weight_decay", float, 0.0, "SGD weight decay, on every parameter", _finite_non_negative, study=NET),
+    Axis("schedule", str, "constant", "the learning rate over the run: constant, or cosine decay per step",
+         choices=("constant", "cosine"), study=NET),
+    Axis("eval_every", int, 1, "an evaluation pass after every N-th epoch (and after the last)", _at_least_one,
+         study=NET),
+    Axis("fit_acc", float, 0.99, "epochs_to_fit: the first epoch whose running training accuracy reaches this",
+         _fraction, study=NET),
+    Axis("augment", str, "none", "none, or flip_crop: pad 4, random crop to the input, random horizontal flip",
+         choices=("none", "flip_crop"), study=NET),
 )
 AXIS = {a.name: a for a in AXES}
 TEACHER_TARGETS: tuple[str, ...] = ("teacher_plain", "teacher_residual")  # targets drawn as a teacher network
@@ -180,10 +199,40 @@ NET_LAYER_METRIC_HELP: dict[str, str] = {
     "branch_var": "act_var of a residual block's branch output, before the add (on the block's own row)",
 }
 NET_LAYER_METRICS: tuple[str, ...] = tuple(NET_LAYER_METRIC_HELP)
+# A network trained on data (docs/data.md): its results row, and its curve file's row per epoch.
+DATA_METRIC_HELP: dict[str, str] = {
+    "train_loss": "cross-entropy over the training set, in the last evaluation pass (evaluation mode)",
+    "train_acc": "fraction of the training set classified right, in the last evaluation pass",
+    "test_loss": "cross-entropy over the test set, in the last evaluation pass",
+    "test_acc": "fraction of the test set classified right, in the last evaluation pass",
+    "best_test_acc": "the largest test_acc of all evaluation passes",
+    "epochs_to_fit": "the first epoch whose running training accuracy is >= fit_acc; empty if none",
+}
+DATA_METRICS: tuple[str, ...] = tuple(DATA_METRIC_HELP)
+EPOCH_METRIC_HELP: dict[str, str] = {
+    "running_loss": "the epoch's training loss as computed while training (minibatches weighted by size)",
+    "running_acc": "the epoch's training accuracy as computed while training (correct / n)",
+    "running_error": "1 - running_acc, as (n - correct) / n",
+    "train_loss": DATA_METRIC_HELP["train_loss"].replace("in the last", "in this epoch's") + " (empty: none ran)",
+    "train_acc": DATA_METRIC_HELP["train_acc"].replace("in the last", "in this epoch's"),
+    "test_loss": DATA_METRIC_HELP["test_loss"].replace("in the last", "in this epoch's"),
+    "test_acc": DATA_METRIC_HELP["test_acc"].replace("in the last", "in this epoch's"),
+    "param_grad_norm": "L2 norm of the loss's gradient over every parameter at the epoch's last step (no decay)",
+    "x_grad_norm": "L2 norm of the loss's gradient at the input of the epoch's last minibatch",
+}
+EPOCH_METRICS: tuple[str, ...] = tuple(EPOCH_METRIC_HELP)
+# The version of the definition of training a network on data (docs/data.md): recorded in the provenance and in
+# every checkpoint; raise it when a change would give a run other numbers.
+DATA_TRAINING_DEFINITION = 2
 # Every metric name of any file; any other column of a results file describes the configuration.
-ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, *LAYER_METRICS, *NET_LAYER_METRICS)))
+ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, *LAYER_METRICS, *NET_LAYER_METRICS, *DATA_METRICS,
+                                                    *EPOCH_METRICS)))
 # a network's axes, in the order of its files' columns and of its grid (the last varies fastest)
 NET_AXES: tuple[str, ...] = ("net", "input", "batch", "init", "small_init", "bn", "zero_residual", "dtype", "seed")
+# the axes of training on data, after those in a sweep on data's files (a sweep of random x has none of them)
+DATA_AXES: tuple[str, ...] = ("data", "epochs", "lr", "momentum", "weight_decay", "schedule", "eval_every",
+                              "fit_acc", "augment")
+DATA_NET_AXES: tuple[str, ...] = (*NET_AXES[:-2], *DATA_AXES, *NET_AXES[-2:])  # dtype and seed last
 
 # The columns that identify a row; everything else in a results CSV is a metric.
 CONFIG_COLUMNS: tuple[str, ...] = ("block", *(a.name for a in AXES if a.study != NET))
@@ -208,13 +257,19 @@ class Columns:
     curve: tuple[str, ...] = CURVE_COLUMNS  # a curve file always has every column
 
 
-def columns(training: bool, net: bool = False) -> Columns:
+def columns(training: bool, net: bool = False, data: bool = False) -> Columns:
     """The columns of the files of a sweep that trains (or does not), of the notebook's block or of whole
-    networks (`net`).
+    networks (`net`), on random x or on a data set (`data`).
 
         >>> columns(False).results[-1], columns(True).results[-1], columns(False, net=True).config[:3]
         ('cos_x_out', 'steps_to_fit', ('block', 'net', 'input'))
+        >>> columns(False, net=True, data=True).curve[-11:-9]
+        ('seed', 'epoch')
     """
+    if net and data:
+        config = ("block", *DATA_NET_AXES)
+        return Columns(config, (*config, *NET_METRICS, *DATA_METRICS), (*config, *NET_LAYER_KEYS, *NET_LAYER_METRICS),
+                       (*config, "epoch", *EPOCH_METRICS))
     if net:
         return Columns(NET_CONFIG_COLUMNS, (*NET_CONFIG_COLUMNS, *NET_METRICS),
                        (*NET_CONFIG_COLUMNS, *NET_LAYER_KEYS, *NET_LAYER_METRICS))

@@ -56,7 +56,8 @@ from cnnexp.engine import (
     use_threads,
     worker_count,
 )
-from cnnexp.engine.result import STEP_PROGRESS
+from cnnexp.engine.result import STEP_PROGRESS, checkpoint_file
+from cnnexp.engine.runtime import available_cores
 from cnnexp.errors import CnnexpError, ConfigError, Interrupted, ResultsError, param, spell
 from cnnexp.memory import refuse_beyond_memory
 from cnnexp.nets import NetSpec, Row, lay_out, layer_rows, net_file
@@ -76,8 +77,10 @@ from cnnexp.results import (
     write_table,
 )
 from cnnexp.schema import (
+    ALL_METRICS,
     AXIS,
     CONFIG_COLUMNS,
+    DATA_TRAINING_DEFINITION,
     FINDING_METRICS,
     METRICS,
     NET_METRICS,
@@ -203,7 +206,7 @@ def plan_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *,
     """
     _check_curve_every(outputs.curve_every)
     path, sides, meta, done, warnings = _existing_results(sweep, outputs, execution)
-    cols = columns_of(sweep.training, sweep.net)
+    cols = columns_of(sweep.training, sweep.net, sweep.on_data)
     configs = expand(sweep)
     if not done:  # nothing to look up (a fresh sweep): every block of every configuration
         tasks = [Task(config, sweep.blocks) for config in configs]
@@ -234,7 +237,7 @@ def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution)
     Returns:
         (results path, side files, provenance or None, row key -> row text of the rows kept, warnings)
     """
-    cols = columns_of(sweep.training, sweep.net)
+    cols = columns_of(sweep.training, sweep.net, sweep.on_data)
     out, overwrite, curve_every = outputs.out, outputs.overwrite, outputs.curve_every
     path = check_output(out if out is not None else default_path(sweep), param("out"), CSV, create_parent=out is None)
     sides = [SideFile(flag, check_output(p, flag, CSV), columns, rows_of)
@@ -300,7 +303,7 @@ def preview_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *, execu
     refusal: str | None = None
     done: dict[tuple[Any, ...], dict[str, str]] = {}
     path = Path(outputs.out) if outputs.out is not None else default_path(sweep)
-    key_columns = columns_of(sweep.training, sweep.net).config
+    key_columns = columns_of(sweep.training, sweep.net, sweep.on_data).config
     try:
         path, _, _, done, _ = _existing_results(sweep, outputs, execution)
         if path.is_file() and is_locked(path):
@@ -355,9 +358,11 @@ def run_sweep(
     """
     execution, layers = plan.execution, plan.per_layer is not None
     curve = plan.curve_every if plan.curve is not None else None
-    threads = use_threads(execution.threads or DEFAULT_THREADS)
     cost = sum(run_cost(config, len(blocks)) for config, blocks in plan.tasks)
-    workers = min(worker_count(execution, cost), max(len(plan.tasks), 1))
+    runs = sum(len(blocks) if config.trains_on_data else 1 for config, blocks in plan.tasks)  # units, at most
+    workers = min(worker_count(execution, cost), max(runs, 1))
+    threads = use_threads(execution.threads or training_threads(plan, execution) or DEFAULT_THREADS)
+    checkpoints = checkpoint_folder(plan.path) if any(c.trains_on_data for c in plan.configs) else None
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     new: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -368,8 +373,11 @@ def run_sweep(
         backend = files.enter_context(open_executor(execution, workers))
         # with several workers (local processes, or a cluster's threads): smaller units, largest first, to balance
         units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
-                           workers=backend.parallel, curve=curve)
+                           workers=backend.parallel, curve=curve,
+                           checkpoints=str(checkpoints.resolve()) if checkpoints is not None else None)
         csv_file, sides = _open_results(plan, files)
+        if checkpoints is not None and plan.fresh:
+            _clear(checkpoints)  # a fresh start: no run continues from an earlier one
         meta = _provenance(plan, command, started, threads, backend.provenance)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         if on_start is not None:
@@ -383,6 +391,8 @@ def run_sweep(
                             side_file.append(side_row)
                     csv_file.append(row)
                     new[row_key(row, keys)] = row
+                    if checkpoints is not None:  # the run is in the results: its checkpoint has served
+                        checkpoint_file(checkpoints, result.block, result.config).unlink(missing_ok=True)
                     if on_result is not None:
                         on_result(result)
             order = {_key(b, c, keys): i
@@ -398,9 +408,45 @@ def run_sweep(
                                "make room and rerun the same command to resume") from None
     meta["finished"] = meta["invocations"][-1]["finished"] = _now()
     write_meta(plan.path, meta)
+    if checkpoints is not None:
+        _clear(checkpoints)  # every run is in the results (a kill after a row, before its file went, left one)
     rows = [new.get(k) or _typed(plan.done[k], c, b) for c in plan.configs for b in plan.sweep.blocks
             for k in [_key(b, c, keys)]]
     return SweepReport(plan.path, meta_path(plan.path), rows, ran=len(new), skipped=plan.rows_skipped)
+
+
+def checkpoint_folder(path: Path) -> Path:
+    """The folder where a sweep's runs in progress keep their checkpoints: `<results file>.ckpt/`."""
+    return path.with_name(path.name + ".ckpt")
+
+
+def _clear(folder: Path) -> None:
+    """Remove a checkpoint folder's checkpoints (and temporary files) and the folder, when that empties it."""
+    if not folder.is_dir():
+        return
+    for file in folder.iterdir():
+        if file.suffix in (".pt", ".tmp") and file.is_file():
+            file.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # something else is in it: not ours to remove
+        pass
+
+
+def training_threads(plan: SweepPlan, execution: Execution) -> int | None:
+    """Intra-op threads for a sweep that trains networks on data, in this process (None: the default).
+
+    Runs in worker processes use one thread each: two one-thread processes beat one two-thread process for
+    several runs (docs/data.md). But where the whole sweep has fewer training runs than cores, or one worker
+    process is asked for, a run takes the cores of its process rather than one thread beside idle ones. The
+    count follows from the whole sweep and the flags, never from what is left to run, so a resumed sweep
+    computes with the threads it started with (bit for bit)."""
+    runs = sum(len(plan.sweep.blocks) for c in plan.configs if c.trains_on_data)
+    if not runs or execution.scheduler or execution.scheduler_file or execution.device != "cpu":
+        return None
+    cores = available_cores()
+    processes = execution.workers or min(cores, runs)
+    return cores if processes == 1 else None
 
 
 def _open_results(plan: SweepPlan, files: ExitStack) -> tuple[ResultsFile, list[tuple[SideFile, ResultsFile]]]:
@@ -474,19 +520,33 @@ def side_by_side(rows: list[dict[str, Any]]) -> list[Pair]:
     a steps_to_fit of None (never reached) is NaN here."""
     training = any(row.get(a, AXIS[a].default) != AXIS[a].default for row in rows for a in TRAINING_AXES)
     net = any(row.get("net") is not None for row in rows)
-    axes = [c for c in columns_of(training, net).config if c != "block"]
-    shown = NET_METRICS if net else METRICS if training else STEP_METRICS
+    data = any(str(row.get("data", "random")) != "random" for row in rows)
+    axes = [c for c in columns_of(training, net, data).config if c != "block"]
+    trained = data and any(int(row.get("epochs") or 0) > 0 for row in rows)
+    shown = DATA_SHOWN if trained else NET_METRICS if net else METRICS if training else STEP_METRICS
     grouped: dict[tuple[Any, ...], Pair] = {}
     for row in rows:
         config = {c: row[c] for c in axes}
         pair = grouped.setdefault(tuple(config.values()), Pair(config, {}, {}))
-        pair.metrics[row["block"]] = {m: math.nan if row.get(m) is None else row[m] for m in shown}
+        values = {**row, **({"train_error": _error(row.get("train_acc")), "test_error": _error(row.get("test_acc"))}
+                            if trained else {})}
+        pair.metrics[row["block"]] = {m: math.nan if values.get(m) is None else values[m] for m in shown}
     for pair in grouped.values():
         top, bottom = RATIO_BLOCKS
         if {top, bottom} <= pair.metrics.keys():
             for m in FINDING_METRICS:
-                pair.ratios[m] = ratio(pair.metrics[top][m], pair.metrics[bottom][m])
+                if m in shown:
+                    pair.ratios[m] = ratio(pair.metrics[top][m], pair.metrics[bottom][m])
     return list(grouped.values())
+
+
+# What the table of a sweep that trains networks on data shows: the final errors (the last evaluation pass) and
+# losses per block side by side, and how soon the training set was fit.
+DATA_SHOWN: tuple[str, ...] = ("train_error", "test_error", "train_loss", "test_loss", "epochs_to_fit")
+
+
+def _error(accuracy: float | None) -> float | None:
+    return None if accuracy is None else 1 - accuracy
 
 
 def over_seeds(pairs: list[Pair]) -> list[Pair]:
@@ -510,7 +570,7 @@ def over_seeds(pairs: list[Pair]) -> list[Pair]:
                 if len(values) > 1 and mean != 0 and math.isfinite(mean):
                     spread.setdefault(block, {})[m] = seeds.std(values, skip_nan=False) / abs(mean)
         top, bottom = RATIO_BLOCKS
-        ratios = ({m: ratio(metrics[top][m], metrics[bottom][m]) for m in FINDING_METRICS}
+        ratios = ({m: ratio(metrics[top][m], metrics[bottom][m]) for m in FINDING_METRICS if m in metrics[top]}
                   if {top, bottom} <= metrics.keys() else {})
         merged.append(Pair(config, metrics, ratios, spread, len(group)))
     return merged
@@ -569,7 +629,8 @@ def _key(block: str, config: RunConfig, key_columns: tuple[str, ...] = CONFIG_CO
 def _typed(text_row: dict[str, str], config: RunConfig, block: str) -> dict[str, Any]:
     """A row read back from the CSV, with the numbers of its configuration and of the metrics it has (an
     empty steps_to_fit is None, as the engines give it)."""
-    metrics = {m: (float(text) if text != "" else None) for m in METRICS if (text := text_row.get(m)) is not None}
+    metrics = {m: (float(text) if text != "" else None) for m in ALL_METRICS
+               if (text := text_row.get(m)) is not None}
     return {"block": block, **config_dict(config), **metrics}
 
 
@@ -585,6 +646,8 @@ def _runs_without(side: SideFile, done: dict[tuple[Any, ...], dict[str, Any]], s
     def expected(row: dict[str, Any]) -> int:
         if side.flag == param("per_layer"):
             return int(row["depth"]) if net_rows is None else net_rows[row["block"], row["net"], row["bn"]]
+        if sweep.on_data:  # a row per epoch
+            return int(row["epochs"])
         return len(curve_steps(int(row.get("steps", 0)), curve_every))
 
     return {key for key, row in done.items() if counts.get(key, 0) != expected(row)}
@@ -671,7 +734,10 @@ def _what_differs(before: Any, now: dict[str, Any], most: int = 3) -> str:
 
 
 def _numbers(columns: tuple[str, ...]) -> tuple[str, ...]:
-    """The metric columns that always hold a float (steps_to_fit is empty when the fit was never reached)."""
+    """The metric columns that always hold a float (steps_to_fit is empty when the fit was never reached; in a
+    file of networks on data, each row fills either the metrics at init or those of training)."""
+    if "data" in columns:
+        return ()
     return tuple(c for c in columns if c in METRICS and c != "steps_to_fit")
 
 
@@ -693,6 +759,8 @@ def _side_key_values(sweep: Sweep, side: SideFile, cols: Columns, curve_every: i
         values["path"] = {row.path for layout in _net_layouts(sweep) for row in _rows_of(*layout)}
     elif side.flag == param("per_layer"):
         values["block_index"] = {str(i) for i in range(max(sweep.axes["depth"]))}
+    elif sweep.on_data:
+        values["epoch"] = {str(e) for e in range(1, max(sweep.axes["epochs"]) + 1)}
     else:
         values["step"] = {str(s) for steps in sweep.axes["steps"] for s in curve_steps(steps, curve_every)}
     return values
@@ -731,7 +799,9 @@ def _provenance(plan: SweepPlan, command: str, started: str, threads: int,
         "columns": list(plan.columns.results),
         "per_layer": str(plan.per_layer) if plan.per_layer is not None else None,
         **({"curve": str(plan.curve), "curve_every": plan.curve_every} if plan.curve is not None else {}),
-        **({"training_definition": TRAINING_DEFINITION} if plan.sweep.training or plan.curve else {}),
+        **({"training_definition": DATA_TRAINING_DEFINITION if plan.sweep.on_data else TRAINING_DEFINITION}
+           if plan.sweep.training or plan.curve or plan.sweep.on_data else {}),
+        **({"data_files": {str(d): d.path for d in plan.sweep.axes["data"] if d.path}} if plan.sweep.on_data else {}),
         **({"net_files": {str(net): net_file(net) for net in plan.sweep.axes["net"]}} if plan.sweep.net else {}),
         "command": command,
         "started": started,

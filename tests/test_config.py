@@ -4,6 +4,7 @@ import itertools
 import pytest
 
 from cnnexp.config import RunConfig, apply_overrides, expand, load_sweep, logspace, parse_run, parse_sweep
+from cnnexp.data import RANDOM
 from cnnexp.errors import CnnexpError, ConfigError, spell
 
 INIT = """\
@@ -19,7 +20,10 @@ sweep:
 LATER = {"depth": (1,), "activation": ("relu",), "dtype": ("float32",), "alpha_init": (0.0,), "steps": (0,),
          "lr": (0.1,), "target": ("zero",),
          # and by whole networks (only a sweep with a net: reads them)
-         "net": (None,), "input": ("",), "init": ("small",), "bn": ("on",), "zero_residual": (False,)}
+         "net": (None,), "input": ("",), "init": ("small",), "bn": ("on",), "zero_residual": (False,),
+         # and by training networks on data
+         "data": (RANDOM,), "epochs": (0,), "momentum": (0.9,), "weight_decay": (0.0,), "schedule": ("constant",),
+         "eval_every": (1,), "fit_acc": (0.99,), "augment": ("none",)}
 
 
 def write(tmp_path, text, name="s.yaml"):
@@ -300,12 +304,17 @@ def test_run_config_is_the_axis_table_field_by_field():
     fields = dataclasses.fields(RunConfig)
     hints = typing.get_type_hints(RunConfig)
     assert [f.name for f in fields] == [a.name for a in AXES]
+    from cnnexp.data import DataSpec
     from cnnexp.nets import NetSpec
+    from cnnexp.schema import AXIS
 
     # a net is written as its name (str); small_init is None (an empty cell) for a net drawn by another init
-    kinds = {"net": NetSpec | None, "small_init": float | None}
+    # a data set is written as its name too (random, digits, npz:PATH, ...), RANDOM for the study's random x
+    kinds = {"net": NetSpec | None, "small_init": float | None, "data": DataSpec}
     assert [hints[f.name] for f in fields] == [kinds.get(a.name, a.kind) for a in AXES]
-    assert [f.default for f in fields] == [None if a.name == "net" else a.default for a in AXES]
+    defaults = {"net": None, "data": RANDOM}
+    assert [f.default for f in fields] == [defaults.get(a.name, a.default) for a in AXES]
+    assert str(RunConfig().data) == AXIS["data"].default
     assert RunConfig.__dataclass_params__.frozen
     with pytest.raises(dataclasses.FrozenInstanceError):
         RunConfig().d = 3  # type: ignore[misc]

@@ -12,7 +12,7 @@ ENGINE = Path(__file__).resolve().parent.parent / "cnnexp" / "engine"
 
 # The two layers, each module once, from the top of the picture down (imports point down, never up).
 RUNNING = ("execute", "plan", "pool", "cluster", "runtime")
-COMPUTING = ("registry", "batched", "net", "reference", "train", "kernels", "cost", "result")
+COMPUTING = ("registry", "batched", "net", "train_net", "reference", "train", "kernels", "cost", "result")
 
 
 def engine_imports(name: str) -> list[tuple[str, bool]]:

@@ -41,7 +41,7 @@ def _passes(tasks: Sequence[Task], steps: int) -> list[tuple[list[str], list[int
 
 
 def run_batched(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
-                curve: int | None = None) -> list[RunResult]:
+                curve: int | None = None, checkpoints: str | None = None) -> list[RunResult]:
     """Run a unit's tasks; one RunResult per configuration and block, in task order (configuration by
     configuration, blocks in canonical order). Configurations of one shape are computed as stacks (`stacks`),
     all drawn first, each seed's numbers once (`draw_stacks`). Configurations with steps > 0 train

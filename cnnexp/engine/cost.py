@@ -5,6 +5,7 @@ sweep into units, and the sweep checks memory before anything runs.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from cnnexp.schema import TEACHER_TARGETS
 UNIT_BYTES = 256 * 2**20  # the memory one stack of configurations may take; a larger group is cut
 DRAW_BYTES = UNIT_BYTES // 2  # the memory a unit's draw may take (every configuration's, drawn before any stack runs)
 DRAW_COST = 300  # one drawn number costs about as much as this many multiply-adds (bench/bench_sweep.py)
+EVAL_CHUNK = 1000  # samples per forward pass of an evaluation (train_net.EVAL_BATCH)
 BLOCK_OVERHEAD = 32 * 2**10  # bytes of autograd graph and tensors' headers per block, whatever its size
 
 Shape = tuple[Any, ...]
@@ -31,7 +33,11 @@ def run_cost(config: RunConfig, n_blocks: int) -> float:
     balance work by (a step is a forward and a backward pass, as the study at init is one)."""
     if config.net is not None:
         params, macs, _ = _net_size(config)
-        return DRAW_COST * params + 3 * config.batch * macs * n_blocks  # a backward costs about two forwards
+        passes = config.batch  # a backward costs about two forwards: 3 per sample of the study at init
+        if config.trains_on_data:  # each epoch a step per sample, and the evaluations (a third of an epoch each)
+            train, test = config.data.sizes
+            passes = config.epochs * train + (config.epochs // config.eval_every + 1) * (train + test) / 3
+        return DRAW_COST * params + 3 * passes * macs * n_blocks
     d, batch, depth = config.d, config.batch, config.depth
     return depth * d * d * (2 * DRAW_COST + 6 * batch * n_blocks * (config.steps + 1))
 
@@ -48,7 +54,12 @@ def unit_bytes(config: RunConfig, n_blocks: int) -> int:
     itemsize = 8 if config.dtype == "float64" else 4
     if config.net is not None:  # the draw and its copy; per block kind: every activation with its gradient, and
         params, _, activations = _net_size(config)  # the float64 copies the statistics take, one at a time
-        return 12 * params + config.batch * activations * n_blocks * (2 * itemsize + 8) + 4 * params * n_blocks
+        need = 12 * params + config.batch * activations * n_blocks * (2 * itemsize + 8) + 4 * params * n_blocks
+        if config.on_data:  # the data set in the run's dtype, an evaluation chunk's activations, the optimizer's
+            train, test = config.data.sizes  # momentum and a checkpoint's copy
+            need += itemsize * (train + test) * math.prod(config.sample_shape) + 8 * params * n_blocks
+            need += EVAL_CHUNK * activations * itemsize if config.trains_on_data else 0
+        return need
     d, batch, depth = config.d, config.batch, config.depth
     draw = 4 * (2 * depth * d * d + batch * d)
     per_block = 8 * (6 * d * d + 12 * batch * d) + BLOCK_OVERHEAD

@@ -27,7 +27,7 @@ from cnnexp.engine.plan import Execution, WorkUnit
 from cnnexp.engine.pool import process_pool, stop
 from cnnexp.engine.registry import engine
 from cnnexp.engine.result import RunResult
-from cnnexp.engine.runtime import first_line
+from cnnexp.engine.runtime import first_line, use_threads
 from cnnexp.errors import CnnexpError
 
 WINDOW = 4  # units in flight by default
@@ -39,7 +39,9 @@ class RunError(CnnexpError):
 
 def compute(unit: WorkUnit) -> list[RunResult]:
     """Run one unit with its engine; one RunResult per configuration and block. Runs in any process."""
-    return engine(unit.engine)(unit.tasks, unit.device, unit.layers, unit.curve)
+    if unit.threads is not None:
+        use_threads(unit.threads)
+    return engine(unit.engine)(unit.tasks, unit.device, unit.layers, unit.curve, unit.checkpoints)
 
 
 def execute(units: Iterable[WorkUnit], executor: Executor | None = None,

@@ -27,13 +27,17 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from cnnexp.blocks import DTYPES
 from cnnexp.config import RunConfig, Task
+from cnnexp.data import load_data
 from cnnexp.engine.reference import _grad, one
 from cnnexp.engine.result import Metrics, RunResult
+from cnnexp.engine.train_net import tensors, train
 from cnnexp.nets import WEIGHTED, Block, NetSpec, Node, lay_out, load_net, net_from_items, walk
 from cnnexp.norms import mean_square, norm
+from cnnexp.schema import DATA_METRICS
 from cnnexp.shapes.layers import Layer
 from cnnexp.shapes.types import Shape, parse_input
 
@@ -162,40 +166,67 @@ def draw(net: Net, config: RunConfig) -> None:
                     cast(torch.Tensor, net.layers[key(norms[-1].path)].weight).zero_()
 
 
-def run_net(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
-            curve: int | None = None) -> list[RunResult]:
-    """The engine of whole networks: each task in turn, one RunResult per configuration and block."""
-    return [result for config, blocks in tasks for result in probe_net(config, blocks, device, layers)]
+def run_net(tasks: Sequence[Task], device: str = "cpu", layers: bool = True, curve: int | None = None,
+            checkpoints: str | None = None) -> list[RunResult]:
+    """The engine of whole networks: each task in turn, one RunResult per configuration and block (a
+    network on data trains first: cnnexp/engine/train_net.py, its checkpoints in the folder `checkpoints`)."""
+    return [result for config, blocks in tasks for result in probe_net(config, blocks, device, layers, checkpoints)]
 
 
-def probe_net(config: RunConfig, blocks: Sequence[str], device: str = "cpu", layers: bool = True) -> list[RunResult]:
-    """The study on one configuration of a network: the network as written (`residual`) and its plain twin
-    (`plain`), from the same draw."""
+def networks(config: RunConfig, blocks: Sequence[str], device: str = "cpu") -> tuple[list[Net], torch.Tensor | None]:
+    """Each block's network from one draw (the network as written for `residual`, its plain twin for `plain`,
+    which takes the same tensors), in the run's dtype on `device`; and the random x (None on data: x is not
+    drawn)."""
     spec, shape = config.net, config.sample_shape
     assert isinstance(spec, NetSpec)  # (a configuration of the nets study)
     bn = config.bn == "on"
     full = Net(lay_out(spec.items, shape, bn=bn))
     torch.manual_seed(config.seed)
-    x = torch.randn(config.batch, *shape, dtype=torch.float32)
+    x = None if config.on_data else torch.randn(config.batch, *shape, dtype=torch.float32)
     draw(full, config)
     dtype = DTYPES[config.dtype]
-    x = x.to(device, dtype)
     full.to(device, dtype)
-    results = []
+    nets = []
     for block in blocks:
         net = full
         if block == "plain":
             net = Net(lay_out(spec.items, shape, skips=False, bn=bn)).to(device, dtype)
             mine = net.state_dict().keys()
             net.load_state_dict({k: v for k, v in full.state_dict().items() if k in mine})
-        metrics, rows = measure(net, x, layers)
-        results.append(RunResult(block, config, metrics, tuple(rows)))
+        nets.append(net)
+    return nets, (x.to(device, dtype) if x is not None else None)
+
+
+def probe_net(config: RunConfig, blocks: Sequence[str], device: str = "cpu", layers: bool = True,
+              checkpoints: str | None = None) -> list[RunResult]:
+    """The study on one configuration of a network: the network as written (`residual`) and its plain twin
+    (`plain`), from the same draw. On random x: loss mean(out^2). On a data set (docs/data.md): the
+    cross-entropy on the first `batch` training samples, at init (epochs 0), or after training (its metrics
+    and curve; the per-layer rows measured at the end)."""
+    nets, x = networks(config, blocks, device)
+    labels = None
+    if config.on_data:
+        x_train, y_train, _, _ = tensors(load_data(config.data), device, DTYPES[config.dtype])
+        x, labels = x_train[:config.batch], y_train[:config.batch]
+    assert x is not None
+    results = []
+    for block, net in zip(blocks, nets):
+        metrics: Metrics = {}
+        curve: tuple[Metrics, ...] = ()
+        if config.trains_on_data:
+            metrics, curve = train(config, block, net, device, checkpoints)
+        if layers or not config.trains_on_data:
+            study, rows = measure(net, x, layers, labels)
+            if not config.trains_on_data:
+                metrics = {**study, **(dict.fromkeys(DATA_METRICS) if config.on_data else {})}
+        results.append(RunResult(block, config, metrics, tuple(rows) if layers else (), curve))
     return results
 
 
-def measure(net: Net, x: torch.Tensor, layers: bool = True) -> tuple[Metrics, list[Metrics]]:
-    """Forward in training mode (dropout the identity), loss = mean(out^2), backward; the whole-network
-    metrics and, with `layers`, one row per layer and block."""
+def measure(net: Net, x: torch.Tensor, layers: bool = True,
+            labels: torch.Tensor | None = None) -> tuple[Metrics, list[Metrics]]:
+    """Forward in training mode (dropout the identity), loss = mean(out^2) (with `labels`: the cross-entropy
+    on them), backward; the whole-network metrics and, with `layers`, one row per layer and block."""
     net.train()
     for m in net.modules():
         if isinstance(m, nn.Dropout):
@@ -207,10 +238,11 @@ def measure(net: Net, x: torch.Tensor, layers: bool = True) -> tuple[Metrics, li
     for _, output, _ in record:
         if output.requires_grad:
             output.retain_grad()
-    out.pow(2).mean().backward()
+    loss = out.pow(2).mean() if labels is None else F.cross_entropy(out, labels)
+    loss.backward()
     params = list(net.parameters())
     metrics = {
-        "loss": one(mean_square, out.detach()),
+        "loss": one(mean_square, out.detach()) if labels is None else float(loss.detach()),
         "x_grad_norm": one(norm, _grad(x)),
         "w_norm": one(norm, *params),
         "param_grad_norm": one(norm, *(p.grad for p in params if p.grad is not None)),

@@ -32,6 +32,8 @@ class WorkUnit:
         layers: also measure every block index (for --per-layer).
         curve: also measure the steps of the curve file (for --curve): None for no curve, 0 for steps 0, 1, 2,
             4, 8, ... and the last, N > 0 for every N-th step as well (--curve-every).
+        checkpoints: the folder where a network training on data keeps its state after each epoch (None: none).
+        threads: torch threads to compute the unit with (None: as its process has them).
     """
 
     tasks: tuple[Task, ...]
@@ -39,6 +41,8 @@ class WorkUnit:
     device: str = "cpu"
     layers: bool = False
     curve: int | None = None
+    checkpoints: str | None = None
+    threads: int | None = None
 
     @property
     def rows(self) -> int:
@@ -54,8 +58,11 @@ class WorkUnit:
         first = configs[0]
         if first.net is not None:
             small = f", small_init={first.small_init!r}" if first.init == "small" else ""
-            return (f"net {first.net}, input {first.input}, batch={first.batch}, init {first.init}{small}, "
-                    f"bn {first.bn}, {first.dtype}, seed={first.seed}")
+            data = f", data {first.data}, epochs={first.epochs}, lr={first.lr!r}" if first.on_data else ""
+            blocks = self.tasks[0].blocks
+            block = f" ({blocks[0]})" if first.trains_on_data and len(blocks) == 1 else ""
+            return (f"net {first.net}{block}, input {first.input}{data}, batch={first.batch}, init {first.init}"
+                    f"{small}, bn {first.bn}, {first.dtype}, seed={first.seed}")
         shape = f"d={first.d}, batch={first.batch}, depth={first.depth}, {first.activation}, {first.dtype}"
         if len(configs) == 1:
             return f"{shape}, small_init={first.small_init!r}, seed={first.seed}"
@@ -73,7 +80,8 @@ def _span(values: Iterable[Any]) -> str:
 
 
 def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = "cpu", layers: bool = False,
-               workers: int = 1, curve: int | None = None) -> list[WorkUnit]:
+               workers: int = 1, curve: int | None = None, checkpoints: str | None = None,
+               threads: int | None = None) -> list[WorkUnit]:
     """Cut tasks into work units, each within UNIT_COST and, with several workers, small enough to balance
     (about UNITS_PER_WORKER units per worker), largest first.
 
@@ -83,7 +91,8 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
     configurations of a small d make large stacks. A family that alone is bigger than a unit is cut, and
     then each part draws its numbers again (balance first: with several workers, a sweep of few seeds would
     otherwise be a few long units). The reference engine gets one configuration per unit: it has nothing to
-    share between them.
+    share between them. A network gets a unit per configuration, and one per block when it trains on data (the
+    two train apart: two workers can take them), with `checkpoints` and `threads`.
     """
     tasks = list(tasks)
     total = sum(run_cost(c, len(b)) for c, b in tasks)
@@ -91,7 +100,9 @@ def plan_units(tasks: Iterable[Task], *, engine: str = "batched", device: str = 
     chunks: list[list[Task]]
     nets = [task for task in tasks if task[0].net is not None]
     if nets:  # whole networks: each configuration a unit of its own, computed by the net engine
-        units = [WorkUnit((task,), "net", device, layers, curve) for task in nets]
+        units = [WorkUnit((Task(config, (block,)),), "net", device, layers, curve, checkpoints, threads)
+                 for config, blocks in nets if config.trains_on_data for block in blocks]
+        units += [WorkUnit((task,), "net", device, layers, curve) for task in nets if not task.config.trains_on_data]
         rest = plan_units([task for task in tasks if task[0].net is None], engine=engine, device=device,
                           layers=layers, workers=workers, curve=curve)
         return sorted([*units, *rest], key=lambda u: -u.cost) if workers > 1 else [*units, *rest]

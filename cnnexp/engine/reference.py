@@ -38,7 +38,7 @@ from cnnexp.schema import FIT_FRACTION, TEACHER_TARGETS
 
 
 def run_reference(tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
-                  curve: int | None = None) -> list[RunResult]:
+                  curve: int | None = None, checkpoints: str | None = None) -> list[RunResult]:
     """Probe (and train, for steps > 0) each task in turn; one RunResult per configuration and block, in task
     order."""
     return [result for config, blocks in tasks for result in probe(config, blocks, device, curve)]

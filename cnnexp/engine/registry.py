@@ -18,10 +18,11 @@ from cnnexp.engine.result import RunResult
 
 class Engine(Protocol):
     """Computes a unit's tasks: one RunResult per configuration and block, in task order (configuration by
-    configuration, blocks in canonical order)."""
+    configuration, blocks in canonical order). `checkpoints`: a folder where runs that take several epochs
+    keep their state (only the net engine's training has any)."""
 
     def __call__(self, tasks: Sequence[Task], device: str = "cpu", layers: bool = True,
-                 curve: int | None = None) -> list[RunResult]: ...
+                 curve: int | None = None, checkpoints: str | None = None) -> list[RunResult]: ...
 
 
 def _batched() -> Engine:

@@ -5,9 +5,13 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cnnexp.config import RunConfig, config_dict, trains
@@ -71,3 +75,16 @@ def report_step(step: int, steps: int) -> None:
     listener = STEP_PROGRESS.get()
     if listener is not None:
         listener(step, steps)
+
+
+def run_id(block: str, config: RunConfig) -> str:
+    """A run's identity as text: its block, every axis value as a CSV cell holds it, and the digests of its net
+    and data files (a checkpoint holds it, and is named by its hash: `checkpoint_file`)."""
+    cells = {k: repr(v) if isinstance(v, float) else str(v) for k, v in config_dict(config).items()}
+    digests = {"net_digest": getattr(config.net, "digest", ""), "data_digest": config.data.digest}
+    return json.dumps({"block": block, **cells, **digests})
+
+
+def checkpoint_file(folder: str | os.PathLike[str], block: str, config: RunConfig) -> Path:
+    """Where a run's checkpoint is kept in a sweep's checkpoint folder (`<results file>.ckpt/`)."""
+    return Path(folder) / f"{block}-{hashlib.sha256(run_id(block, config).encode()).hexdigest()[:20]}.pt"
