@@ -264,7 +264,8 @@ class _ArraysOnly(pickle.Unpickler):
     """An unpickler that builds numpy arrays and plain containers, nothing else: a batch file is data."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # (bytes, by protocol 2)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
