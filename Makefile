@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # The virtual environment, with every dependency pinned by constraints.txt (torch==2.13.0, CPU build).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,lint,dask,mlflow,tensorboard]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,lint,dask,mlflow,tensorboard,data]'
 	$(BIN)/python -m compileall -q cnnexp  # bytecode now: cnnexp starts faster where PYTHONDONTWRITEBYTECODE is set
 	touch $(STAMP)
 

@@ -40,6 +40,7 @@ from cnnexp.schema import (
     BLOCKS,
     LAYER_METRICS,
     NET_LAYER_METRICS,
+    EPOCH_METRICS,
     NET_METRICS,
     RATIO_BLOCKS,
     REQUIRED_METRICS,
@@ -135,6 +136,8 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
 def _required_without_provenance(columns: Sequence[str]) -> Sequence[str]:
     """The metrics a file without provenance must have: a per-layer file's (of the notebook's block, with
     `block_index`, or of a network, with `path`), a network's results, or the first release's."""
+    if "epoch" in columns:  # a curve file of networks trained on data: its running values are in every row
+        return EPOCH_METRICS[:3]
     if "block_index" in columns:
         return LAYER_METRICS
     if "net" in columns:
@@ -419,6 +422,8 @@ def pick_metrics(df: pd.DataFrame, asked: Sequence[str] | None, flag: str = para
         ResultsError: a name that is not a metric column of the frame, naming the ones it has.
     """
     _, metrics = split_columns(df)
+    if not asked and "data" in df.columns:  # networks on data: a row fills the metrics at init or of training
+        return [m for m in metrics if df[m].notna().any()] or metrics
     if not asked:
         return metrics
     for m in asked:

@@ -267,10 +267,12 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
 
 
 def _default_ys(df: pd.DataFrame, config: list[str], metrics: list[str]) -> list[str]:
-    """What a file is about: a curve file's loss over steps, a training sweep's steps_to_fit (where some run
+    """What a file is about: a curve file's loss over steps (or training error over epochs), a training sweep's steps_to_fit (where some run
     fitted), the study's finding, a per-layer file's out_grad_norm, else its first metric."""
     if "step" in config and "loss" in metrics:
         return ["loss"]
+    if "epoch" in config and "running_error" in metrics:  # a curve of training on data: the training error
+        return ["running_error"]
     if "steps_to_fit" in metrics and df["steps_to_fit"].notna().any():
         return ["steps_to_fit"]
     return [m for m in DEFAULT_Y if m in metrics] or [m for m in DEFAULT_LAYER_Y if m in metrics] or metrics[:1]

@@ -140,11 +140,11 @@ def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
     """A metric on screen: 0 from a nonzero init said to be an underflow; the spread over seeds when known."""
 
     value = pair.metrics[block][metric]
-    if metric == "steps_to_fit":  # a count of steps, whole; NaN: never reached (or no target to reach)
+    if metric in ("steps_to_fit", "epochs_to_fit"):  # a count, whole; NaN: never reached (or nothing to reach)
         if math.isnan(value):
             return MISSING
         digits = 9
-    elif value == 0 and pair.config.get("small_init", 0) != 0 and metric != "w_norm" \
+    elif value == 0 and pair.config.get("small_init", 0) != 0 and metric not in ("w_norm", *DATA_SHOWN) \
             and not vanishes(block, metric, pair.config) \
             and not (block == "plain" and pair.config.get("zero_residual") and pair.config.get("bn") == "on"):
         # (rezero's a1 gradient at alpha_init 0 is exactly 0; so is a plain twin's whose branches end in a zeroed bn)
