@@ -224,7 +224,8 @@ def sweep(
         show_default=False)] = None,
     threads: Annotated[int | None, typer.Option(
         min=1, max=1024,
-        help="torch threads in this process [default: 1, the fastest on a busy machine]; workers use one each.",
+        help="torch threads in this process [default: 1, the fastest on a busy machine; training on data in one "
+             "process: every core]; workers use one each.",
         show_default=False)] = None,
     log: Annotated[str | None, typer.Option(
         "--log", metavar="TARGET", help=f"Also log each row to a tracker as it is written: {TRACKER_HELP}",

@@ -387,8 +387,8 @@ def _check_study(raw: dict[str, Any], sweep: dict[str, Any], source: str, where:
     if mixed:
         keys = ", ".join(mixed)
         raise ConfigError(f"{source}: net and {keys}: a sweep of whole networks has no {keys} (the net file sets "
-                          "its layers; steps, lr and target train the notebook's block only); remove "
-                          + ("them" if len(mixed) > 1 else "it"))
+                          "its layers; steps and target train the notebook's block, a network trains on data: "
+                          "docs/data.md); remove " + ("them" if len(mixed) > 1 else "it"))
 
 
 def _parse_nets(value: Any, source: str, base: Path | None) -> tuple[NetSpec, ...]:

@@ -40,6 +40,7 @@ from cnnexp.schema import BLOCKS, FINDING_METRICS
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 LOG_SPAN = 100.0  # max/min at or above which a positive axis is drawn on a log scale
+FRACTIONS = ("_acc", "_error")  # metrics that are fractions of a data set: drawn on a linear axis
 DEFAULT_X = "small_init"  # preferred x when several axes have equally many values
 DEFAULT_Y = FINDING_METRICS  # the study's finding
 DEFAULT_LAYER_Y = ("out_grad_norm",)  # for a per-layer file, which has neither of the above
@@ -267,8 +268,9 @@ def choose_layout(results: Results, x: str | None = None, ys: Sequence[str] | st
 
 
 def _default_ys(df: pd.DataFrame, config: list[str], metrics: list[str]) -> list[str]:
-    """What a file is about: a curve file's loss over steps (or training error over epochs), a training sweep's steps_to_fit (where some run
-    fitted), the study's finding, a per-layer file's out_grad_norm, else its first metric."""
+    """What a file is about: a curve file's loss over steps (or training error over epochs), a training sweep's
+    steps_to_fit (where some run fitted), the study's finding, a per-layer file's out_grad_norm, else its first
+    metric."""
     if "step" in config and "loss" in metrics:
         return ["loss"]
     if "epoch" in config and "running_error" in metrics:  # a curve of training on data: the training error
@@ -532,8 +534,11 @@ def _set_scale(set_scale, scale: str) -> None:
 def _scale(values: pd.Series) -> str:
     """'log' when no finite value is negative and the positive ones span at least LOG_SPAN, else 'linear'.
 
-    Zeros (a gradient that underflowed) do not prevent a log axis; they are simply not drawn on it.
+    Zeros (a gradient that underflowed) do not prevent a log axis; they are simply not drawn on it. An accuracy
+    or an error (a fraction, where 0 is the point: a training set fit) is always linear.
     """
+    if str(values.name).endswith(FRACTIONS):
+        return "linear"
     v = values.to_numpy(dtype=float)
     v = v[np.isfinite(v)]
     positive = v[v > 0]

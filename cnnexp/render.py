@@ -143,7 +143,7 @@ def _metric_cell(pair, block: str, metric: str, digits: int = 4) -> str:
     if metric in ("steps_to_fit", "epochs_to_fit"):  # a count, whole; NaN: never reached (or nothing to reach)
         if math.isnan(value):
             return MISSING
-        digits = 9
+        digits = 9 if float(value).is_integer() else 4  # (a mean over seeds may be a fraction)
     elif value == 0 and pair.config.get("small_init", 0) != 0 and metric not in ("w_norm", *DATA_SHOWN) \
             and not vanishes(block, metric, pair.config) \
             and not (block == "plain" and pair.config.get("zero_residual") and pair.config.get("bn") == "on"):

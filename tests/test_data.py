@@ -88,7 +88,7 @@ def write_cifar(folder, n=10, broken=None):
     rng = np.random.default_rng(0)
     folder.mkdir(exist_ok=True)
     for name in CIFAR_FILES:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), 
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
                  b"labels": [int(v) for v in rng.integers(0, 10, n)]}
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)

@@ -33,7 +33,7 @@ def run_cost(config: RunConfig, n_blocks: int) -> float:
     balance work by (a step is a forward and a backward pass, as the study at init is one)."""
     if config.net is not None:
         params, macs, _ = _net_size(config)
-        passes = config.batch  # a backward costs about two forwards: 3 per sample of the study at init
+        passes: float = config.batch  # a backward costs about two forwards: 3 per sample of the study at init
         if config.trains_on_data:  # each epoch a step per sample, and the evaluations (a third of an epoch each)
             train, test = config.data.sizes
             passes = config.epochs * train + (config.epochs // config.eval_every + 1) * (train + test) / 3

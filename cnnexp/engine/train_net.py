@@ -37,7 +37,7 @@ from cnnexp.blocks import DTYPES
 from cnnexp.config import RunConfig
 from cnnexp.data import DataSet, load_data
 from cnnexp.engine.cost import EVAL_CHUNK
-from cnnexp.engine.reference import one
+from cnnexp.engine.reference import _grad, one
 from cnnexp.engine.result import Metrics, checkpoint_file, run_id
 from cnnexp.errors import ResultsError
 from cnnexp.norms import norm
@@ -123,10 +123,10 @@ def train(config: RunConfig, block: str, net: nn.Module, device: str = "cpu",
             out = net(xb)
             loss = F.cross_entropy(out, yb)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             if last:
                 grads = {"param_grad_norm": one(norm, *(p.grad for p in net.parameters() if p.grad is not None)),
-                         "x_grad_norm": one(norm, xb.grad)}
+                         "x_grad_norm": one(norm, _grad(xb))}
             optimizer.step()
             losses.append(float(loss.detach()) * len(yb))
             correct += int((out.detach().argmax(1) == yb).sum())
