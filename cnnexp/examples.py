@@ -1,7 +1,7 @@
 """The shipped examples, by name: the sweep files of configs/ and the networks of configs/nets/.
 
     >>> sorted(sweeps())[:2], "resnet18" in nets()
-    (['depth', 'grid'], True)
+    (['degradation', 'depth'], True)
 
 A built package holds them as cnnexp/configs/ (pyproject.toml maps configs/ there); a checkout of the
 repository (and an editable install) reads configs/ itself. `cnnexp sweep init` and `conv-shape --from
