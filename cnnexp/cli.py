@@ -261,6 +261,10 @@ def sweep(
         if plan.rows_skipped:
             err.print(f"resuming {plan.path}: {plan.rows_skipped} of {plan.rows_total} rows already there, skipped",
                       soft_wrap=True)
+        if plan.continuing:
+            err.print(f"{plan.continuing} run{'s' * (plan.continuing > 1)} continue{'s' * (plan.continuing == 1)} "
+                      f"from {'their checkpoints' if plan.continuing > 1 else 'its checkpoint'} in "
+                      f"{plan.path.name}.ckpt/", soft_wrap=True)
 
     with render.SweepProgress(err, plan.sweep.name, plan.rows_to_run) as progress:
         report = run_sweep(plan, on_start=started, on_result=written)

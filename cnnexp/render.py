@@ -207,7 +207,8 @@ def plan_table(preview):
     titled with the counts of the whole sweep."""
     sweep, n = preview.sweep, preview.sweep.size
 
-    columns = ["#", *columns_of(sweep.training, sweep.net).config[1:], "to run"]  # the axes of the sweep's files
+    keys = columns_of(sweep.training, sweep.net, sweep.on_data).config
+    columns = ["#", *keys[1:], "to run"]  # the axes of the sweep's files
     axes = {a: _column(getattr(c, a) for c, _ in preview.first) for a in columns[1:-1]}
     rows = [[str(i), *(axes[a][i - 1] for a in columns[1:-1]), ", ".join(blocks) or "done"]
             for i, (_, blocks) in enumerate(preview.first, start=1)]

@@ -112,6 +112,8 @@ class SweepPlan:
     curve: Path | None = None  # the curve CSV (one row per run and recorded step), when asked for
     curve_every: int = 0  # --curve-every: also every N-th step in the curve (0: steps 0, 1, 2, 4, ... and the last)
     columns: Columns = columns_of(False)  # the columns of this sweep's files (schema.columns)
+    overwrite: bool = False  # --overwrite: the files, and any checkpoints, start afresh
+    continuing: int = 0  # runs still to run that continue from a checkpoint (training on data, docs/data.md)
 
     @property
     def side_files(self) -> list[SideFile]:
@@ -223,10 +225,15 @@ def plan_sweep(sweep: Sweep, outputs: SweepOutputs = SweepOutputs(), *,
                      f"{'s' * (len(tasks) > 1)}",)
     fresh = outputs.overwrite or not done
     seen_size = path.stat().st_size if path.exists() else None
+    folder = checkpoint_folder(path)
+    continuing = 0 if outputs.overwrite or not folder.is_dir() else sum(
+        checkpoint_file(folder, block, config).is_file() for config, blocks in tasks if config.trains_on_data
+        for block in blocks)
     side = {f.flag: f.path for f in sides}
     return SweepPlan(sweep=sweep, path=path, configs=configs, tasks=tasks, done=done, fresh=fresh,
                      per_layer=side.get(param("per_layer")), seen_size=seen_size, meta=meta, execution=execution,
-                     warnings=warnings, curve=side.get(param("curve")), curve_every=outputs.curve_every, columns=cols)
+                     warnings=warnings, curve=side.get(param("curve")), curve_every=outputs.curve_every, columns=cols,
+                     overwrite=outputs.overwrite, continuing=continuing)
 
 
 def _existing_results(sweep: Sweep, outputs: SweepOutputs, execution: Execution) -> tuple[
@@ -361,7 +368,8 @@ def run_sweep(
     cost = sum(run_cost(config, len(blocks)) for config, blocks in plan.tasks)
     runs = sum(len(blocks) if config.trains_on_data else 1 for config, blocks in plan.tasks)  # units, at most
     workers = min(worker_count(execution, cost), max(runs, 1))
-    threads = use_threads(execution.threads or training_threads(plan, execution) or DEFAULT_THREADS)
+    per_run = training_threads(plan, execution)
+    threads = use_threads(execution.threads or per_run or DEFAULT_THREADS)
     checkpoints = checkpoint_folder(plan.path) if any(c.trains_on_data for c in plan.configs) else None
     started = _now()
     command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -374,10 +382,11 @@ def run_sweep(
         # with several workers (local processes, or a cluster's threads): smaller units, largest first, to balance
         units = plan_units(plan.tasks, engine=execution.engine, device=execution.device, layers=layers,
                            workers=backend.parallel, curve=curve,
-                           checkpoints=str(checkpoints.resolve()) if checkpoints is not None else None)
+                           checkpoints=str(checkpoints.resolve()) if checkpoints is not None else None,
+                           threads=per_run if workers > 1 else None)
         csv_file, sides = _open_results(plan, files)
-        if checkpoints is not None and plan.fresh:
-            _clear(checkpoints)  # a fresh start: no run continues from an earlier one
+        if checkpoints is not None and plan.overwrite:
+            _clear(checkpoints)  # started afresh: no run continues from an earlier one
         meta = _provenance(plan, command, started, threads, backend.provenance)
         write_meta(plan.path, meta)  # before anything runs, so every row has its provenance
         if on_start is not None:
@@ -434,19 +443,20 @@ def _clear(folder: Path) -> None:
 
 
 def training_threads(plan: SweepPlan, execution: Execution) -> int | None:
-    """Intra-op threads for a sweep that trains networks on data, in this process (None: the default).
+    """Intra-op threads for each training run of a sweep that trains networks on data (None: the default).
 
-    Runs in worker processes use one thread each: two one-thread processes beat one two-thread process for
-    several runs (docs/data.md). But where the whole sweep has fewer training runs than cores, or one worker
-    process is asked for, a run takes the cores of its process rather than one thread beside idle ones. The
-    count follows from the whole sweep and the flags, never from what is left to run, so a resumed sweep
-    computes with the threads it started with (bit for bit)."""
+    A process per run, up to the cores, each with one thread: two one-thread processes beat one two-thread
+    process for several runs (docs/data.md). But where the whole sweep has fewer training runs than cores, or
+    fewer worker processes are asked for, each process takes its share of the cores rather than one thread
+    beside idle ones. The count follows from the whole sweep and the flags, never from what is left to run, so
+    a resumed sweep computes with the threads it started with (bit for bit). Not on a cluster (its workers'
+    threads are its own) or a GPU."""
     runs = sum(len(plan.sweep.blocks) for c in plan.configs if c.trains_on_data)
-    if not runs or execution.scheduler or execution.scheduler_file or execution.device != "cpu":
+    if not runs or execution.threads or execution.scheduler or execution.scheduler_file or execution.device != "cpu":
         return None
     cores = available_cores()
-    processes = execution.workers or min(cores, runs)
-    return cores if processes == 1 else None
+    processes = min(execution.workers or cores, runs)
+    return cores // processes if processes < cores else None
 
 
 def _open_results(plan: SweepPlan, files: ExitStack) -> tuple[ResultsFile, list[tuple[SideFile, ResultsFile]]]:

@@ -21,7 +21,7 @@ distributed = pytest.importorskip("distributed")
 
 from cnnexp import load_results  # noqa: E402
 from cnnexp.cli import app  # noqa: E402
-from cnnexp.config import RunConfig, parse_sweep  # noqa: E402
+from cnnexp.config import RunConfig, load_sweep, parse_sweep  # noqa: E402
 from cnnexp.engine import Execution, RunError, WorkUnit  # noqa: E402
 from cnnexp.engine import cluster as cluster_module  # noqa: E402
 from cnnexp.engine.execute import _collect  # noqa: E402
@@ -302,3 +302,20 @@ def test_units_are_submitted_in_a_bounded_window_and_run_with_one_torch_thread(c
             most = max(most, len(submitted) - collected)  # units submitted and not yet collected
             collected, rows = collected + 1, rows + len(results)
         assert most == info["window"] and len(submitted) == collected == len(units) and rows == ROWS
+
+
+def test_networks_train_on_data_on_the_cluster_to_the_rows_of_one_local_thread(cluster, tmp_path):
+    from tests.test_engine_train_net import npz_data, sweep_file
+
+    local, _ = cluster
+    npz_data(tmp_path)
+    path = sweep_file(tmp_path, "npz:d.npz", "1x6x6", 3, epochs=2, batch=16, dtype="float32", seed="[0, 1]")
+    here = plan_sweep(load_sweep(path), SweepOutputs(tmp_path / "here.csv"), execution=Execution(workers=1, threads=1))
+    run_sweep(here, command="local")
+    there = plan_sweep(load_sweep(path), SweepOutputs(tmp_path / "there.csv", curve=tmp_path / "curve.csv"),
+                       execution=Execution(scheduler=local.scheduler_address))
+    report = run_sweep(there, command="cluster")
+    assert report.ran == 4
+    assert (tmp_path / "there.csv").read_text() == (tmp_path / "here.csv").read_text()  # one thread each: same bits
+    assert not (tmp_path / "there.csv.ckpt").exists()
+    assert len(load_results(tmp_path / "curve.csv")) == 4 * 2

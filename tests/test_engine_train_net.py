@@ -320,7 +320,38 @@ def test_a_sweep_killed_during_an_epoch_resumes_to_the_same_rows_bit_for_bit(tmp
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     assert any(f.suffix == ".pt" for f in folder.iterdir()), "the kill came after the sweep was done"
-    subprocess.run([*command, "--curve", "c.csv"], cwd=tmp_path, check=True, capture_output=True)
+    resumed = subprocess.run([*command, "--curve", "c.csv"], cwd=tmp_path, check=True, capture_output=True,
+                             text=True)
+    assert "continues from its checkpoint in s.csv.ckpt/" in resumed.stderr  # not a fresh start that agrees
     for name in ("results/s.csv", "c.csv"):
         assert (tmp_path / name).read_text() == (whole / name).read_text()
     assert not folder.exists()  # every run is in the results: the folder is gone
+
+
+def test_a_checkpoint_of_another_definition_or_torn_is_refused_by_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from cnnexp.cli import app
+    from cnnexp.engine.net import networks
+    from cnnexp.engine.result import checkpoint_file
+    from cnnexp.engine.train_net import train
+    from cnnexp.errors import ResultsError
+
+    npz_data(tmp_path)
+    path = sweep_file(tmp_path, "npz:d.npz", "1x6x6", 3, epochs=2, batch=16)
+    plan = plan_sweep(load_sweep(path), SweepOutputs(out=tmp_path / "r.csv"))
+    [config] = plan.configs
+    folder = tmp_path / "r.csv.ckpt"
+    [net], _ = networks(config, ["plain"])
+    train(config, "plain", net, checkpoints=folder)
+    where = checkpoint_file(folder, "plain", config)
+    saved = torch.load(where, weights_only=True)
+    torch.save({**saved, "definition": 1}, where)
+    [net], _ = networks(config, ["plain"])
+    with pytest.raises(ResultsError, match="training definition version 1"):
+        train(config, "plain", net, checkpoints=folder)
+    where.write_bytes(b"torn")
+    result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "r.csv"), "--workers", "1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{where.name}: not a checkpoint cnnexp can read" in result.output
+    assert (tmp_path / "r.csv").read_text().count("\n") == 1  # the header; the residual row is not run yet either

@@ -572,3 +572,30 @@ def test_soak_kills_at_random_points_with_per_layer_end_with_every_row_once(tmp_
     got_layers = (tmp_path / "L.csv").read_text().splitlines()
     want_layers = (ref / "L.csv").read_text().splitlines()
     assert [line.split(",")[:10] for line in got_layers] == [line.split(",")[:10] for line in want_layers]
+
+
+@pytest.mark.parametrize("seeds, flags, cores, expected", [
+    ([0], {}, 4, 2),  # 2 runs on 4 cores: two processes of two threads
+    ([0, 1, 2], {}, 4, None),  # 6 runs: a process per core, one thread each (the workers' default)
+    ([0, 1, 2], {"workers": 1}, 4, 4),  # one process asked for: it takes every core
+    ([0, 1, 2], {"workers": 2}, 4, 2),
+    ([0], {"threads": 3}, 4, None),  # --threads decides
+    ([0], {"scheduler": "tcp://127.0.0.1:1"}, 4, None),  # a cluster's workers keep their own
+])
+def test_training_runs_share_the_cores_by_the_whole_sweep(tmp_path, monkeypatch, seeds, flags, cores, expected):
+    import numpy as np
+
+    from cnnexp import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "available_cores", lambda: cores)
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(20, 4)), y=np.arange(20) % 2)
+    (tmp_path / "n.yaml").write_text("input: 4\nlayers: [linear:out=2]\n")
+    raw = {"net": "n.yaml", "sweep": {"data": "npz:d.npz", "epochs": 1, "batch": 4, "seed": seeds}}
+    sweep = parse_sweep(raw, source=str(tmp_path / "s.yaml"))
+    plan = plan_sweep(sweep, SweepOutputs(tmp_path / "r.csv"))
+    assert sweep_module.training_threads(plan, Execution(**flags)) == expected
+    if len(seeds) > 1:  # the count is the whole sweep's: a resume with one run left computes as the first run did
+        import dataclasses
+
+        one_left = dataclasses.replace(plan, tasks=plan.tasks[:1])
+        assert sweep_module.training_threads(one_left, Execution(**flags)) == expected
