@@ -395,8 +395,9 @@ def draw_fits(ax, panel: pd.DataFrame, x: str, y: str, lines: list[str], keys: l
 
 
 def _panel_lines(panel: pd.DataFrame, layout: Layout, y: str) -> list[tuple[object, pd.DataFrame]]:
-    """Each line of one panel in drawing order: its key and, per x, the mean, min and max of y over seeds."""
-    return [(key, group.groupby(layout.x)[y].agg(["mean", "min", "max"]).sort_index())
+    """Each line of one panel in drawing order: its key and, per x, the mean, min and max of y over seeds (an x
+    where y has no value is left out, so the points that have one are joined: an evaluation every few epochs)."""
+    return [(key, group.groupby(layout.x)[y].agg(["mean", "min", "max"]).dropna(how="all").sort_index())
             for key, group in panel.groupby(list(layout.lines), sort=False, dropna=False)]
 
 
