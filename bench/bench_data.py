@@ -17,12 +17,8 @@ The machine is noisy (2 cores, shared): read the ratios, not the seconds, and ru
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from timing import interleaved  # bench/timing.py: this script's folder is on sys.path
+from timing import sweep_against_hand_loop  # bench/timing.py: this script's folder is on sys.path
 
 GRID = """
 name: bench-data
@@ -125,23 +121,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cnnexp = str(Path(sys.executable).with_name("cnnexp"))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "grid.yaml").write_text(GRID)
-        (folder / "hand_loop.py").write_text(HAND_LOOP)
-
-        def sweep(*flags: str):
-            def go() -> None:
-                subprocess.run([cnnexp, "sweep", "grid.yaml", "--overwrite", "--out", "r.csv", "--curve", "c.csv",
-                                "--workers", "1", *flags], cwd=folder, check=True, capture_output=True)
-            return go
-
-        def hand() -> None:
-            subprocess.run([sys.executable, "hand_loop.py", "h.csv", "hc.csv"], cwd=folder, check=True)
-
-        times = interleaved({"hand loop (1 thread)": hand, "cnnexp sweep --workers 1": sweep(),
-                             "cnnexp sweep --workers 1 --threads 1": sweep("--threads", "1")}, args.repeats)
+    sweeps = {"cnnexp sweep --workers 1": ["--curve", "c.csv", "--workers", "1"],
+              "cnnexp sweep --workers 1 --threads 1": ["--curve", "c.csv", "--workers", "1", "--threads", "1"]}
+    times = sweep_against_hand_loop(GRID, HAND_LOOP, sweeps, args.repeats)
     base = times["hand loop (1 thread)"]
     print(f"whole process, 8 runs of ResNet-8/20 on digits (4 epochs, an evaluation after each), median of "
           f"{args.repeats} interleaved runs:")

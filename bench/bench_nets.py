@@ -14,14 +14,8 @@ The machine is noisy (2 cores, shared): read the ratios, not the seconds, and ru
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from timing import interleaved  # bench/timing.py: this script's folder is on sys.path
-
-ROOT = Path(__file__).resolve().parent.parent
+from timing import sweep_against_hand_loop  # bench/timing.py: this script's folder is on sys.path
 
 GRID = """
 name: bench-nets
@@ -140,23 +134,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cnnexp = str(Path(sys.executable).with_name("cnnexp"))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "grid.yaml").write_text(GRID)
-        (folder / "hand_loop.py").write_text(HAND_LOOP)
-
-        def sweep(*flags: str):
-            def go() -> None:
-                subprocess.run([cnnexp, "sweep", "grid.yaml", "--overwrite", "--out", "r.csv", "--per-layer", "l.csv",
-                                *flags], cwd=folder, check=True, capture_output=True)
-            return go
-
-        def hand() -> None:
-            subprocess.run([sys.executable, "hand_loop.py", "h.csv", "hl.csv"], cwd=folder, check=True)
-
-        times = interleaved({"hand loop (1 thread)": hand, "cnnexp sweep": sweep(),
-                             "cnnexp sweep --workers 1": sweep("--workers", "1")}, args.repeats)
+    sweeps = {"cnnexp sweep": ["--per-layer", "l.csv"],
+              "cnnexp sweep --workers 1": ["--per-layer", "l.csv", "--workers", "1"]}
+    times = sweep_against_hand_loop(GRID, HAND_LOOP, sweeps, args.repeats)
     base = times["hand loop (1 thread)"]
     print(f"whole process, 48 runs of ResNet-20 (3x32x32, batch 16), median of {args.repeats} interleaved runs:")
     for name, seconds in times.items():

@@ -14,3 +14,30 @@ def interleaved(runs: dict, repeats: int) -> dict[str, float]:
             if round_:  # round 0 warms caches (disk, BLAS threads) and is not counted
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def sweep_against_hand_loop(grid: str, hand_loop: str, sweeps: dict[str, list[str]], repeats: int) -> dict[str, float]:
+    """Whole-process medians of `cnnexp sweep grid.yaml` with each list of flags in `sweeps`, interleaved with
+    `python hand_loop.py h.csv hc.csv` ("hand loop (1 thread)"), in a scratch folder holding both files."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    cnnexp = str(Path(sys.executable).with_name("cnnexp"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "grid.yaml").write_text(grid)
+        (folder / "hand_loop.py").write_text(hand_loop)
+
+        def sweep(flags: list[str]):
+            def go() -> None:
+                subprocess.run([cnnexp, "sweep", "grid.yaml", "--overwrite", "--out", "r.csv", *flags], cwd=folder,
+                               check=True, capture_output=True)
+            return go
+
+        def hand() -> None:
+            subprocess.run([sys.executable, "hand_loop.py", "h.csv", "hc.csv"], cwd=folder, check=True)
+
+        return interleaved({"hand loop (1 thread)": hand, **{name: sweep(flags) for name, flags in sweeps.items()}},
+                           repeats)
