@@ -254,7 +254,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
                               f"each axis once, with all its values (e.g. {param('overrides')} {key}=1,2)")
         given[key] = text
         values: list[str] | dict[str, Any] = [v.strip() for v in value.split(",")]
-        if ":" in value and key in AXIS:
+        if ":" in value and key in AXIS and AXIS[key].kind in (int, float):  # (data: npz:PATH is a value)
             values = _range_override(key, value, text)
         if key in ("blocks", "net"):
             raw[key] = values

@@ -597,10 +597,10 @@ def largest_configs(sweep: Sweep) -> list[RunConfig]:
     """The configurations among which the one `unit_bytes` finds largest is: the largest d, batch and depth
     with each dtype (a grid holds every combination), without enumerating the sweep."""
     axes = sweep.axes
-    if sweep.net:  # each network on each input, at the largest batch
-        first = {a: v[0] for a, v in axes.items()} | {"batch": max(axes["batch"])}
-        return [resolved(RunConfig(**{**first, "net": net, "input": given, "dtype": dtype}))
-                for net in axes["net"] for given in axes["input"] for dtype in axes["dtype"]]
+    if sweep.net:  # each network on each input and data set, at the largest batch and epochs
+        first = {a: v[0] for a, v in axes.items()} | {"batch": max(axes["batch"]), "epochs": max(axes["epochs"])}
+        return [resolved(RunConfig(**{**first, "net": net, "input": given, "data": data, "dtype": dtype}))
+                for net in axes["net"] for given in axes["input"] for data in axes["data"] for dtype in axes["dtype"]]
     biggest = {a: max(axes[a]) for a in ("d", "batch", "depth")}
     return [RunConfig(**{**{a: v[0] for a, v in axes.items()}, **biggest, "dtype": dtype}) for dtype in axes["dtype"]]
 

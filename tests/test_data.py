@@ -206,3 +206,13 @@ def test_digits_without_scikit_learn_name_the_extra(folder, monkeypatch):
     (folder / "net.yaml").write_text(NET.format(input="1x8x8", classes=10))
     refused(sweep(folder, "digits"), "scikit-learn", "cnnexp[data]")
     load_data.cache_clear()
+
+
+def test_a_data_set_given_by_set_is_read_from_the_working_folder(folder):
+    np.savez(folder / "d.npz", **good())
+    (folder / "s.yaml").write_text("net: net.yaml\nsweep:\n  epochs: 1\n  batch: 8\n  data: digits\n")
+    result = runner.invoke(app, ["sweep", "s.yaml", "--set", "data=npz:d.npz,npz:d.npz", "--dry-run"])
+    assert result.exit_code == 2 and "appears twice" in result.output
+    result = runner.invoke(app, ["sweep", "s.yaml", "--set", "data=npz:d.npz"])
+    assert result.exit_code == 0, result.output
+    assert "npz:d.npz" in (folder / "results" / "s.csv").read_text()
