@@ -34,7 +34,7 @@ from cnnexp.config import RunConfig, Task
 from cnnexp.data import load_data
 from cnnexp.engine.reference import _grad, one
 from cnnexp.engine.result import Metrics, RunResult
-from cnnexp.engine.train_net import tensors, train
+from cnnexp.engine.train_net import train
 from cnnexp.nets import WEIGHTED, Block, NetSpec, Node, lay_out, load_net, net_from_items, walk
 from cnnexp.norms import mean_square, norm
 from cnnexp.schema import DATA_METRICS
@@ -205,9 +205,10 @@ def probe_net(config: RunConfig, blocks: Sequence[str], device: str = "cpu", lay
     and curve; the per-layer rows measured at the end)."""
     nets, x = networks(config, blocks, device)
     labels = None
-    if config.on_data:
-        x_train, y_train, _, _ = tensors(load_data(config.data), device, DTYPES[config.dtype])
-        x, labels = x_train[:config.batch], y_train[:config.batch]
+    if config.on_data:  # the first `batch` training samples (taken before any copy: a data set may be large)
+        data = load_data(config.data)
+        x = torch.from_numpy(data.x_train[:config.batch]).to(device, DTYPES[config.dtype])
+        labels = torch.from_numpy(data.y_train[:config.batch]).to(device)
     assert x is not None
     results = []
     for block, net in zip(blocks, nets):
