@@ -533,7 +533,7 @@ def side_by_side(rows: list[dict[str, Any]]) -> list[Pair]:
     data = any(str(row.get("data", "random")) != "random" for row in rows)
     axes = [c for c in columns_of(training, net, data).config if c != "block"]
     trained = data and any(int(row.get("epochs") or 0) > 0 for row in rows)
-    shown = DATA_SHOWN if trained else NET_METRICS if net else METRICS if training else STEP_METRICS
+    shown = DATA_PAIR_METRICS if trained else NET_METRICS if net else METRICS if training else STEP_METRICS
     grouped: dict[tuple[Any, ...], Pair] = {}
     for row in rows:
         config = {c: row[c] for c in axes}
@@ -550,9 +550,9 @@ def side_by_side(rows: list[dict[str, Any]]) -> list[Pair]:
     return list(grouped.values())
 
 
-# What the table of a sweep that trains networks on data shows: the final errors (the last evaluation pass) and
-# losses per block side by side, and how soon the training set was fit.
-DATA_SHOWN: tuple[str, ...] = ("train_error", "test_error", "train_loss", "test_loss", "epochs_to_fit")
+# What a pair of a sweep that trains networks on data holds (the table shows some): the final errors (the last
+# evaluation pass) and losses per block side by side, and how soon the training set was fit.
+DATA_PAIR_METRICS: tuple[str, ...] = ("train_error", "test_error", "train_loss", "test_loss", "epochs_to_fit")
 
 
 def _error(accuracy: float | None) -> float | None:
