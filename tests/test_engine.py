@@ -200,3 +200,22 @@ def test_import_torch_pauses_the_collector_then_restores_it_and_freezes_torchs_o
             "gc.disable(); import_torch(); assert not gc.isenabled(); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_network_training_on_data_is_a_unit_per_block_with_its_checkpoints_and_threads():
+    from dataclasses import replace
+
+    from cnnexp.config import RunConfig, Task
+    from cnnexp.data import DataSpec
+    from cnnexp.engine import plan_units
+    from cnnexp.nets import net_from_items
+
+    net = net_from_items("n", "4", ["linear:out=3"])
+    trains = RunConfig(net=net, input="4", data=DataSpec("npz:d.npz", "npz", "/d.npz", "0", sizes=(10, 2)), epochs=2)
+    at_init = replace(trains, epochs=0)
+    units = plan_units([Task(trains, ("plain", "residual")), Task(at_init, ("plain", "residual"))],
+                       checkpoints="/ckpt", threads=2)
+    assert [(u.tasks[0].config.epochs, u.tasks[0].blocks) for u in units] == [
+        (2, ("plain",)), (2, ("residual",)), (0, ("plain", "residual"))]  # two trainings side by side
+    assert [(u.engine, u.checkpoints, u.threads) for u in units] == [("net", "/ckpt", 2)] * 2 + [("net", None, None)]
+    assert "(plain)" in units[0].describe() and "data npz:d.npz, epochs=2" in units[0].describe()

@@ -1,5 +1,6 @@
 """Planning and running sweeps: resume, refusal of foreign files, determinism, survival of SIGKILL."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -599,3 +600,16 @@ def test_training_runs_share_the_cores_by_the_whole_sweep(tmp_path, monkeypatch,
 
         one_left = dataclasses.replace(plan, tasks=plan.tasks[:1])
         assert sweep_module.training_threads(one_left, Execution(**flags)) == expected
+
+
+def test_a_training_sweep_on_data_puts_each_blocks_final_errors_side_by_side():
+    from cnnexp.schema import AXIS, columns
+
+    config = {c: AXIS[c].default for c in columns(False, net=True, data=True).config[1:]}
+    rows = [{**config, "block": b, "net": "n", "data": "digits", "epochs": 3, "train_acc": acc, "test_acc": 0.75,
+             "train_loss": 0.5, "test_loss": 0.7, "epochs_to_fit": fit}
+            for b, acc, fit in (("plain", 0.5, None), ("residual", 1.0, 2))]
+    [pair] = side_by_side(rows)
+    assert pair.metrics["plain"]["train_error"] == 0.5 and pair.metrics["residual"]["train_error"] == 0.0
+    assert pair.metrics["residual"]["test_error"] == 0.25 and pair.metrics["residual"]["epochs_to_fit"] == 2
+    assert math.isnan(pair.metrics["plain"]["epochs_to_fit"]) and pair.ratios == {}  # no gradient ratio here

@@ -188,3 +188,31 @@ def test_a_last_line_a_kill_left_torn_is_not_logged(swept):
     path.write_bytes(path.read_bytes()[:-20])  # the last row cut short, as a kill mid-write leaves it
     result = runner.invoke(app, ["log", "results/tiny.csv", "--to", "tensorboard:runs"])
     assert result.exit_code == 0 and "logged 7 rows (0 already there)" in result.stderr
+
+
+def test_a_network_trained_on_data_logs_its_epochs_as_histories(tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(30, 4)), y=np.arange(30) % 3)
+    (tmp_path / "n.yaml").write_text("input: 4\nlayers: [linear:out=8, relu, linear:out=3]\n")
+    (tmp_path / "tiny.yaml").write_text("net: n.yaml\nsweep:\n  data: npz:d.npz\n  epochs: 3\n  batch: 8\n"
+                                        "  eval_every: 2\n")
+    (tmp_path / "results").mkdir()
+    result = runner.invoke(app, ["sweep", "tiny.yaml", "--curve", "results/curve.csv", "--log", "mlflow"])
+    assert result.exit_code == 0, result.output
+    client, runs = mlflow_runs(tmp_path)
+    curve = read("results/curve.csv")
+    assert len(runs) == 2
+    for run in runs:
+        block = run.data.params["block"]
+        mine = [row for row in curve if row["block"] == block]
+        history = client.get_metric_history(run.info.run_id, "curve/running_error")
+        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == \
+            [(int(row["epoch"]), float(row["running_error"])) for row in mine]
+        evaluated = client.get_metric_history(run.info.run_id, "curve/test_acc")
+        assert sorted(m.step for m in evaluated) == [2, 3]  # the epochs with an evaluation pass
+        row = next(r for r in read("results/tiny.csv") if r["block"] == block)
+        assert run.data.metrics["test_acc"] == float(row["test_acc"])
+        assert "loss" not in run.data.metrics  # a trained row has no study at init: nothing logged for it
