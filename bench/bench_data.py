@@ -8,8 +8,9 @@ epoch: 8 runs). The baseline, `python hand_loop.py`, is the loop a researcher wr
 (cnnexp.build_net), one torch thread: per run, seed, draw, then epochs of seeded shuffles, SGD steps, the
 evaluations, a curve row per epoch and a results row, each written as it comes. Against it: `cnnexp sweep
 --workers 1 --curve` as a user types it (one process; a run there takes the cores of its process, see
-docs/data.md) and with --threads 1 (the same single thread as the hand loop). Checkpoints are written after
-every epoch by cnnexp, not by the hand loop. Each figure is the median of interleaved runs, reported as a ratio
+docs/data.md), with --threads 1 (the same single thread as the hand loop), and with its default workers (a
+one-thread process per core). Checkpoints are written after every epoch by cnnexp, not by the hand loop. Each
+figure is the median of interleaved runs, reported as a ratio
 to the hand loop measured in the same run.
 
 The machine is noisy (2 cores, shared): read the ratios, not the seconds, and run it twice.
@@ -121,7 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    sweeps = {"cnnexp sweep --workers 1": ["--curve", "c.csv", "--workers", "1"],
+    sweeps = {"cnnexp sweep": ["--curve", "c.csv"],
+              "cnnexp sweep --workers 1": ["--curve", "c.csv", "--workers", "1"],
               "cnnexp sweep --workers 1 --threads 1": ["--curve", "c.csv", "--workers", "1", "--threads", "1"]}
     times = sweep_against_hand_loop(GRID, HAND_LOOP, sweeps, args.repeats)
     base = times["hand loop (1 thread)"]
