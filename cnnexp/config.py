@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from cnnexp import examples
 from cnnexp.data import RANDOM, DataSpec, check_fits, load_data, parse_data
 from cnnexp.errors import ConfigError, param
-from cnnexp.nets import NetSpec, check_net, lay_out, load_net, out_shape, walk
+from cnnexp.nets import Block, NetSpec, Node, check_net, lay_out, load_net, one_value_norm, out_shape, walk
 from cnnexp.schema import (
     AXES,
     AXIS,
@@ -444,28 +444,27 @@ def _check_data(axes: dict[str, tuple[Any, ...]], sweep: dict[str, Any], where: 
                 shape = parse_input(given_input) if given_input else net.input
                 assert shape is not None  # (check_net refused a net without one)
                 check_fits(loaded, shape, out_shape(net.items, shape), place)
-                nodes = tuple(walk(lay_out(net.items, shape)))
-                if trains and any(n.layer.kind == "dropout" for n in nodes if hasattr(n, "layer")):
+                laid_out = lay_out(net.items, shape)
+                if trains and any(isinstance(n, Node) and n.layer.kind == "dropout" for n in walk(laid_out)):
                     raise ConfigError(f"{place}: the network has dropout, whose draw training version 2 does "
                                       "not define; remove it, or use epochs 0")
                 if trains and "flip_crop" in axes["augment"] and len(shape) != 3:
                     raise ConfigError(f"{where('augment')}: flip_crop crops and flips images; {spec} holds "
                                       f"samples of shape {'x'.join(map(str, shape))}")
                 if trains and "on" in axes["bn"]:
-                    _check_last_batch(len(loaded.y_train), axes["batch"], nodes, place)
+                    _check_last_batch(len(loaded.y_train), axes["batch"], laid_out, place)
 
 
-def _check_last_batch(n_train: int, batches: tuple[int, ...], nodes: tuple[Any, ...], place: str) -> None:
+def _check_last_batch(n_train: int, batches: tuple[int, ...], nodes: tuple[Node | Block, ...], place: str) -> None:
     """Refuse a minibatch size whose last, partial minibatch would give a batch norm one value per channel."""
     for batch in batches:
         last = n_train % batch or batch
-        for node in nodes:
-            if getattr(node, "layer", None) is not None and node.layer.kind == "bn":
-                values = last * math.prod(node.shape_in[1:])
-                if values < 2:
-                    raise ConfigError(f"{place}: batch {batch}: the last minibatch of each epoch holds {last} of "
-                                      f"the {n_train} training samples, and batch norm {node.path} would see "
-                                      f"{values} value per channel; choose another batch")
+        found = one_value_norm(nodes, last)
+        if found is not None:
+            node, values = found
+            raise ConfigError(f"{place}: batch {batch}: the last minibatch of each epoch holds {last} of the "
+                              f"{n_train} training samples, and batch norm {node.path} would see {values} value "
+                              "per channel; choose another batch")
 
 
 def parse_run(values: dict[str, Any], source: str = "flags") -> RunConfig:

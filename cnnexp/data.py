@@ -125,38 +125,47 @@ def _digest(path: Path, kind: str, where: str) -> str:
     return digest.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=4)
 def load_data(spec: DataSpec, where: str = "data") -> DataSet:
-    """The data set a spec names, checked, split and normalised (cached: a process reads each once).
+    """The data set a spec names, checked, split and normalised (cached: a process reads each once, whoever
+    asks: the sweep's check and then the runs).
 
     Raises:
         ConfigError: the data is malformed (shapes, NaN or inf, labels that are not integers from 0, fewer
             than two classes, a constant channel) or its extra is not installed, naming `where` and the file.
     """
+    try:
+        return _read(spec)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e.args[0]}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _read(spec: DataSpec) -> DataSet:
+    """`load_data`, its messages naming the file (not yet the sweep's key)."""
     import numpy as np  # deferred: the CLI imports this module (config does), and starts without numpy
 
     if spec.kind == "digits":
-        x, y = _digits(where)
+        x, y = _digits()
         x_test = y_test = None
         source = "digits"
     elif spec.kind == "npz":
-        x, y, x_test, y_test = _npz(Path(spec.path), where)
+        x, y, x_test, y_test = _npz(Path(spec.path))
         source = spec.path
     elif spec.kind == "cifar10":
-        x, y, x_test, y_test = _cifar10(Path(spec.path), where)
+        x, y, x_test, y_test = _cifar10(Path(spec.path))
         source = spec.path
     else:
         raise ValueError(f"{spec.name}: no data set to load")
     if x_test is None or y_test is None:
         test = np.arange(len(y)) % TEST_EVERY == TEST_EVERY - 1
         if not test.any() or test.all():
-            raise ConfigError(f"{where}: {source}: {len(y)} samples and no x_test: the split (test = index % 5 == 4) "
+            raise ConfigError(f"{source}: {len(y)} samples and no x_test: the split (test = index % 5 == 4) "
                               "needs at least 5")
         x, y, x_test, y_test = x[~test], y[~test], x[test], y[test]
     if len(np.unique(y)) < 2:
-        raise ConfigError(f"{where}: {source}: the training labels hold {len(np.unique(y))} class; training needs "
+        raise ConfigError(f"{source}: the training labels hold {len(np.unique(y))} class; training needs "
                           "at least 2")
-    x_train, x_test = normalise(x, x_test, f"{where}: {source}")
+    x_train, x_test = normalise(x, x_test, source)
     return DataSet(x_train, y.astype(np.int64), x_test, y_test.astype(np.int64))
 
 
@@ -184,31 +193,31 @@ def normalise(train: np.ndarray, test: np.ndarray, where: str) -> tuple[np.ndarr
     return out[0], out[1]
 
 
-def _digits(where: str) -> tuple[np.ndarray, np.ndarray]:
+def _digits() -> tuple[np.ndarray, np.ndarray]:
     import numpy as np  # (deferred, as in load_data)
 
     try:
         from sklearn.datasets import load_digits  # deferred: costs 0.8 s, and only digits need it
     except ImportError:
-        raise ConfigError(f"{where}: digits needs scikit-learn, the data extra: pip install 'cnnexp[data]'") from None
+        raise ConfigError("digits needs scikit-learn, the data extra: pip install 'cnnexp[data]'") from None
     digits = load_digits()
     return digits.images.astype(np.float64)[:, None] / 16.0, digits.target  # (1797, 1, 8, 8), pixels 0..16
 
 
-def _npz(path: Path, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     import numpy as np  # (deferred, as in load_data)
 
     try:
         with np.load(path, allow_pickle=False) as arrays:
             found = {k: arrays[k] for k in arrays.files}
     except FileNotFoundError:
-        raise ConfigError(f"{where}: {path}: no such file") from None
+        raise ConfigError(f"{path}: no such file") from None
     except (OSError, ValueError, EOFError) as e:  # not a zip, a truncated one, an array of objects
-        raise ConfigError(f"{where}: {path}: not an npz file numpy can read ({type(e).__name__}: "
+        raise ConfigError(f"{path}: not an npz file numpy can read ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
     except Exception as e:  # zipfile.BadZipFile and the like
-        raise ConfigError(f"{where}: {path}: not an npz file numpy can read ({type(e).__name__})") from None
-    place = f"{where}: {path}"
+        raise ConfigError(f"{path}: not an npz file numpy can read ({type(e).__name__})") from None
+    place = str(path)
     for name in ("x", "y"):
         if name not in found:
             raise ConfigError(f"{place}: has no array {name!r} (it holds {', '.join(sorted(found)) or 'none'}); "
@@ -251,10 +260,10 @@ def _checked(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, place: str)
     return (x[:, None] if x.ndim == 3 else x), y
 
 
-def _cifar10(folder: Path, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _cifar10(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     import numpy as np  # (deferred, as in load_data)
 
-    parts = [_cifar_batch(folder / name, where) for name in CIFAR_FILES]
+    parts = [_cifar_batch(folder / name) for name in CIFAR_FILES]
     x = np.concatenate([p[0] for p in parts[:-1]])
     y = np.concatenate([p[1] for p in parts[:-1]])
     return x, y, *parts[-1]
@@ -273,11 +282,11 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _cifar_batch(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch file: a pickled dict with b'data' (n, 3072) uint8 and b'labels' (n)."""
     import numpy as np  # (deferred, as in load_data)
 
-    place = f"{where}: {path}"
+    place = str(path)
     try:
         with open(path, "rb") as f:
             batch = _ArraysOnly(f, encoding="bytes").load()

@@ -184,13 +184,23 @@ def check_net(net: NetSpec, input: Shape | None, batch: int, bn: bool, where: st
 
 def _check_layers(items: tuple[Any, ...], shape: Shape, batch: int, bn: bool) -> None:
     chain_shape(shape, list(_as_written(items)))  # a layer PyTorch refuses, or a branch and shortcut that differ
-    for node in walk(lay_out(items, shape, bn=bn)):
+    found = one_value_norm(lay_out(items, shape, bn=bn), batch)
+    if found is not None:
+        node, values = found
+        raise ShapeError(f"layer {node.path} 'bn': batch norm would see {values} value per channel "
+                         f"(batch {batch} x {' x '.join(map(str, node.shape_in[1:])) or '1'}); training "
+                         "mode needs more: raise batch, or set bn: off")
+
+
+def one_value_norm(nodes: tuple[Node | Block, ...], batch: int) -> tuple[Node, int] | None:
+    """The first batch norm that a minibatch of `batch` samples would give fewer than two values per channel
+    (training mode cannot normalise one), with that count; None if none would."""
+    for node in walk(nodes):
         if isinstance(node, Node) and node.layer.kind == "bn":
             values = batch * numel(node.shape_in[1:])
             if values < 2:
-                raise ShapeError(f"layer {node.path} 'bn': batch norm would see {values} value per channel "
-                                 f"(batch {batch} x {' x '.join(map(str, node.shape_in[1:])) or '1'}); training "
-                                 "mode needs more: raise batch, or set bn: off")
+                return node, values
+    return None
 
 
 def net_size(net: NetSpec, input: Shape) -> tuple[int, int, int]:

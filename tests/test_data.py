@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnexp.cli import app
-from cnnexp.data import CIFAR_FILES, DataSpec, load_data, parse_data
+from cnnexp.data import CIFAR_FILES, DataSpec, _read, load_data, parse_data
 
 runner = CliRunner(env={"COLUMNS": "120"})
 
@@ -200,12 +200,12 @@ def test_dropout_is_refused_for_training(folder):
 def test_digits_without_scikit_learn_name_the_extra(folder, monkeypatch):
     import sys
 
-    load_data.cache_clear()
+    _read.cache_clear()
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     (folder / "net.yaml").write_text(NET.format(input="1x8x8", classes=10))
     refused(sweep(folder, "digits"), "scikit-learn", "cnnexp[data]")
-    load_data.cache_clear()
+    _read.cache_clear()
 
 
 def test_a_data_set_given_by_set_is_read_from_the_working_folder(folder):

@@ -16,7 +16,7 @@ from cnnexp.schema import TEACHER_TARGETS
 UNIT_BYTES = 256 * 2**20  # the memory one stack of configurations may take; a larger group is cut
 DRAW_BYTES = UNIT_BYTES // 2  # the memory a unit's draw may take (every configuration's, drawn before any stack runs)
 DRAW_COST = 300  # one drawn number costs about as much as this many multiply-adds (bench/bench_sweep.py)
-EVAL_CHUNK = 1000  # samples per forward pass of an evaluation (train_net.EVAL_BATCH)
+EVAL_CHUNK = 1000  # samples per forward pass of an evaluation (train_net; evaluation mode: it changes no number)
 BLOCK_OVERHEAD = 32 * 2**10  # bytes of autograd graph and tensors' headers per block, whatever its size
 
 Shape = tuple[Any, ...]

@@ -17,7 +17,7 @@ For one configuration and block (the network as written, `residual`, or its plai
                                     p = p - rate * v
         running loss and accuracy: over the epoch's minibatches, each weighted by its size
         after e % eval_every == 0 and after the last epoch: evaluation mode, no gradient, the whole train and
-            test sets in chunks of EVAL_BATCH: mean cross-entropy and accuracy (correct / n)
+            test sets in chunks of EVAL_CHUNK: mean cross-entropy and accuracy (correct / n)
 
 The epoch's record also holds the gradient norms of its last step before the update (`param_grad_norm`:
 every parameter, batch norm's too, weight decay not; `x_grad_norm`: at that minibatch's input).
@@ -43,7 +43,6 @@ from cnnexp.errors import ResultsError
 from cnnexp.norms import norm
 from cnnexp.schema import DATA_METRICS, DATA_TRAINING_DEFINITION, NET_METRICS
 
-EVAL_BATCH = EVAL_CHUNK  # samples per forward pass of an evaluation (evaluation mode: it changes no number)
 PAD = 4  # flip_crop: zeros on each side before the crop
 
 
@@ -65,9 +64,9 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, f
     net.eval()
     losses, correct = [], 0
     with torch.no_grad():
-        for start in range(0, len(y), EVAL_BATCH):
-            out = net(x[start:start + EVAL_BATCH])
-            target = y[start:start + EVAL_BATCH]
+        for start in range(0, len(y), EVAL_CHUNK):
+            out = net(x[start:start + EVAL_CHUNK])
+            target = y[start:start + EVAL_CHUNK]
             losses.append(float(F.cross_entropy(out, target, reduction="sum")))
             correct += int((out.argmax(1) == target).sum())
     return math.fsum(losses) / len(y), correct / len(y)
