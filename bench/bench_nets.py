@@ -13,9 +13,7 @@ The machine is noisy (2 cores, shared): read the ratios, not the seconds, and ru
 """
 from __future__ import annotations
 
-import argparse
-
-from timing import sweep_against_hand_loop  # bench/timing.py: this script's folder is on sys.path
+from timing import report_against_hand_loop  # bench/timing.py: this script's folder is on sys.path
 
 GRID = """
 name: bench-nets
@@ -131,16 +129,10 @@ with open(sys.argv[1], "w", newline="") as f, open(sys.argv[2], "w", newline="")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
     sweeps = {"cnnexp sweep": ["--per-layer", "l.csv"],
               "cnnexp sweep --workers 1": ["--per-layer", "l.csv", "--workers", "1"]}
-    times = sweep_against_hand_loop(GRID, HAND_LOOP, sweeps, args.repeats)
-    base = times["hand loop (1 thread)"]
-    print(f"whole process, 48 runs of ResNet-20 (3x32x32, batch 16), median of {args.repeats} interleaved runs:")
-    for name, seconds in times.items():
-        print(f"  {name:28} {seconds:7.2f} s   {seconds / base:5.2f}x the hand loop")
+    report_against_hand_loop(__doc__.splitlines()[0], GRID, HAND_LOOP, sweeps,
+                             "48 runs of ResNet-20 (3x32x32, batch 16)", 28)
 
 
 if __name__ == "__main__":

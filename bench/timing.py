@@ -41,3 +41,19 @@ def sweep_against_hand_loop(grid: str, hand_loop: str, sweeps: dict[str, list[st
 
         return interleaved({"hand loop (1 thread)": hand, **{name: sweep(flags) for name, flags in sweeps.items()}},
                            repeats)
+
+
+def report_against_hand_loop(description: str, grid: str, hand_loop: str, sweeps: dict[str, list[str]], what: str,
+                             width: int) -> None:
+    """A sweep benchmark's command line (--repeats) and report: `sweep_against_hand_loop`, then each case's
+    median seconds and its ratio to the hand loop, `what` saying what ran."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    times = sweep_against_hand_loop(grid, hand_loop, sweeps, args.repeats)
+    base = times["hand loop (1 thread)"]
+    print(f"whole process, {what}, median of {args.repeats} interleaved runs:")
+    for name, seconds in times.items():
+        print(f"  {name:{width}} {seconds:7.2f} s   {seconds / base:5.2f}x the hand loop")
