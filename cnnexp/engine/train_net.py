@@ -109,11 +109,11 @@ def train(config: RunConfig, block: str, net: nn.Module, device: str = "cpu",
         grads: dict[str, float] = {}
         net.train()
         for i in range(per_epoch):
-            picked = perm[i * batch:(i + 1) * batch]
-            xb, yb = x_train[picked.to(device)], y_train[picked.to(device)]
+            part = slice(i * batch, (i + 1) * batch)  # this minibatch's places in the epoch's order
+            picked = perm[part].to(device)
+            xb, yb = x_train[picked], y_train[picked]
             if augment is not None:
-                xb = flip_crop(xb, augment[0][i * batch:(i + 1) * batch].to(device),
-                               augment[1][i * batch:(i + 1) * batch].to(device))
+                xb = flip_crop(xb, augment[0][part].to(device), augment[1][part].to(device))
             last = i == per_epoch - 1
             if last:
                 xb.requires_grad_(True)
